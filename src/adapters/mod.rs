@@ -1,0 +1,3 @@
+//! Thin adapters to the world outside gantry: the runner's files and log (and, with their phases, Terraform, Docker, ECR, Kubernetes and GitHub).
+
+pub mod runner;

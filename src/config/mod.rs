@@ -1,0 +1,1190 @@
+//! Raw inputs (from `INPUT_*` variables, CLI flags or a config file) turned into one validated [`Config`], with every problem reported at once.
+//!
+//! Design note: both front doors (the action and the local CLI) produce a [`RawInputs`] map of
+//! input name to text; [`Config::validate`] is the only way to a [`Config`]. Validation reads
+//! the file system (paths must exist) but starts no process and makes no network call.
+
+pub mod inputs;
+pub mod values;
+
+pub mod action_yml;
+mod images;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use images::{ImageSpec, RepositoryRef};
+pub use inputs::{InputKind, InputSpec, INPUTS, OUTPUTS};
+
+/// A secret value: its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The value itself; call only where it is handed to the service that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where a raw value came from, so an error can say which knob to turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// An `INPUT_*` environment variable (action mode).
+    Env(String),
+    /// A `--flag` of the local CLI.
+    Flag,
+    /// A key of a config file.
+    File(PathBuf),
+    /// The input's documented default.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Env(var) => write!(f, "{var}"),
+            Origin::Flag => f.write_str("command-line flag"),
+            Origin::File(path) => write!(f, "config file {}", path.display()),
+            Origin::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// Input values as text, keyed by input name, before any interpretation.
+#[derive(Debug, Clone, Default)]
+pub struct RawInputs {
+    values: BTreeMap<&'static str, (String, Origin)>,
+    /// Problems found while collecting (unknown keys in a config file, unreadable files).
+    problems: Vec<InputError>,
+}
+
+impl RawInputs {
+    /// Reads every declared input from `INPUT_*` variables, as a container action receives them.
+    /// Empty values count as not given.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Self {
+        let mut raw = RawInputs::default();
+        for spec in INPUTS {
+            let var = spec.env_var();
+            if let Some(value) = get(&var) {
+                raw.set(spec.name, value, Origin::Env(var));
+            }
+        }
+        raw
+    }
+
+    /// Reads a YAML mapping of input names to values (the local `--config` file). Unknown keys
+    /// are problems, reported with the rest.
+    pub fn from_config_file(path: &Path) -> Self {
+        let mut raw = RawInputs::default();
+        let origin = Origin::File(path.to_path_buf());
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) => {
+                raw.problem(
+                    "config",
+                    format!("cannot read {}: {err}", path.display()),
+                    origin,
+                );
+                return raw;
+            }
+        };
+        let mapping: BTreeMap<String, serde_yaml::Value> = match serde_yaml::from_str(&text) {
+            Ok(Some(mapping)) => mapping,
+            Ok(None) => BTreeMap::new(),
+            Err(err) => {
+                raw.problem(
+                    "config",
+                    format!(
+                        "{} is not a YAML mapping of input names to values: {err}",
+                        path.display()
+                    ),
+                    origin,
+                );
+                return raw;
+            }
+        };
+        for (key, value) in mapping {
+            let Some(spec) = inputs::find(&key) else {
+                let names: Vec<&str> = INPUTS.iter().map(|spec| spec.name).collect();
+                let hint = values::suggest(&key, &names)
+                    .map(|name| format!(" (did you mean `{name}`?)"))
+                    .unwrap_or_default();
+                raw.problem(
+                    "config",
+                    format!(
+                        "unknown input `{key}` in {}{hint}; see `gantry run --help` for the inputs",
+                        path.display()
+                    ),
+                    origin.clone(),
+                );
+                continue;
+            };
+            let text = match value {
+                serde_yaml::Value::Null => continue,
+                serde_yaml::Value::String(text) => text,
+                serde_yaml::Value::Bool(flag) => flag.to_string(),
+                serde_yaml::Value::Number(number) => number.to_string(),
+                serde_yaml::Value::Sequence(items) if spec.kind == InputKind::List => items
+                    .iter()
+                    .map(yaml_scalar_text)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                serde_yaml::Value::Mapping(_) if spec.kind == InputKind::Map => match &value {
+                    serde_yaml::Value::Mapping(map) => map
+                        .iter()
+                        .map(|(k, v)| format!("{}={}", yaml_scalar_text(k), yaml_scalar_text(v)))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    _ => unreachable!("matched a mapping"),
+                },
+                other if spec.kind == InputKind::Yaml => {
+                    serde_yaml::to_string(&other).unwrap_or_default()
+                }
+                _ => {
+                    raw.problem(
+                        spec.name,
+                        "must be a single value (text, number or boolean) in the config file"
+                            .to_string(),
+                        origin.clone(),
+                    );
+                    continue;
+                }
+            };
+            raw.set(spec.name, text, origin.clone());
+        }
+        raw
+    }
+
+    /// Sets one input; an empty value counts as not given.
+    pub fn set(&mut self, name: &'static str, value: String, origin: Origin) {
+        if value.trim().is_empty() {
+            self.values.remove(name);
+        } else {
+            self.values.insert(name, (value, origin));
+        }
+    }
+
+    /// Overlays `other` on `self`: values in `other` win (flags over a config file).
+    pub fn overlay(mut self, other: RawInputs) -> Self {
+        self.values.extend(other.values);
+        self.problems.extend(other.problems);
+        self
+    }
+
+    /// Fills every input not given with its documented default. `skip` names inputs whose
+    /// default only makes sense on a runner (the `${{ github.token }}` expression).
+    pub fn with_defaults(mut self) -> Self {
+        for spec in INPUTS {
+            if let Some(default) = spec.default {
+                if !default.contains("${{") {
+                    self.values
+                        .entry(spec.name)
+                        .or_insert_with(|| (default.to_string(), Origin::Default));
+                }
+            }
+        }
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(|(value, _)| value.as_str())
+    }
+
+    fn origin(&self, name: &str) -> Option<&Origin> {
+        self.values.get(name).map(|(_, origin)| origin)
+    }
+
+    /// Every secret input's value, to mask before anything is printed. Multi-line secrets are
+    /// also given line by line, as the runner masks each line separately.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut secrets = Vec::new();
+        for spec in INPUTS.iter().filter(|spec| spec.secret) {
+            if let Some(value) = self.get(spec.name) {
+                secrets.push(value.to_string());
+            }
+        }
+        secrets
+    }
+
+    fn problem(&mut self, input: &str, message: String, origin: Origin) {
+        self.problems.push(InputError {
+            input: input.to_string(),
+            origin: Some(origin),
+            message,
+        });
+    }
+}
+
+fn yaml_scalar_text(value: &serde_yaml::Value) -> String {
+    match value {
+        serde_yaml::Value::String(text) => text.clone(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim_end()
+            .to_string(),
+    }
+}
+
+/// One problem with one input: which input, where its value came from, and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    pub input: String,
+    pub origin: Option<Origin>,
+    pub message: String,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.origin {
+            Some(origin @ (Origin::Env(_) | Origin::File(_))) => {
+                write!(f, "input `{}` ({origin}): {}", self.input, self.message)
+            }
+            _ => write!(f, "input `{}`: {}", self.input, self.message),
+        }
+    }
+}
+
+/// Every problem found in one validation pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<InputError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.0.len();
+        write!(
+            f,
+            "{count} problem{} with the inputs; nothing was changed:",
+            if count == 1 { "" } else { "s" }
+        )?;
+        for error in &self.0 {
+            write!(f, "\n  - {error}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What gantry was asked to do (before `auto` is resolved from the event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CommandChoice {
+    Auto,
+    Deploy,
+    Plan,
+    Rollback,
+    Destroy,
+    History,
+}
+
+impl CommandChoice {
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "auto" => CommandChoice::Auto,
+            "deploy" => CommandChoice::Deploy,
+            "plan" => CommandChoice::Plan,
+            "rollback" => CommandChoice::Rollback,
+            "destroy" => CommandChoice::Destroy,
+            "history" => CommandChoice::History,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandChoice::Auto => "auto",
+            CommandChoice::Deploy => "deploy",
+            CommandChoice::Plan => "plan",
+            CommandChoice::Rollback => "rollback",
+            CommandChoice::Destroy => "destroy",
+            CommandChoice::History => "history",
+        }
+    }
+}
+
+/// A phase of the pipeline that can be selected with the `phases` input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    Infra,
+    Build,
+    Deploy,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 3] = [Phase::Infra, Phase::Build, Phase::Deploy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Infra => "infra",
+            Phase::Build => "build",
+            Phase::Deploy => "deploy",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Phase::ALL.into_iter().find(|phase| phase.as_str() == text)
+    }
+}
+
+/// One `terraform-backend-config` item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendConfig {
+    Pair { key: String, value: String },
+    File(PathBuf),
+}
+
+/// Settings of the infra phase.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InfraConfig {
+    /// Absolute path of the Terraform root module; `None` skips the phase.
+    pub directory: Option<PathBuf>,
+    pub backend_config: Vec<BackendConfig>,
+    /// Absolute paths of the var files, `{environment}` already replaced.
+    pub var_files: Vec<PathBuf>,
+    pub vars: BTreeMap<String, String>,
+    pub parallelism: u32,
+    pub lock_timeout: Duration,
+    pub allow_destroy: bool,
+}
+
+/// Settings of the build phase.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildConfig {
+    pub images: Vec<ImageSpec>,
+    pub aws_region: Option<String>,
+    pub registry: Option<String>,
+    pub registry_endpoint: Option<String>,
+    pub registry_username: Option<String>,
+    pub registry_password: Option<Secret>,
+    pub aws_endpoint_url: Option<String>,
+    pub create_repository: bool,
+    pub tag_immutability: bool,
+    pub scan_on_push: bool,
+    pub skip_existing: bool,
+    pub push: bool,
+    pub concurrency: usize,
+}
+
+/// How the deploy phase reaches the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusterAccess {
+    KubeconfigFile(PathBuf),
+    KubeconfigContent(Secret),
+    Eks {
+        cluster_name: String,
+    },
+    /// Nothing configured: the local CLI renders and says what it would deploy.
+    None,
+}
+
+/// Settings of the deploy phase.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployConfig {
+    /// The manifest patterns as given (files, directories, globs), relative to the working directory.
+    pub manifests: Vec<String>,
+    /// The files they matched, absolute, in a stable order.
+    pub manifest_files: Vec<PathBuf>,
+    pub namespace: String,
+    pub cluster: ClusterAccess,
+    pub rollout_timeout: Duration,
+    pub rollback: bool,
+    pub prune: bool,
+    pub force_conflicts: bool,
+    pub history_max: u32,
+    pub lock_timeout: Duration,
+    pub pull_error_tolerance: Duration,
+    pub restart_threshold: u32,
+    pub unschedulable_tolerance: Duration,
+    pub apply_concurrency: usize,
+}
+
+/// Settings of the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportConfig {
+    pub github_token: Option<Secret>,
+    pub pr_comment: bool,
+    pub github_deployments: bool,
+    pub environment_url: Option<String>,
+    /// The audit branch with `{environment}` replaced; `None` disables the audit trail.
+    pub audit_branch: Option<String>,
+}
+
+/// The validated configuration of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub command: CommandChoice,
+    pub environment: String,
+    pub phases: BTreeSet<Phase>,
+    /// Absolute repository checkout (`GITHUB_WORKSPACE`, or the current directory locally).
+    pub workspace: PathBuf,
+    /// Absolute working directory that relative paths resolve against.
+    pub working_directory: PathBuf,
+    pub version: Option<String>,
+    pub rollback_to: Option<u64>,
+    pub confirm_destroy: Option<String>,
+    pub infra: InfraConfig,
+    pub build: BuildConfig,
+    pub deploy: DeployConfig,
+    pub report: ReportConfig,
+}
+
+/// Facts about the surroundings that validation needs besides the inputs.
+#[derive(Debug, Clone)]
+pub struct ValidationContext {
+    /// The repository checkout every path is inside.
+    pub workspace: PathBuf,
+    /// Whether running as a GitHub Action (stricter: cluster access must be configured).
+    pub action_mode: bool,
+    /// `KUBECONFIG` from the environment, used when no cluster input is given.
+    pub kubeconfig_env: Option<String>,
+}
+
+impl Config {
+    /// Validates every input and returns the typed configuration, or every problem at once.
+    pub fn validate(raw: &RawInputs, cx: &ValidationContext) -> Result<Config, ValidationErrors> {
+        let mut v = Validator {
+            raw,
+            errors: raw.problems.clone(),
+        };
+
+        let command = v
+            .choice("command", inputs::COMMANDS)
+            .and_then(CommandChoice::parse)
+            .unwrap_or(CommandChoice::Auto);
+        let environment = v.environment();
+        let phases = v.phases();
+        let working_directory = v.working_directory(&cx.workspace);
+        let version = v.version();
+        let rollback_to = v.count("rollback-to");
+        let confirm_destroy = v.text("confirm-destroy");
+        let base = working_directory
+            .clone()
+            .unwrap_or_else(|| cx.workspace.clone());
+        let env_name = environment.clone().unwrap_or_default();
+
+        let infra = v.infra(&base, &env_name);
+        let terraform_available = infra.directory.is_some() && phases.contains(&Phase::Infra);
+        let build = v.build(&base, terraform_available);
+        let deploy = v.deploy(&base, cx, terraform_available);
+        let report = v.report(&env_name);
+
+        if v.errors.is_empty() {
+            Ok(Config {
+                command,
+                environment: env_name,
+                phases,
+                workspace: cx.workspace.clone(),
+                working_directory: base,
+                version,
+                rollback_to,
+                confirm_destroy,
+                infra,
+                build,
+                deploy,
+                report,
+            })
+        } else {
+            Err(ValidationErrors(v.errors))
+        }
+    }
+
+    /// Every secret value in the configuration, for masking.
+    pub fn secrets(&self) -> Vec<&str> {
+        let mut secrets = Vec::new();
+        if let Some(secret) = &self.build.registry_password {
+            secrets.push(secret.expose());
+        }
+        if let ClusterAccess::KubeconfigContent(secret) = &self.deploy.cluster {
+            secrets.push(secret.expose());
+        }
+        if let Some(secret) = &self.report.github_token {
+            secrets.push(secret.expose());
+        }
+        secrets
+    }
+}
+
+/// Collects problems while reading inputs; each reader returns a usable value even on error so
+/// validation can go on and report everything at once.
+struct Validator<'a> {
+    raw: &'a RawInputs,
+    errors: Vec<InputError>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, input: &str, message: impl Into<String>) {
+        self.errors.push(InputError {
+            input: input.to_string(),
+            origin: self.raw.origin(input).cloned(),
+            message: message.into(),
+        });
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        self.raw.get(name).map(|value| value.trim().to_string())
+    }
+
+    fn choice(&mut self, name: &str, allowed: &[&'static str]) -> Option<&'static str> {
+        let value = self.text(name)?;
+        if let Some(found) = allowed.iter().find(|choice| **choice == value) {
+            return Some(found);
+        }
+        let hint = values::suggest(&value, allowed)
+            .map(|choice| format!(" (did you mean `{choice}`?)"))
+            .unwrap_or_default();
+        self.error(
+            name,
+            format!(
+                "`{}` is not allowed{hint}; use one of: {}",
+                values::shorten(&value, 40),
+                allowed.join(", ")
+            ),
+        );
+        None
+    }
+
+    fn boolean(&mut self, name: &str) -> bool {
+        let default = inputs::find(name)
+            .and_then(|spec| spec.default)
+            .map(|d| d == "true")
+            .unwrap_or(false);
+        match self.raw.get(name) {
+            None => default,
+            Some(raw) => values::parse_bool(raw).unwrap_or_else(|message| {
+                self.error(name, message);
+                default
+            }),
+        }
+    }
+
+    fn duration(&mut self, name: &str) -> Duration {
+        let fallback = inputs::find(name)
+            .and_then(|spec| spec.default)
+            .and_then(|d| values::parse_duration(d).ok())
+            .unwrap_or_default();
+        match self.raw.get(name) {
+            None => fallback,
+            Some(raw) => values::parse_duration(raw).unwrap_or_else(|message| {
+                self.error(name, message);
+                fallback
+            }),
+        }
+    }
+
+    fn count(&mut self, name: &str) -> Option<u64> {
+        let spec = inputs::find(name).expect("declared input");
+        let InputKind::Count { min, max } = spec.kind else {
+            unreachable!("{name} is a count input");
+        };
+        let raw = self.raw.get(name).or(spec.default)?;
+        match values::parse_count(raw, min, max) {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.error(name, message);
+                None
+            }
+        }
+    }
+
+    fn count_or_default(&mut self, name: &str) -> u64 {
+        let default = inputs::find(name)
+            .and_then(|spec| spec.default)
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(1);
+        self.count(name).unwrap_or(default)
+    }
+
+    fn environment(&mut self) -> Option<String> {
+        let Some(value) = self.text("environment") else {
+            self.error(
+                "environment",
+                "Input required and not supplied: environment. Set it to the environment to act on, e.g. `environment: dev`",
+            );
+            return None;
+        };
+        let valid = !value.is_empty()
+            && value.len() <= 40
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !value.starts_with('-')
+            && !value.ends_with('-');
+        if !valid {
+            self.error(
+                "environment",
+                format!(
+                    "`{}` is not a valid environment name; use lower-case letters, digits and hyphens (not at either end), at most 40 characters, e.g. dev, staging, prod",
+                    values::shorten(&value, 50)
+                ),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    fn phases(&mut self) -> BTreeSet<Phase> {
+        let raw = self.raw.get("phases").unwrap_or("infra,build,deploy");
+        let mut phases = BTreeSet::new();
+        for item in values::parse_list(raw) {
+            match Phase::parse(&item) {
+                Some(phase) => {
+                    phases.insert(phase);
+                }
+                None => {
+                    let hint = values::suggest(&item, inputs::PHASES)
+                        .map(|phase| format!(" (did you mean `{phase}`?)"))
+                        .unwrap_or_default();
+                    self.error(
+                        "phases",
+                        format!(
+                            "unknown phase `{}`{hint}; valid phases are infra, build, deploy (the report always runs)",
+                            values::shorten(&item, 40)
+                        ),
+                    );
+                }
+            }
+        }
+        if phases.is_empty() && !self.errors.iter().any(|e| e.input == "phases") {
+            self.error(
+                "phases",
+                "no phase selected; list at least one of infra, build, deploy",
+            );
+        }
+        phases
+    }
+
+    fn working_directory(&mut self, workspace: &Path) -> Option<PathBuf> {
+        if !workspace.is_dir() {
+            self.error(
+                "working-directory",
+                format!(
+                    "the workspace {} does not exist; run gantry from the repository checkout (on GitHub, add `actions/checkout` before gantry)",
+                    workspace.display()
+                ),
+            );
+            return None;
+        }
+        let relative = self.text("working-directory").unwrap_or_else(|| ".".into());
+        let path = workspace.join(&relative);
+        if !path.is_dir() {
+            self.error(
+                "working-directory",
+                format!(
+                    "`{relative}` is not a directory in the repository checkout {}; give a path relative to the repository root",
+                    workspace.display()
+                ),
+            );
+            return None;
+        }
+        Some(path)
+    }
+
+    fn version(&mut self) -> Option<String> {
+        let value = self.text("version")?;
+        let valid = value.len() <= 128
+            && !value.starts_with('-')
+            && !value.contains("..")
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'));
+        if !valid {
+            self.error(
+                "version",
+                format!(
+                    "`{}` is not a commit SHA or tag; use letters, digits, `.`, `_`, `-` and `/` only",
+                    values::shorten(&value, 50)
+                ),
+            );
+            return None;
+        }
+        Some(value)
+    }
+
+    fn infra(&mut self, base: &Path, environment: &str) -> InfraConfig {
+        let directory = self.text("terraform-directory").and_then(|relative| {
+            let path = base.join(&relative);
+            if !path.is_dir() {
+                self.error(
+                    "terraform-directory",
+                    format!("`{relative}` is not a directory under {}; give the Terraform root module's path relative to the working directory", base.display()),
+                );
+                return None;
+            }
+            let has_tf = std::fs::read_dir(&path)
+                .map(|entries| {
+                    entries.flatten().any(|entry| {
+                        let name = entry.file_name();
+                        let name = name.to_string_lossy();
+                        name.ends_with(".tf") || name.ends_with(".tf.json")
+                    })
+                })
+                .unwrap_or(false);
+            if !has_tf {
+                self.error(
+                    "terraform-directory",
+                    format!("`{relative}` has no .tf files; point it at the Terraform root module (the directory you run `terraform plan` in)"),
+                );
+                return None;
+            }
+            Some(path)
+        });
+        let tf_dir = directory.clone().unwrap_or_else(|| base.to_path_buf());
+
+        let mut backend_config = Vec::new();
+        for item in values::parse_list(self.raw.get("terraform-backend-config").unwrap_or("")) {
+            if let Some((key, value)) = item.split_once('=') {
+                let key = key.trim();
+                if key.is_empty()
+                    || !key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    self.error(
+                        "terraform-backend-config",
+                        format!("`{}` is not a valid `key=value` item; the key must be a backend setting name such as bucket or key", values::shorten(&item, 60)),
+                    );
+                } else {
+                    backend_config.push(BackendConfig::Pair {
+                        key: key.to_string(),
+                        value: value.trim().to_string(),
+                    });
+                }
+            } else {
+                let path = tf_dir.join(&item);
+                if path.is_file() {
+                    backend_config.push(BackendConfig::File(path));
+                } else {
+                    self.error(
+                        "terraform-backend-config",
+                        format!("`{}` is neither a `key=value` item nor an existing file relative to the Terraform directory", values::shorten(&item, 60)),
+                    );
+                }
+            }
+        }
+
+        let mut var_files = Vec::new();
+        for item in values::parse_list(self.raw.get("terraform-var-files").unwrap_or("")) {
+            let item = item.replace("{environment}", environment);
+            let path = tf_dir.join(&item);
+            if !(item.ends_with(".tfvars") || item.ends_with(".tfvars.json")) {
+                self.error(
+                    "terraform-var-files",
+                    format!("`{item}` must end with .tfvars or .tfvars.json"),
+                );
+            } else if !path.is_file() {
+                self.error(
+                    "terraform-var-files",
+                    format!(
+                        "`{item}` does not exist relative to the Terraform directory {}",
+                        tf_dir.display()
+                    ),
+                );
+            } else {
+                var_files.push(path);
+            }
+        }
+
+        let vars = match values::parse_map(self.raw.get("terraform-vars").unwrap_or("")) {
+            Ok(vars) => {
+                for name in vars.keys() {
+                    let valid = name
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    if !valid {
+                        self.error(
+                            "terraform-vars",
+                            format!("`{}` is not a Terraform variable name (letters, digits, `_` and `-`, starting with a letter)", values::shorten(name, 40)),
+                        );
+                    }
+                }
+                vars
+            }
+            Err(problems) => {
+                for problem in problems {
+                    self.error(
+                        "terraform-vars",
+                        format!("{problem}; write one `name=value` per line"),
+                    );
+                }
+                BTreeMap::new()
+            }
+        };
+
+        InfraConfig {
+            directory,
+            backend_config,
+            var_files,
+            vars,
+            parallelism: self.count_or_default("terraform-parallelism") as u32,
+            lock_timeout: self.duration("terraform-lock-timeout"),
+            allow_destroy: self.boolean("allow-destroy"),
+        }
+    }
+
+    fn build(&mut self, base: &Path, terraform_available: bool) -> BuildConfig {
+        let images = match self.raw.get("images") {
+            None => Vec::new(),
+            Some(text) => match images::parse_images(text, base, terraform_available) {
+                Ok(images) => images,
+                Err(problems) => {
+                    for problem in problems {
+                        self.error("images", problem);
+                    }
+                    Vec::new()
+                }
+            },
+        };
+        let aws_region = self.text("aws-region");
+        if let Some(region) = &aws_region {
+            let valid = region.split('-').count() >= 3
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !valid {
+                self.error(
+                    "aws-region",
+                    format!(
+                        "`{}` is not an AWS region name such as eu-west-1",
+                        values::shorten(region, 40)
+                    ),
+                );
+            }
+        }
+        let registry = self.text("registry");
+        if let Some(registry) = &registry {
+            let is_account = registry.len() == 12 && registry.bytes().all(|b| b.is_ascii_digit());
+            if !is_account && !images::is_registry_host(registry) {
+                self.error(
+                    "registry",
+                    format!("`{}` is neither a 12-digit AWS account id nor a registry host such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com", values::shorten(registry, 60)),
+                );
+            }
+        }
+        let registry_endpoint = self.text("registry-endpoint");
+        if let Some(endpoint) = &registry_endpoint {
+            if !images::is_registry_host(endpoint) {
+                self.error(
+                    "registry-endpoint",
+                    format!("`{}` is not a registry address such as 127.0.0.1:5000 or registry.example.com (no scheme, no path)", values::shorten(endpoint, 60)),
+                );
+            }
+        }
+        let registry_username = self.text("registry-username");
+        let registry_password = self.raw.get("registry-password").map(Secret::new);
+        if registry_username.is_some() != registry_password.is_some() {
+            self.error(
+                if registry_username.is_some() { "registry-password" } else { "registry-username" },
+                "registry-username and registry-password go together; give both, or neither for ECR",
+            );
+        }
+        let aws_endpoint_url = self.text("aws-endpoint-url");
+        if let Some(url) = &aws_endpoint_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                self.error(
+                    "aws-endpoint-url",
+                    format!(
+                        "`{}` must be an http:// or https:// URL",
+                        values::shorten(url, 60)
+                    ),
+                );
+            }
+        }
+        BuildConfig {
+            images,
+            aws_region,
+            registry,
+            registry_endpoint,
+            registry_username,
+            registry_password,
+            aws_endpoint_url,
+            create_repository: self.boolean("create-repository"),
+            tag_immutability: self.boolean("repository-tag-immutability"),
+            scan_on_push: self.boolean("repository-scan-on-push"),
+            skip_existing: self.boolean("skip-existing"),
+            push: self.boolean("push"),
+            concurrency: self.count_or_default("build-concurrency") as usize,
+        }
+    }
+
+    fn deploy(
+        &mut self,
+        base: &Path,
+        cx: &ValidationContext,
+        terraform_available: bool,
+    ) -> DeployConfig {
+        let manifests = values::parse_list(self.raw.get("manifests").unwrap_or(""));
+        let mut manifest_files = BTreeSet::new();
+        for pattern in &manifests {
+            match expand_manifest_pattern(base, pattern) {
+                Ok(files) if files.is_empty() => self.error(
+                    "manifests",
+                    format!(
+                        "`{pattern}` matches no .yaml, .yml or .json file under {}",
+                        base.display()
+                    ),
+                ),
+                Ok(files) => manifest_files.extend(files),
+                Err(message) => self.error("manifests", message),
+            }
+        }
+
+        let namespace = self.text("namespace").unwrap_or_else(|| "default".into());
+        if !is_dns_label(&namespace) {
+            self.error(
+                "namespace",
+                format!("`{}` is not a valid namespace name (lower-case letters, digits and `-`, at most 63 characters)", values::shorten(&namespace, 70)),
+            );
+        }
+
+        let cluster = match (self.raw.get("kubeconfig"), self.text("cluster-name")) {
+            (Some(_), Some(_)) => {
+                self.error("kubeconfig", "give kubeconfig or cluster-name, not both");
+                ClusterAccess::None
+            }
+            (Some(kubeconfig), None) => self.kubeconfig(base, kubeconfig),
+            (None, Some(name)) => {
+                if let Some(output) = images::terraform_reference(&name) {
+                    if !terraform_available {
+                        self.error(
+                            "cluster-name",
+                            format!("refers to the Terraform output `{output}`, but the infra phase does not run (set terraform-directory and keep infra in phases)"),
+                        );
+                    }
+                } else if !(1..=100).contains(&name.len())
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    self.error(
+                        "cluster-name",
+                        format!("`{}` is not an EKS cluster name (letters, digits, `-` and `_`, 1 to 100 characters)", values::shorten(&name, 60)),
+                    );
+                }
+                ClusterAccess::Eks { cluster_name: name }
+            }
+            (None, None) => match cx.kubeconfig_env.as_deref().filter(|v| !v.is_empty()) {
+                Some(path) => ClusterAccess::KubeconfigFile(PathBuf::from(path)),
+                None => ClusterAccess::None,
+            },
+        };
+        if cx.action_mode && cluster == ClusterAccess::None && !manifests.is_empty() {
+            self.error(
+                "cluster-name",
+                "the deploy phase has manifests but no cluster to deploy to; set cluster-name (EKS) or kubeconfig",
+            );
+        }
+
+        DeployConfig {
+            manifests,
+            manifest_files: manifest_files.into_iter().collect(),
+            namespace,
+            cluster,
+            rollout_timeout: self.duration("rollout-timeout"),
+            rollback: self.boolean("rollback"),
+            prune: self.boolean("prune"),
+            force_conflicts: self.boolean("force-conflicts"),
+            history_max: self.count_or_default("history-max") as u32,
+            lock_timeout: self.duration("lock-timeout"),
+            pull_error_tolerance: self.duration("pull-error-tolerance"),
+            restart_threshold: self.count_or_default("restart-threshold") as u32,
+            unschedulable_tolerance: self.duration("unschedulable-tolerance"),
+            apply_concurrency: self.count_or_default("apply-concurrency") as usize,
+        }
+    }
+
+    fn kubeconfig(&mut self, base: &Path, value: &str) -> ClusterAccess {
+        let looks_inline = value.contains('\n') || value.trim_start().starts_with("apiVersion");
+        if looks_inline {
+            match serde_yaml::from_str::<serde_yaml::Value>(value) {
+                Ok(serde_yaml::Value::Mapping(map)) if map.contains_key("clusters") => {
+                    ClusterAccess::KubeconfigContent(Secret::new(value))
+                }
+                _ => {
+                    // Never quote the value: it is a secret.
+                    self.error(
+                        "kubeconfig",
+                        "the content is not a kubeconfig (a YAML mapping with `clusters`); give a path or the file's content",
+                    );
+                    ClusterAccess::None
+                }
+            }
+        } else {
+            let path = base.join(value.trim());
+            if path.is_file() {
+                ClusterAccess::KubeconfigFile(path)
+            } else {
+                self.error(
+                    "kubeconfig",
+                    "is not an existing file relative to the working directory, nor kubeconfig content",
+                );
+                ClusterAccess::None
+            }
+        }
+    }
+
+    fn report(&mut self, environment: &str) -> ReportConfig {
+        let environment_url = self.text("environment-url");
+        if let Some(url) = &environment_url {
+            if !(url.starts_with("https://") || url.starts_with("http://"))
+                || url.contains(char::is_whitespace)
+            {
+                self.error(
+                    "environment-url",
+                    format!(
+                        "`{}` must be an http:// or https:// URL",
+                        values::shorten(url, 60)
+                    ),
+                );
+            }
+        }
+        let audit_branch = self
+            .text("audit-branch")
+            .map(|branch| branch.replace("{environment}", environment));
+        // With an invalid environment (already reported) the expanded name means nothing.
+        let environment_known = !environment.is_empty();
+        if let Some(branch) = audit_branch.as_ref().filter(|_| environment_known) {
+            if !is_branch_name(branch) {
+                self.error(
+                    "audit-branch",
+                    format!(
+                        "`{}` is not a valid git branch name",
+                        values::shorten(branch, 60)
+                    ),
+                );
+            }
+        }
+        ReportConfig {
+            github_token: self.raw.get("github-token").map(Secret::new),
+            pr_comment: self.boolean("pr-comment"),
+            github_deployments: self.boolean("github-deployments"),
+            environment_url,
+            audit_branch,
+        }
+    }
+}
+
+/// Expands one `manifests` item (a file, a directory searched recursively, or a glob) into the
+/// manifest files it names, sorted.
+fn expand_manifest_pattern(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let is_manifest = |path: &Path| {
+        path.is_file()
+            && matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            )
+    };
+    let path = base.join(pattern);
+    let mut files = Vec::new();
+    if pattern.contains(['*', '?', '[']) {
+        let full = path.to_string_lossy().to_string();
+        let entries = glob::glob(&full).map_err(|err| {
+            format!("`{pattern}` is not a valid glob ({err}); use `*`, `**` and `?`")
+        })?;
+        for entry in entries.flatten() {
+            if entry.is_dir() {
+                collect_dir(&entry, &is_manifest, &mut files);
+            } else if is_manifest(&entry) {
+                files.push(entry);
+            }
+        }
+    } else if path.is_dir() {
+        collect_dir(&path, &is_manifest, &mut files);
+    } else if path.is_file() {
+        files.push(path);
+    } else {
+        return Err(format!(
+            "`{pattern}` does not exist under {}; give files, directories or globs relative to the working directory",
+            base.display()
+        ));
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn collect_dir(dir: &Path, keep: &dyn Fn(&Path) -> bool, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_dir(&path, keep, out);
+        } else if keep(&path) {
+            out.push(path);
+        }
+    }
+}
+
+/// An RFC 1123 label, as Kubernetes requires for namespace names.
+pub fn is_dns_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// A name git accepts for a branch (the rules of `git check-ref-format --branch`).
+pub fn is_branch_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && !name.starts_with('/')
+        && !name.ends_with('/')
+        && !name.ends_with('.')
+        && !name.ends_with(".lock")
+        && !name.contains("..")
+        && !name.contains("//")
+        && !name.contains("@{")
+        && !name.split('/').any(|part| part.starts_with('.'))
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_names_follow_git_rules() {
+        for good in ["gantry/audit/dev", "main", "release-1.2"] {
+            assert!(is_branch_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a..b",
+            "a b",
+            "a:b",
+            "x.lock",
+            "-x",
+            "a/.hidden",
+            "a//b",
+            "end/",
+            "a@{1}",
+        ] {
+            assert!(!is_branch_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dns_labels() {
+        assert!(is_dns_label("team-a"));
+        assert!(!is_dns_label("Team"));
+        assert!(!is_dns_label("-a"));
+        assert!(!is_dns_label(&"a".repeat(64)));
+    }
+}

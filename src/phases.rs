@@ -1,0 +1,21 @@
+//! The real phases behind the pipeline frame: each wires its adapters (Terraform, Docker and ECR, Kubernetes) to the pure logic.
+
+use crate::pipeline::{Handoff, PhaseName, PhaseResult, Phases, RunContext};
+
+/// The phases gantry runs for real.
+#[derive(Debug, Default)]
+pub struct GantryPhases;
+
+impl Phases for GantryPhases {
+    async fn infra(&self, _run: &RunContext<'_>, _handoff: &mut Handoff) -> PhaseResult {
+        PhaseResult::not_implemented(PhaseName::Infra, 3)
+    }
+
+    async fn build(&self, _run: &RunContext<'_>, _handoff: &mut Handoff) -> PhaseResult {
+        PhaseResult::not_implemented(PhaseName::Build, 4)
+    }
+
+    async fn deploy(&self, _run: &RunContext<'_>, _handoff: &mut Handoff) -> PhaseResult {
+        PhaseResult::not_implemented(PhaseName::Deploy, 5)
+    }
+}

@@ -1,0 +1,178 @@
+//! Decides what a run does from the validated configuration and the event: the resolved command, the commit, and why.
+//!
+//! Pure: a table of events and inputs in, a [`Decision`] or the reasons it is refused out.
+
+use crate::config::{CommandChoice, Config, InputError, ValidationErrors};
+use crate::context::{Event, GitHubContext};
+
+/// A command after `auto` has been resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Deploy,
+    Plan,
+    Rollback,
+    Destroy,
+    History,
+}
+
+impl Command {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Deploy => "deploy",
+            Command::Plan => "plan",
+            Command::Rollback => "rollback",
+            Command::Destroy => "destroy",
+            Command::History => "history",
+        }
+    }
+}
+
+/// What this run will do, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub command: Command,
+    /// One sentence a person reads in the log and summary ("push to the default branch main").
+    pub reason: String,
+    /// The commit the run builds and deploys (the `version` input, or the checked-out commit).
+    pub commit: Option<String>,
+    /// The pull request to comment on, on pull-request events.
+    pub pull_request: Option<u64>,
+}
+
+/// Resolves the command and checks the inputs that depend on it.
+pub fn decide(config: &Config, cx: &GitHubContext) -> Result<Decision, ValidationErrors> {
+    let mut errors = Vec::new();
+    let mut error = |input: &str, message: String| {
+        errors.push(InputError {
+            input: input.to_string(),
+            origin: None,
+            message,
+        })
+    };
+
+    let (command, reason) = match config.command {
+        CommandChoice::Auto => match &cx.event {
+            Event::Push(push) => {
+                let default_branch = cx.default_branch.as_deref().unwrap_or("main");
+                if push.deleted {
+                    error(
+                        "command",
+                        format!(
+                            "the push deleted `{}`; there is nothing to deploy. Limit the workflow to pushes of the branches you deploy (`on: push: branches: [{default_branch}]`)",
+                            push.git_ref
+                        ),
+                    );
+                    (Command::Plan, String::new())
+                } else if push.git_ref == format!("refs/heads/{default_branch}") {
+                    (
+                        Command::Deploy,
+                        format!("push to the default branch `{default_branch}`"),
+                    )
+                } else if let Some(tag) = push.git_ref.strip_prefix("refs/tags/") {
+                    (Command::Deploy, format!("push of the tag `{tag}`"))
+                } else {
+                    let branch = push.git_ref.trim_start_matches("refs/heads/");
+                    (
+                        Command::Plan,
+                        format!("push to `{branch}`, which is not the default branch `{default_branch}`: plan only"),
+                    )
+                }
+            }
+            Event::PullRequest(pr) => (
+                Command::Plan,
+                format!("pull request #{}: plan and comment", pr.number),
+            ),
+            Event::WorkflowDispatch(dispatch) => {
+                match dispatch.inputs.get("command").map(String::as_str) {
+                    None | Some("") | Some("auto") => (
+                        Command::Deploy,
+                        "manual run (workflow_dispatch) without a command: deploy".to_string(),
+                    ),
+                    Some(text) => match CommandChoice::parse(text).and_then(resolved) {
+                        Some(command) => (
+                            command,
+                            format!("manual run (workflow_dispatch) asking for `{text}`"),
+                        ),
+                        None => {
+                            error(
+                                "command",
+                                format!(
+                                    "the workflow_dispatch input `command` is `{}`, which gantry does not know; use one of deploy, plan, rollback, destroy, history",
+                                    crate::config::values::shorten(text, 40)
+                                ),
+                            );
+                            (Command::Plan, String::new())
+                        }
+                    },
+                }
+            }
+            Event::Local => (Command::Deploy, "local run".to_string()),
+            Event::Other(name) => (
+                Command::Plan,
+                format!("`{name}` event: plan only (set `command` to act otherwise)"),
+            ),
+        },
+        explicit => (
+            resolved(explicit).expect("explicit command"),
+            format!("`command: {}` given", explicit.as_str()),
+        ),
+    };
+
+    if config.rollback_to.is_some() && command != Command::Rollback {
+        error(
+            "rollback-to",
+            format!("only applies to the rollback command, but this run will {}; remove it or set `command: rollback`", command.as_str()),
+        );
+    }
+    if command == Command::Rollback && config.version.is_some() {
+        error(
+            "version",
+            "a rollback restores a recorded release and builds nothing; choose the release with rollback-to instead of version".to_string(),
+        );
+    }
+    if command == Command::Destroy {
+        match &config.confirm_destroy {
+            Some(confirmation) if *confirmation == config.environment => {}
+            Some(_) => error(
+                "confirm-destroy",
+                format!("does not match the environment; to destroy `{}`, set confirm-destroy to `{}`", config.environment, config.environment),
+            ),
+            None => error(
+                "confirm-destroy",
+                format!("destroy needs an explicit confirmation; set confirm-destroy to the environment name `{}`", config.environment),
+            ),
+        }
+    }
+    let pull_request = match &cx.event {
+        Event::PullRequest(pr) => Some(pr.number),
+        _ => None,
+    };
+    if pull_request.is_some() && config.report.pr_comment && config.report.github_token.is_none() {
+        error(
+            "github-token",
+            "a pull-request run comments on the pull request but no token is given; pass `github-token: ${{ github.token }}` (with `pull-requests: write`) or set `pr-comment: false`".to_string(),
+        );
+    }
+
+    let commit = config.version.clone().or_else(|| cx.sha.clone());
+    if !errors.is_empty() {
+        return Err(ValidationErrors(errors));
+    }
+    Ok(Decision {
+        command,
+        reason,
+        commit,
+        pull_request,
+    })
+}
+
+fn resolved(choice: CommandChoice) -> Option<Command> {
+    Some(match choice {
+        CommandChoice::Auto => return None,
+        CommandChoice::Deploy => Command::Deploy,
+        CommandChoice::Plan => Command::Plan,
+        CommandChoice::Rollback => Command::Rollback,
+        CommandChoice::Destroy => Command::Destroy,
+        CommandChoice::History => Command::History,
+    })
+}

@@ -1,0 +1,379 @@
+//! The pipeline frame: phases infra -> build -> deploy in order, each with a status, timing and outputs, stopping at the first failure.
+//!
+//! Design note: the frame knows nothing of Terraform, Docker or Kubernetes. It talks to the
+//! phases through the [`Phases`] trait, so its failure paths are tested with failing fakes, and
+//! it decides which phases run for each command before any of them starts.
+
+pub mod decide;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use crate::adapters::runner::Runner;
+use crate::config::{Config, Phase};
+use crate::context::GitHubContext;
+pub use decide::{decide, Command, Decision};
+
+/// A phase as the report lists it (the report itself is the last one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PhaseName {
+    Infra,
+    Build,
+    Deploy,
+    Report,
+}
+
+impl PhaseName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseName::Infra => "infra",
+            PhaseName::Build => "build",
+            PhaseName::Deploy => "deploy",
+            PhaseName::Report => "report",
+        }
+    }
+}
+
+impl From<Phase> for PhaseName {
+    fn from(phase: Phase) -> Self {
+        match phase {
+            Phase::Infra => PhaseName::Infra,
+            Phase::Build => PhaseName::Build,
+            Phase::Deploy => PhaseName::Deploy,
+        }
+    }
+}
+
+/// What a phase ended as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhaseStatus {
+    Succeeded,
+    /// Did not run, with the reason a person reads ("terraform-directory is empty").
+    Skipped {
+        reason: String,
+    },
+    /// Failed; `failure_reason` is the machine-readable code of the `failure-reason` output.
+    Failed {
+        failure_reason: String,
+        message: String,
+    },
+    /// Failed, and the environment was restored to the last good release.
+    RolledBack {
+        failure_reason: String,
+        message: String,
+    },
+}
+
+impl PhaseStatus {
+    pub fn label(&self) -> &'static str {
+        match self {
+            PhaseStatus::Succeeded => "succeeded",
+            PhaseStatus::Skipped { .. } => "skipped",
+            PhaseStatus::Failed { .. } => "failed",
+            PhaseStatus::RolledBack { .. } => "rolled back",
+        }
+    }
+
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            PhaseStatus::Failed { .. } | PhaseStatus::RolledBack { .. }
+        )
+    }
+
+    pub fn failed(failure_reason: &str, message: impl Into<String>) -> Self {
+        PhaseStatus::Failed {
+            failure_reason: failure_reason.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        PhaseStatus::Skipped {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The result a phase hands back to the frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseResult {
+    pub status: PhaseStatus,
+    /// Step outputs this phase contributes (e.g. `tf-cluster_name`).
+    pub outputs: BTreeMap<String, String>,
+    /// Lines for the job summary, in Markdown.
+    pub notes: Vec<String>,
+}
+
+impl PhaseResult {
+    pub fn new(status: PhaseStatus) -> Self {
+        PhaseResult {
+            status,
+            outputs: BTreeMap::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// The honest answer of a phase whose implementation has not landed yet: a failure, never a
+    /// pretend success.
+    pub fn not_implemented(phase: PhaseName, issue: u32) -> Self {
+        PhaseResult::new(PhaseStatus::failed(
+            "not-implemented",
+            format!(
+                "the {} phase is not implemented in this version of gantry yet (issue #{issue}); remove it from `phases` to run the others",
+                phase.as_str()
+            ),
+        ))
+    }
+}
+
+/// One phase as it ended, with its timing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseOutcome {
+    pub name: PhaseName,
+    pub result: PhaseResult,
+    pub duration: Duration,
+}
+
+/// What the phases pass on to the ones after them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Handoff {
+    /// Non-sensitive Terraform outputs as JSON values, by output name.
+    pub terraform_outputs: BTreeMap<String, serde_json::Value>,
+    /// Sensitive Terraform outputs: masked, usable in placeholders, never reported.
+    pub sensitive_outputs: BTreeMap<String, serde_json::Value>,
+    /// Images the build phase produced or reused, by image name: `repository@digest`.
+    pub images: BTreeMap<String, String>,
+}
+
+/// Everything a phase may read.
+pub struct RunContext<'a> {
+    pub config: &'a Config,
+    pub context: &'a GitHubContext,
+    pub decision: &'a Decision,
+    pub runner: &'a Runner,
+    pub cancel: &'a Cancel,
+}
+
+/// The three phases the frame drives. Implemented by the real adapters and by test fakes.
+pub trait Phases: Sync {
+    fn infra(
+        &self,
+        run: &RunContext<'_>,
+        handoff: &mut Handoff,
+    ) -> impl Future<Output = PhaseResult> + Send;
+    fn build(
+        &self,
+        run: &RunContext<'_>,
+        handoff: &mut Handoff,
+    ) -> impl Future<Output = PhaseResult> + Send;
+    fn deploy(
+        &self,
+        run: &RunContext<'_>,
+        handoff: &mut Handoff,
+    ) -> impl Future<Output = PhaseResult> + Send;
+}
+
+/// A cancellation signal (SIGTERM/SIGINT), observed by phases at safe points.
+#[derive(Debug, Clone)]
+pub struct Cancel(tokio::sync::watch::Receiver<bool>);
+
+/// The sending side of [`Cancel`].
+#[derive(Debug)]
+pub struct CancelHandle(tokio::sync::watch::Sender<bool>);
+
+impl Cancel {
+    pub fn new() -> (CancelHandle, Cancel) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (CancelHandle(tx), Cancel(rx))
+    }
+
+    /// A signal that never fires.
+    pub fn never() -> Cancel {
+        Cancel::new().1
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes when cancellation is requested (never, if the handle is gone without firing).
+    pub async fn cancelled(&self) {
+        let mut rx = self.0.clone();
+        loop {
+            if *rx.borrow_and_update() {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+impl CancelHandle {
+    pub fn cancel(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// The overall result of a run, as the `status` output states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Deployed,
+    Planned,
+    Destroyed,
+    Listed,
+    Failed,
+    RolledBack,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Deployed => "deployed",
+            RunStatus::Planned => "planned",
+            RunStatus::Destroyed => "destroyed",
+            RunStatus::Listed => "listed",
+            RunStatus::Failed => "failed",
+            RunStatus::RolledBack => "rolled-back",
+        }
+    }
+
+    pub fn is_success(self) -> bool {
+        !matches!(self, RunStatus::Failed | RunStatus::RolledBack)
+    }
+}
+
+/// The phases of a run as they ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub phases: Vec<PhaseOutcome>,
+    pub handoff: Handoff,
+    pub duration: Duration,
+}
+
+impl RunOutcome {
+    /// The first failing phase, which decides the run's failure reason.
+    pub fn first_failure(&self) -> Option<&PhaseOutcome> {
+        self.phases.iter().find(|p| p.result.status.is_failure())
+    }
+
+    pub fn status(&self, command: Command) -> RunStatus {
+        match self.first_failure().map(|p| &p.result.status) {
+            Some(PhaseStatus::RolledBack { .. }) => RunStatus::RolledBack,
+            Some(_) => RunStatus::Failed,
+            None => match command {
+                Command::Deploy | Command::Rollback => RunStatus::Deployed,
+                Command::Plan => RunStatus::Planned,
+                Command::Destroy => RunStatus::Destroyed,
+                Command::History => RunStatus::Listed,
+            },
+        }
+    }
+
+    pub fn failure_reason(&self) -> Option<&str> {
+        match &self.first_failure()?.result.status {
+            PhaseStatus::Failed { failure_reason, .. }
+            | PhaseStatus::RolledBack { failure_reason, .. } => Some(failure_reason),
+            _ => None,
+        }
+    }
+
+    pub fn rolled_back(&self) -> bool {
+        self.phases
+            .iter()
+            .any(|p| matches!(p.result.status, PhaseStatus::RolledBack { .. }))
+    }
+}
+
+/// Why a phase does not run for this command and configuration, or `None` if it runs.
+pub fn skip_reason(phase: Phase, config: &Config, command: Command) -> Option<String> {
+    let by_command = match (command, phase) {
+        (Command::Rollback, Phase::Infra | Phase::Build) => {
+            Some("a rollback restores a recorded release; Terraform and image builds do not run")
+        }
+        (Command::History, Phase::Infra | Phase::Build) => {
+            Some("history only lists the environment's releases")
+        }
+        (Command::Destroy, Phase::Build | Phase::Deploy) => {
+            Some("destroy only runs Terraform destroy")
+        }
+        _ => None,
+    };
+    if let Some(reason) = by_command {
+        return Some(reason.to_string());
+    }
+    if !config.phases.contains(&phase) {
+        let chosen: Vec<&str> = config.phases.iter().map(|p| p.as_str()).collect();
+        return Some(format!("not in `phases` ({})", chosen.join(",")));
+    }
+    match phase {
+        Phase::Infra if config.infra.directory.is_none() => {
+            Some("terraform-directory is empty".to_string())
+        }
+        Phase::Build if config.build.images.is_empty() => Some("images is empty".to_string()),
+        Phase::Deploy
+            if config.deploy.manifests.is_empty()
+                && matches!(command, Command::Deploy | Command::Plan) =>
+        {
+            Some("manifests is empty".to_string())
+        }
+        _ => None,
+    }
+}
+
+/// Runs the selected phases in order. A failed phase stops the ones after it (they are
+/// reported as skipped with the reason); cancellation does the same.
+pub async fn run_phases<P: Phases>(phases: &P, run: &RunContext<'_>) -> RunOutcome {
+    let started = Instant::now();
+    let mut handoff = Handoff::default();
+    let mut outcomes: Vec<PhaseOutcome> = Vec::new();
+    for phase in Phase::ALL {
+        let name = PhaseName::from(phase);
+        let phase_started = Instant::now();
+        let earlier_failure = outcomes
+            .iter()
+            .find(|p| p.result.status.is_failure())
+            .map(|p| p.name);
+        let result = if let Some(failed) = earlier_failure {
+            PhaseResult::new(PhaseStatus::skipped(format!(
+                "not run: the {} phase failed",
+                failed.as_str()
+            )))
+        } else if run.cancel.is_cancelled() {
+            PhaseResult::new(PhaseStatus::skipped("not run: the run was cancelled"))
+        } else if let Some(reason) = skip_reason(phase, run.config, run.decision.command) {
+            PhaseResult::new(PhaseStatus::skipped(reason))
+        } else {
+            run.runner.group(&format!("gantry {}", name.as_str()));
+            let result = match phase {
+                Phase::Infra => phases.infra(run, &mut handoff).await,
+                Phase::Build => phases.build(run, &mut handoff).await,
+                Phase::Deploy => phases.deploy(run, &mut handoff).await,
+            };
+            run.runner.end_group();
+            result
+        };
+        match &result.status {
+            PhaseStatus::Skipped { reason } => run
+                .runner
+                .info(&format!("{}: skipped ({reason})", name.as_str())),
+            PhaseStatus::Failed { message, .. } | PhaseStatus::RolledBack { message, .. } => run
+                .runner
+                .error(&format!("{} failed: {message}", name.as_str())),
+            PhaseStatus::Succeeded => {}
+        }
+        outcomes.push(PhaseOutcome {
+            name,
+            result,
+            duration: phase_started.elapsed(),
+        });
+    }
+    RunOutcome {
+        phases: outcomes,
+        handoff,
+        duration: started.elapsed(),
+    }
+}
