@@ -141,6 +141,20 @@ pub async fn execute<P: Phases>(
         decision.commit.as_deref().unwrap_or("unknown"),
     ));
 
+    // Untrusted text from the event, printed through the guarded log so none of its lines can
+    // act as a workflow command.
+    match &context.event {
+        crate::context::Event::Push(push) => {
+            if let Some(commit) = &push.head_commit {
+                runner.info(&format!("commit message:\n{}", commit.message));
+            }
+        }
+        crate::context::Event::PullRequest(pr) => {
+            runner.info(&format!("pull request #{}: {}", pr.number, pr.title));
+        }
+        _ => {}
+    }
+
     let run = RunContext {
         config: &config,
         context: &context,

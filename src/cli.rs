@@ -145,6 +145,10 @@ fn flag_inputs(matches: &ArgMatches) -> RawInputs {
     raw
 }
 
+fn current_dir() -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+}
+
 fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
@@ -153,8 +157,8 @@ fn env_var(name: &str) -> Option<String> {
 pub fn local_invocation(
     matches: &ArgMatches,
     command_override: Option<CommandChoice>,
+    workspace: PathBuf,
 ) -> Invocation {
-    let workspace = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let from_file = matches
         .get_one::<PathBuf>("config")
         .map(|path| RawInputs::from_config_file(path))
@@ -235,7 +239,7 @@ pub fn main() -> ExitCode {
                 .iter()
                 .find(|(n, _, _)| *n == name)
                 .and_then(|(_, forced, _)| *forced);
-            run_invocation(local_invocation(sub, forced))
+            run_invocation(local_invocation(sub, forced, current_dir()))
         }
     };
     ExitCode::from(exit as u8)
@@ -243,7 +247,7 @@ pub fn main() -> ExitCode {
 
 /// `gantry validate`: the whole validation and decision, then a description of the run.
 fn validate(matches: &ArgMatches) -> Exit {
-    let invocation = local_invocation(matches, None);
+    let invocation = local_invocation(matches, None, current_dir());
     let validation = crate::config::ValidationContext {
         workspace: invocation.workspace.clone(),
         action_mode: false,

@@ -865,8 +865,9 @@ impl Validator<'_> {
         }
         let registry = self.text("registry");
         if let Some(registry) = &registry {
-            let is_account = registry.len() == 12 && registry.bytes().all(|b| b.is_ascii_digit());
-            if !is_account && !images::is_registry_host(registry) {
+            let all_digits = registry.bytes().all(|b| b.is_ascii_digit());
+            let is_account = all_digits && registry.len() == 12;
+            if !is_account && (all_digits || !images::is_registry_host(registry)) {
                 self.error(
                     "registry",
                     format!("`{}` is neither a 12-digit AWS account id nor a registry host such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com", values::shorten(registry, 60)),

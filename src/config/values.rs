@@ -25,6 +25,14 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     if text.is_empty() {
         return Err(format!("empty duration; {hint}"));
     }
+    if text.contains(['.', ',']) {
+        return Err(format!(
+            "`{text}` has a fraction; write whole numbers of smaller units instead (1m30s, not 1.5m); {hint}"
+        ));
+    }
+    if text.contains(char::is_whitespace) {
+        return Err(format!("`{text}` is not a duration (no spaces); {hint}"));
+    }
     let mut total_ms: u128 = 0;
     let mut rest = text;
     while !rest.is_empty() {

@@ -1,0 +1,43 @@
+# gantry's action image: the gantry binary and a pinned, checksum-verified Terraform on a
+# distroless base (glibc, CA certificates, busybox for Terraform's local-exec).
+#
+# The base images are build arguments so a registry mirror can be used; the defaults are what
+# GitHub builds. The image runs as root on purpose: GitHub runs container actions with the
+# workspace (/github/workspace), the file commands ($GITHUB_OUTPUT, $GITHUB_STEP_SUMMARY) and the
+# Docker socket owned by the runner's user, and documents that Docker actions must not set USER.
+# Locally it runs fine as the distroless `nonroot` user: `docker run --user nonroot ...`.
+ARG RUST_IMAGE=rust:1.95-slim-bookworm
+ARG FETCH_IMAGE=busybox:1.36.1
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:debug
+
+FROM ${RUST_IMAGE} AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY examples/demo ./examples/demo
+RUN cargo build --release --locked --bin gantry \
+ && cp target/release/gantry /gantry \
+ && /gantry --version
+
+FROM ${FETCH_IMAGE} AS terraform
+ARG TERRAFORM_VERSION=1.11.4
+# SHA-256 of terraform_1.11.4_linux_amd64.zip as published in HashiCorp's SHA256SUMS.
+ARG TERRAFORM_SHA256=1ce994251c00281d6845f0f268637ba50c0005657eb3cf096b92f753b42ef4dc
+ARG TERRAFORM_URL=https://releases.hashicorp.com/terraform/${TERRAFORM_VERSION}/terraform_${TERRAFORM_VERSION}_linux_amd64.zip
+ADD ${TERRAFORM_URL} /tmp/terraform.zip
+RUN echo "${TERRAFORM_SHA256}  /tmp/terraform.zip" | sha256sum -c - \
+ && mkdir -p /out \
+ && unzip -q /tmp/terraform.zip terraform -d /out \
+ && /out/terraform version | grep -q "Terraform v${TERRAFORM_VERSION}"
+
+FROM ${RUNTIME_IMAGE}
+COPY --from=terraform /out/terraform /usr/local/bin/terraform
+COPY --from=build /gantry /usr/local/bin/gantry
+# Terraform's local-exec runs /bin/sh; distroless keeps its shell in /busybox only.
+RUN ["/busybox/sh", "-c", "mkdir -p /bin && ln -s /busybox/sh /bin/sh"]
+ENV CHECKPOINT_DISABLE=1 \
+    TF_IN_AUTOMATION=1
+LABEL org.opencontainers.image.title="gantry" \
+      org.opencontainers.image.description="One GitHub Action step from commit to healthy rollout on Amazon EKS" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENTRYPOINT ["/usr/local/bin/gantry"]
