@@ -12,4 +12,5 @@ pub mod context;
 pub mod demo;
 pub mod phases;
 pub mod pipeline;
+pub mod plan;
 pub mod report;

@@ -1,0 +1,14 @@
+//! PURE Terraform knowledge: the `show -json` plan model, the plan summary and its fingerprint, the destroy guard, the argv of each command, and the `-json` UI lines.
+//!
+//! Design note: nothing here starts a process or touches tokio; the adapter
+//! (`crate::adapters::terraform`) runs what [`argv`] builds and feeds the lines to [`ui`].
+
+pub mod argv;
+pub mod model;
+pub mod summary;
+pub mod ui;
+
+pub use model::{Change, Plan, ResourceChange};
+pub use summary::{
+    destroy_guard, Action, ActionCounts, DestroyBlocked, OutputSummary, PlanSummary,
+};
