@@ -98,6 +98,7 @@ struct Inner {
     debug: bool,
     out: Box<dyn Write + Send>,
     redactor: Redactor,
+    masked: std::collections::BTreeSet<String>,
     stop_token: String,
     outputs: BTreeMap<String, String>,
     summary: String,
@@ -130,6 +131,7 @@ impl Runner {
                 debug,
                 out,
                 redactor: Redactor::default(),
+                masked: Default::default(),
                 stop_token: workflow::random_token(),
                 outputs: BTreeMap::new(),
                 summary: String::new(),
@@ -157,6 +159,9 @@ impl Runner {
             return;
         }
         let mut inner = self.lock();
+        if !inner.masked.insert(secret.to_string()) {
+            return; // announced already
+        }
         if inner.mode == RunnerMode::GitHub {
             for line in Redactor::mask_lines(secret) {
                 let command = workflow::command("add-mask", &[], &line);

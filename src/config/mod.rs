@@ -212,6 +212,10 @@ impl RawInputs {
         let mut secrets = Vec::new();
         for spec in INPUTS.iter().filter(|spec| spec.secret) {
             if let Some(value) = self.get(spec.name) {
+                // `kubeconfig` holds either a path (not secret) or the file's content (secret).
+                if spec.name == "kubeconfig" && !value.contains('\n') {
+                    continue;
+                }
                 secrets.push(value.to_string());
             }
         }

@@ -154,6 +154,17 @@ pub fn decide(config: &Config, cx: &GitHubContext) -> Result<Decision, Validatio
         );
     }
 
+    if matches!(command, Command::Deploy | Command::Plan)
+        && crate::config::Phase::ALL
+            .iter()
+            .all(|phase| super::skip_reason(*phase, config, command).is_some())
+    {
+        error(
+            "phases",
+            "nothing to do: none of the selected phases has anything configured (infra needs terraform-directory, build needs images, deploy needs manifests)".to_string(),
+        );
+    }
+
     let commit = config.version.clone().or_else(|| cx.sha.clone());
     if !errors.is_empty() {
         return Err(ValidationErrors(errors));

@@ -342,10 +342,16 @@ pub async fn run_phases<P: Phases>(phases: &P, run: &RunContext<'_>) -> RunOutco
                 "not run: the {} phase failed",
                 failed.as_str()
             )))
-        } else if run.cancel.is_cancelled() {
-            PhaseResult::new(PhaseStatus::skipped("not run: the run was cancelled"))
         } else if let Some(reason) = skip_reason(phase, run.config, run.decision.command) {
             PhaseResult::new(PhaseStatus::skipped(reason))
+        } else if run.cancel.is_cancelled() {
+            PhaseResult::new(PhaseStatus::failed(
+                "cancelled",
+                format!(
+                    "the run was cancelled before the {} phase started; nothing of it was done",
+                    name.as_str()
+                ),
+            ))
         } else {
             run.runner.group(&format!("gantry {}", name.as_str()));
             let result = match phase {
