@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod demo;
+pub mod infra;
 pub mod phases;
 pub mod pipeline;
 pub mod plan;

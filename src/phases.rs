@@ -7,8 +7,8 @@ use crate::pipeline::{Handoff, PhaseName, PhaseResult, Phases, RunContext};
 pub struct GantryPhases;
 
 impl Phases for GantryPhases {
-    async fn infra(&self, _run: &RunContext<'_>, _handoff: &mut Handoff) -> PhaseResult {
-        PhaseResult::not_implemented(PhaseName::Infra, 3)
+    async fn infra(&self, run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
+        crate::infra::run(run, handoff).await
     }
 
     async fn build(&self, _run: &RunContext<'_>, _handoff: &mut Handoff) -> PhaseResult {

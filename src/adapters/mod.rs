@@ -1,3 +1,4 @@
 //! Thin adapters to the world outside gantry: the runner's files and log (and, with their phases, Terraform, Docker, ECR, Kubernetes and GitHub).
 
 pub mod runner;
+pub mod terraform;

@@ -1,0 +1,334 @@
+//! The Terraform process: finds the binary, checks its version, runs one command with the automation environment, streams its stdout lines, and interrupts it on cancellation.
+//!
+//! Design note: this adapter knows how to run Terraform, not what the output means; the argv
+//! comes from [`crate::plan::argv`] and the lines are read by [`crate::plan::ui`]. Terraform
+//! runs in its own process group, so a Ctrl-C in a terminal reaches gantry only and Terraform
+//! receives exactly one SIGINT (a second one would make it exit without releasing the lock).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+use crate::pipeline::Cancel;
+use crate::plan::argv::{self, Version, MIN_VERSION};
+
+/// How long an interrupted Terraform gets to finish and release the state lock before it is killed.
+pub const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
+
+/// How long to keep reading output after Terraform exited (a leftover child may hold the pipe).
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Why Terraform could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the terraform binary was not found ({searched}); install Terraform >= {MIN_VERSION} on the runner (e.g. with hashicorp/setup-terraform) or set GANTRY_TERRAFORM to its path")]
+    Missing { searched: String },
+    #[error("{path} is Terraform {found}, but gantry needs Terraform >= {MIN_VERSION}; install a newer Terraform (e.g. hashicorp/setup-terraform with `terraform_version: 1.11.4`) or point GANTRY_TERRAFORM at one")]
+    TooOld { path: PathBuf, found: Version },
+    #[error("`{path} version -json` failed (exit {code:?}): {stderr}")]
+    VersionFailed {
+        path: PathBuf,
+        code: Option<i32>,
+        stderr: String,
+    },
+    #[error("could not read the version of {path}: {source}")]
+    VersionUnreadable {
+        path: PathBuf,
+        #[source]
+        source: argv::Error,
+    },
+    #[error("could not start {path}: {source}")]
+    Spawn {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lost contact with terraform: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How one Terraform command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// The exit code, or `None` when Terraform was ended by a signal.
+    pub code: Option<i32>,
+    /// Everything Terraform printed on stdout.
+    pub stdout: String,
+    pub stderr: String,
+    /// Gantry sent SIGINT because the run was cancelled.
+    pub interrupted: bool,
+    /// Terraform did not exit within the grace period after SIGINT and was killed.
+    pub killed: bool,
+    pub elapsed: Duration,
+}
+
+impl Finished {
+    pub fn succeeded(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// A located and version-checked Terraform, run in one directory.
+#[derive(Debug, Clone)]
+pub struct Terraform {
+    binary: PathBuf,
+    version: Version,
+    directory: PathBuf,
+    interrupt_grace: Duration,
+}
+
+/// Finds the binary: `GANTRY_TERRAFORM` (a path, or a name looked up on `PATH`), else
+/// `terraform` on `PATH`.
+pub fn locate(override_var: Option<&str>, path_var: Option<OsString>) -> Result<PathBuf> {
+    let wanted = override_var
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or("terraform");
+    if wanted.contains('/') {
+        let path = PathBuf::from(wanted);
+        return if is_executable(&path) {
+            Ok(path)
+        } else {
+            Err(Error::Missing {
+                searched: format!("GANTRY_TERRAFORM={wanted} is not an executable file"),
+            })
+        };
+    }
+    let dirs: Vec<PathBuf> = path_var
+        .as_ref()
+        .map(|p| std::env::split_paths(p).collect())
+        .unwrap_or_default();
+    dirs.iter()
+        .map(|dir| dir.join(wanted))
+        .find(|candidate| is_executable(candidate))
+        .ok_or_else(|| Error::Missing {
+            searched: format!("no executable `{wanted}` on PATH"),
+        })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+impl Terraform {
+    /// Locates Terraform from the process environment and checks its version; nothing else runs.
+    pub async fn discover(directory: &Path) -> Result<Terraform> {
+        let override_var = std::env::var("GANTRY_TERRAFORM").ok();
+        let binary = locate(override_var.as_deref(), std::env::var_os("PATH"))?;
+        Terraform::with_binary(binary, directory).await
+    }
+
+    /// Checks the version of `binary` (`terraform version -json`).
+    pub async fn with_binary(binary: PathBuf, directory: &Path) -> Result<Terraform> {
+        let mut terraform = Terraform {
+            binary,
+            version: MIN_VERSION,
+            directory: directory.to_path_buf(),
+            interrupt_grace: INTERRUPT_GRACE,
+        };
+        let finished = terraform
+            .run(&argv::version(), &Cancel::never(), &mut |_| {})
+            .await?;
+        if !finished.succeeded() {
+            return Err(Error::VersionFailed {
+                path: terraform.binary,
+                code: finished.code,
+                stderr: finished.stderr.trim().to_string(),
+            });
+        }
+        let found = Version::from_version_json(&finished.stdout).map_err(|source| {
+            Error::VersionUnreadable {
+                path: terraform.binary.clone(),
+                source,
+            }
+        })?;
+        if found < MIN_VERSION {
+            return Err(Error::TooOld {
+                path: terraform.binary,
+                found,
+            });
+        }
+        terraform.version = found;
+        Ok(terraform)
+    }
+
+    /// Changes how long an interrupted Terraform may take before it is killed.
+    pub fn with_interrupt_grace(mut self, grace: Duration) -> Self {
+        self.interrupt_grace = grace;
+        self
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// Runs `terraform <args>` in the directory, calling `on_line` with each stdout line as it
+    /// arrives. On cancellation Terraform gets one SIGINT, then `interrupt_grace` to exit, then
+    /// SIGKILL (with its whole process group).
+    pub async fn run(
+        &self,
+        args: &[String],
+        cancel: &Cancel,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Finished> {
+        let started = Instant::now();
+        let mut command = tokio::process::Command::new(&self.binary);
+        command
+            .args(args)
+            .current_dir(&self.directory)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(argv::is_removed_env) {
+                command.env_remove(&name);
+            }
+        }
+        for (name, value) in argv::automation_env() {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().map_err(|source| Error::Spawn {
+            path: self.binary.clone(),
+            source,
+        })?;
+        let pid = child.id().and_then(|id| i32::try_from(id).ok());
+        let stderr = child.stderr.take();
+        let stderr_task = tokio::spawn(async move {
+            let mut text = String::new();
+            if let Some(mut stderr) = stderr {
+                let mut bytes = Vec::new();
+                let _ = stderr.read_to_end(&mut bytes).await;
+                text = String::from_utf8_lossy(&bytes).into_owned();
+            }
+            text
+        });
+        let mut lines = child.stdout.take().map(|out| BufReader::new(out).lines());
+        let mut stdout = String::new();
+        let mut interrupted_at: Option<Instant> = None;
+        let mut killed = false;
+
+        let status: ExitStatus = loop {
+            let kill_at = interrupted_at.map(|at| at + self.interrupt_grace);
+            tokio::select! {
+                status = child.wait() => break status.map_err(Error::Io)?,
+                line = next_line(&mut lines), if lines.is_some() => match line {
+                    Some(line) => {
+                        on_line(&line);
+                        stdout.push_str(&line);
+                        stdout.push('\n');
+                    }
+                    None => lines = None,
+                },
+                _ = cancel.cancelled(), if interrupted_at.is_none() => {
+                    if let Some(pid) = pid {
+                        send_signal(pid, libc::SIGINT);
+                    }
+                    interrupted_at = Some(Instant::now());
+                }
+                _ = sleep_until(kill_at), if kill_at.is_some() && !killed => {
+                    if let Some(pid) = pid {
+                        // The negative pid addresses the whole process group.
+                        send_signal(-pid, libc::SIGKILL);
+                    }
+                    killed = true;
+                }
+            }
+        };
+        // Lines still buffered after the exit.
+        while lines.is_some() {
+            match tokio::time::timeout(DRAIN_LIMIT, next_line(&mut lines)).await {
+                Ok(Some(line)) => {
+                    on_line(&line);
+                    stdout.push_str(&line);
+                    stdout.push('\n');
+                }
+                Ok(None) | Err(_) => lines = None,
+            }
+        }
+        let stderr = tokio::time::timeout(DRAIN_LIMIT, stderr_task)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        Ok(Finished {
+            code: status.code(),
+            stdout,
+            stderr,
+            interrupted: interrupted_at.is_some(),
+            killed,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+type Lines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
+/// The next stdout line; `None` at the end (or when the pipe breaks, which ends it too).
+async fn next_line(lines: &mut Option<Lines>) -> Option<String> {
+    match lines {
+        Some(lines) => lines.next_line().await.ok().flatten(),
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn send_signal(pid: i32, signal: libc::c_int) {
+    // SAFETY: kill(2) with a pid gantry spawned and has not reaped yet (or its process group);
+    // it has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locates_an_override_path_or_searches_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("tf");
+        std::fs::write(&fake, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path_var = Some(OsString::from(format!(
+            "/nonexistent:{}",
+            dir.path().display()
+        )));
+
+        assert_eq!(locate(Some(fake.to_str().unwrap()), None).unwrap(), fake);
+        assert_eq!(locate(Some("tf"), path_var.clone()).unwrap(), fake);
+        let missing = locate(None, path_var).unwrap_err().to_string();
+        assert!(
+            missing.contains("no executable `terraform` on PATH"),
+            "{missing}"
+        );
+        assert!(missing.contains("GANTRY_TERRAFORM"), "{missing}");
+        let not_file = locate(Some("/nonexistent/terraform"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            not_file.contains("GANTRY_TERRAFORM=/nonexistent/terraform"),
+            "{not_file}"
+        );
+    }
+}

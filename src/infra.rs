@@ -1,0 +1,547 @@
+//! The infra phase: drives the real `terraform` CLI through init, workspace, validate, plan, show, the destroy guard, apply of the saved plan, and outputs, and reports each step.
+//!
+//! Design note: every decision (argv, summary, guard, diagnostics, progress) is made by the pure
+//! [`crate::plan`] module; this file runs the steps in a fixed order and turns each outcome into
+//! log lines, annotations, step outputs and the `failure-reason` code. Sensitive outputs are
+//! masked before anything else is done with them and only ever reach `Handoff::sensitive_outputs`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::adapters::terraform::{self, Finished, Terraform};
+use crate::pipeline::{Command, Handoff, PhaseResult, PhaseStatus, RunContext};
+use crate::plan::argv;
+use crate::plan::summary::{destroy_guard, output_text, outputs_markdown, DestroyBlocked};
+use crate::plan::ui::{self, Diagnostic, LockInfo, UiEvent};
+use crate::plan::{Plan, PlanSummary};
+use crate::report::summary::{escape_markdown, human_duration};
+
+/// The prefix of the step outputs made from Terraform outputs: `tf-<output name>`.
+pub const OUTPUT_PREFIX: &str = "tf-";
+
+/// A Terraform command gantry runs, as the log and the errors name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Init,
+    Workspace,
+    Validate,
+    Plan,
+    Show,
+    Apply,
+    Output,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Init => "init",
+            Step::Workspace => "workspace select",
+            Step::Validate => "validate",
+            Step::Plan => "plan",
+            Step::Show => "show",
+            Step::Apply => "apply",
+            Step::Output => "output",
+        }
+    }
+
+    /// The `failure-reason` of a failure in this step.
+    fn failure_reason(self) -> &'static str {
+        match self {
+            Step::Init | Step::Workspace => "init-failed",
+            Step::Validate => "validate-failed",
+            Step::Plan | Step::Show => "plan-failed",
+            Step::Apply | Step::Output => "apply-failed",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why the infra phase stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Terraform(#[source] terraform::Error),
+    #[error("terraform {step} could not run: {source}")]
+    Run {
+        step: Step,
+        #[source]
+        source: terraform::Error,
+    },
+    #[error("terraform {step} failed: {message}")]
+    StepFailed { step: Step, message: String },
+    #[error("terraform {step} could not acquire the state lock within terraform-lock-timeout ({timeout}): {holder}; wait for that run to finish, or if it died, release the lock with `terraform force-unlock {lock_id}`")]
+    StateLocked {
+        step: Step,
+        timeout: String,
+        holder: String,
+        lock_id: String,
+    },
+    #[error(transparent)]
+    DestroyBlocked(#[from] DestroyBlocked),
+    #[error("terraform apply failed part way: {}; {}. {message}", listed("changed", .changed), listed("failed", .failed))]
+    PartialApply {
+        changed: Vec<String>,
+        failed: Vec<String>,
+        message: String,
+    },
+    #[error("cancelled during terraform {step}: {what}")]
+    Cancelled { step: Step, what: String },
+    #[error("could not create a private directory for the plan file under {dir}: {source}")]
+    PlanDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn listed(label: &str, addresses: &[String]) -> String {
+    if addresses.is_empty() {
+        format!("nothing {label}")
+    } else {
+        format!("{label}: {}", addresses.join(", "))
+    }
+}
+
+impl Error {
+    /// The machine-readable `failure-reason`.
+    pub fn failure_reason(&self) -> &'static str {
+        match self {
+            Error::Terraform(_) => "terraform-missing",
+            Error::Run { step, .. } | Error::StepFailed { step, .. } => step.failure_reason(),
+            Error::StateLocked { .. } => "state-locked",
+            Error::DestroyBlocked(_) => "destroy-blocked",
+            Error::PartialApply { .. } => "apply-failed",
+            Error::Cancelled { .. } => "cancelled",
+            Error::PlanDir { .. } => "plan-failed",
+        }
+    }
+}
+
+/// Runs the infra phase for the run's command (deploy: plan and apply; plan: plan only;
+/// destroy: plan -destroy and apply).
+pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
+    let Some(directory) = run.config.infra.directory.clone() else {
+        return PhaseResult::new(PhaseStatus::skipped("terraform-directory is empty"));
+    };
+    let mut phase = InfraPhase {
+        run,
+        directory,
+        outputs: BTreeMap::new(),
+        notes: Vec::new(),
+    };
+    let status = match phase.execute(handoff).await {
+        Ok(()) => PhaseStatus::Succeeded,
+        Err(err) => {
+            let message = err.to_string();
+            phase.notes.push(format!(
+                "**Terraform failed:** {}",
+                escape_markdown(&message)
+            ));
+            PhaseStatus::failed(err.failure_reason(), message)
+        }
+    };
+    PhaseResult {
+        status,
+        outputs: phase.outputs,
+        notes: phase.notes,
+    }
+}
+
+struct InfraPhase<'r, 'a> {
+    run: &'r RunContext<'a>,
+    directory: PathBuf,
+    outputs: BTreeMap<String, String>,
+    notes: Vec<String>,
+}
+
+/// What one step printed that gantry acts on.
+#[derive(Default)]
+struct StepReport {
+    diagnostics: Vec<Diagnostic>,
+    changed: Vec<String>,
+    failed: Vec<String>,
+}
+
+/// The private directory holding the saved plan; removed when dropped.
+struct PlanDir(PathBuf);
+
+impl PlanDir {
+    fn create() -> Result<PlanDir, Error> {
+        let base = std::env::var_os("RUNNER_TEMP")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let path = base.join(format!(
+            "gantry-terraform-{}",
+            crate::report::workflow::random_token()
+        ));
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)
+            .map_err(|source| Error::PlanDir { dir: base, source })?;
+        Ok(PlanDir(path))
+    }
+
+    fn plan_file(&self) -> PathBuf {
+        self.0.join("gantry.tfplan")
+    }
+}
+
+impl Drop for PlanDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One entry of `terraform output -json`.
+#[derive(Deserialize)]
+struct OutputEntry {
+    #[serde(default)]
+    sensitive: bool,
+    #[serde(default)]
+    value: Value,
+}
+
+impl InfraPhase<'_, '_> {
+    async fn execute(&mut self, handoff: &mut Handoff) -> Result<(), Error> {
+        let command = self.run.decision.command;
+        let infra = &self.run.config.infra;
+        let terraform = Terraform::discover(&self.directory)
+            .await
+            .map_err(Error::Terraform)?;
+        self.run.runner.info(&format!(
+            "terraform {} ({}) in {}",
+            terraform.version(),
+            terraform.binary().display(),
+            self.directory.display()
+        ));
+
+        self.step(&terraform, Step::Init, argv::init(infra)).await?;
+        self.step(
+            &terraform,
+            Step::Workspace,
+            argv::workspace_select(&self.run.config.environment),
+        )
+        .await?;
+        self.step(&terraform, Step::Validate, argv::validate())
+            .await?;
+
+        let plan_dir = PlanDir::create()?;
+        let plan_file = plan_dir.plan_file();
+        let destroy = command == Command::Destroy;
+        let planned = self
+            .step(
+                &terraform,
+                Step::Plan,
+                argv::plan(infra, &plan_file, destroy),
+            )
+            .await?;
+        let has_changes = planned.code == Some(2);
+
+        let shown = self
+            .step(&terraform, Step::Show, argv::show(&plan_file))
+            .await?;
+        let plan = Plan::parse(&shown.stdout).map_err(|err| Error::StepFailed {
+            step: Step::Show,
+            message: err.to_string(),
+        })?;
+        let summary = PlanSummary::from_plan(&plan);
+        self.report_plan(&summary);
+        handoff.plan = Some(summary.clone());
+
+        let guard = destroy_guard(&summary, infra.allow_destroy, destroy);
+        match command {
+            Command::Plan => {
+                if let Err(blocked) = &guard {
+                    self.run
+                        .runner
+                        .warning(&format!("applying this plan would be blocked: {blocked}"));
+                }
+                self.run.runner.info("plan only: nothing is applied");
+            }
+            _ if !has_changes => {
+                self.run
+                    .runner
+                    .info("terraform plan found no changes; apply skipped");
+                self.notes
+                    .push("No infrastructure changes; apply skipped.".to_string());
+            }
+            _ => {
+                guard?;
+                let applied = self
+                    .step(&terraform, Step::Apply, argv::apply(infra, &plan_file))
+                    .await?;
+                self.notes.push(format!(
+                    "Terraform apply finished in {}.",
+                    human_duration(applied.elapsed)
+                ));
+            }
+        }
+        drop(plan_dir);
+
+        self.read_outputs(&terraform, handoff).await
+    }
+
+    /// Runs one step: streams its lines (diagnostics become annotations, apply events become
+    /// progress lines), then maps its exit into success or the step's error.
+    async fn step(
+        &mut self,
+        terraform: &Terraform,
+        step: Step,
+        args: Vec<String>,
+    ) -> Result<Finished, Error> {
+        let runner = self.run.runner;
+        runner.info(&format!("$ {}", argv::display(&args)));
+        if self.run.cancel.is_cancelled() {
+            return Err(Error::Cancelled {
+                step,
+                what: "the run was cancelled before it started; Terraform was not run".into(),
+            });
+        }
+        let mut report = StepReport::default();
+        let workspace = self.run.config.workspace.clone();
+        let directory = self.directory.clone();
+        let finished = {
+            let mut on_line = |line: &str| {
+                let Some(event) = ui::parse_line(line) else {
+                    return;
+                };
+                match &event {
+                    UiEvent::Diagnostic(diagnostic) => {
+                        runner.annotate(
+                            diagnostic.level(),
+                            &diagnostic.annotation(&directory, &workspace),
+                            &diagnostic.message(),
+                        );
+                        report.diagnostics.push(diagnostic.clone());
+                    }
+                    UiEvent::ApplyComplete { address, .. } => report.changed.push(address.clone()),
+                    UiEvent::ApplyErrored { address, .. } => report.failed.push(address.clone()),
+                    _ => {}
+                }
+                if let Some(progress) = ui::progress_line(&event) {
+                    runner.info(&progress);
+                }
+            };
+            terraform
+                .run(&args, self.run.cancel, &mut on_line)
+                .await
+                .map_err(|source| Error::Run { step, source })?
+        };
+        if step == Step::Validate {
+            // validate -json prints one document, not lines.
+            if let Ok(diagnostics) = ui::parse_validate(&finished.stdout) {
+                for diagnostic in &diagnostics {
+                    runner.annotate(
+                        diagnostic.level(),
+                        &diagnostic.annotation(&directory, &workspace),
+                        &diagnostic.message(),
+                    );
+                }
+                report.diagnostics.extend(diagnostics);
+            }
+        }
+        runner.debug(&format!(
+            "terraform {step}: exit {:?} in {}",
+            finished.code,
+            human_duration(finished.elapsed)
+        ));
+
+        if finished.interrupted {
+            return Err(self.cancelled(step, &finished, &report));
+        }
+        let ok = match step {
+            Step::Plan => matches!(finished.code, Some(0) | Some(2)),
+            _ => finished.succeeded(),
+        };
+        if ok {
+            return Ok(finished);
+        }
+        if let Some(lock) = report.diagnostics.iter().find_map(Diagnostic::lock_info) {
+            return Err(self.locked(step, lock));
+        }
+        let message = failure_message(&report.diagnostics, &finished);
+        if step == Step::Apply {
+            let mut changed = report.changed;
+            changed.retain(|address| !report.failed.contains(address));
+            self.notes
+                .push(partial_apply_markdown(&changed, &report.failed));
+            return Err(Error::PartialApply {
+                changed,
+                failed: report.failed,
+                message,
+            });
+        }
+        Err(Error::StepFailed { step, message })
+    }
+
+    fn locked(&self, step: Step, lock: LockInfo) -> Error {
+        Error::StateLocked {
+            step,
+            timeout: argv::duration_arg(self.run.config.infra.lock_timeout),
+            holder: format!("the lock is {lock}"),
+            lock_id: lock.id,
+        }
+    }
+
+    fn cancelled(&mut self, step: Step, finished: &Finished, report: &StepReport) -> Error {
+        let mut what = if finished.killed {
+            format!(
+                "Terraform was interrupted (SIGINT) but did not exit within {}, so it was killed; the state lock may still be held: check with the backend and, if so, run `terraform force-unlock <ID>`",
+                human_duration(terraform::INTERRUPT_GRACE)
+            )
+        } else {
+            format!(
+                "Terraform was interrupted (SIGINT) and exited after {} (exit {}), releasing the state lock",
+                human_duration(finished.elapsed),
+                finished
+                    .code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "by signal".into())
+            )
+        };
+        if step == Step::Apply {
+            what.push_str(&format!(
+                "; {}; {}",
+                listed("changed", &report.changed),
+                listed("failed", &report.failed)
+            ));
+            self.notes
+                .push(partial_apply_markdown(&report.changed, &report.failed));
+        }
+        Error::Cancelled { step, what }
+    }
+
+    fn report_plan(&mut self, summary: &PlanSummary) {
+        let runner = self.run.runner;
+        runner.info(&format!("plan: {}", summary.counts.sentence()));
+        for (action, addresses) in &summary.addresses {
+            for address in addresses {
+                runner.info(&format!("  {} {address}", action.as_str()));
+            }
+        }
+        runner.info(&format!("plan fingerprint: {}", summary.fingerprint()));
+        self.outputs
+            .insert("plan-fingerprint".into(), summary.fingerprint().to_string());
+        self.outputs
+            .insert("plan-changes".into(), summary.counts_json());
+        self.notes.push(summary.to_markdown());
+    }
+
+    async fn read_outputs(
+        &mut self,
+        terraform: &Terraform,
+        handoff: &mut Handoff,
+    ) -> Result<(), Error> {
+        let finished = self.step(terraform, Step::Output, argv::output()).await?;
+        let entries: BTreeMap<String, OutputEntry> = serde_json::from_str(&finished.stdout)
+            .map_err(|err| Error::StepFailed {
+                step: Step::Output,
+                message: format!(
+                    "`terraform output -json` printed something gantry cannot read: {err}"
+                ),
+            })?;
+        // Mask first: nothing below may print a sensitive value before the runner knows it.
+        for entry in entries.values().filter(|e| e.sensitive) {
+            for_each_string(&entry.value, &mut |text| self.run.runner.add_mask(text));
+        }
+        let mut public = BTreeMap::new();
+        for (name, entry) in entries {
+            if entry.sensitive {
+                handoff.sensitive_outputs.insert(name, entry.value);
+            } else {
+                self.outputs
+                    .insert(format!("{OUTPUT_PREFIX}{name}"), output_text(&entry.value));
+                public.insert(name, entry.value);
+            }
+        }
+        let sensitive: Vec<&str> = handoff
+            .sensitive_outputs
+            .keys()
+            .map(String::as_str)
+            .collect();
+        self.run.runner.info(&format!(
+            "outputs: {} as step outputs {OUTPUT_PREFIX}<name>{}",
+            public.len(),
+            if sensitive.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; sensitive, masked and kept internal: {}",
+                    sensitive.join(", ")
+                )
+            }
+        ));
+        self.notes.push(outputs_markdown(&public));
+        handoff.terraform_outputs.extend(public);
+        Ok(())
+    }
+}
+
+fn for_each_string(value: &Value, visit: &mut dyn FnMut(&str)) {
+    match value {
+        Value::String(text) => visit(text),
+        Value::Array(items) => items.iter().for_each(|item| for_each_string(item, visit)),
+        Value::Object(fields) => fields
+            .values()
+            .for_each(|item| for_each_string(item, visit)),
+        _ => {}
+    }
+}
+
+/// The errors Terraform reported, or the end of its stderr when it reported none as JSON.
+fn failure_message(diagnostics: &[Diagnostic], finished: &Finished) -> String {
+    let errors: Vec<String> = diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| match &d.range {
+            Some(range) => format!("{} ({}:{})", d.summary, range.filename, range.start.line),
+            None => d.summary.clone(),
+        })
+        .collect();
+    if !errors.is_empty() {
+        return errors.join("; ");
+    }
+    let stderr: Vec<&str> = finished
+        .stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let tail = stderr[stderr.len().saturating_sub(8)..].join(" ");
+    if tail.is_empty() {
+        format!("exit code {:?} and no error message", finished.code)
+    } else {
+        tail
+    }
+}
+
+fn partial_apply_markdown(changed: &[String], failed: &[String]) -> String {
+    let list = |items: &[String]| -> String {
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            items
+                .iter()
+                .map(|a| escape_markdown(a))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    format!(
+        "**Partial apply:** changed: {}; failed: {}.",
+        list(changed),
+        list(failed)
+    )
+}
