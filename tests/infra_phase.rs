@@ -579,3 +579,37 @@ fn bad_infra_inputs_are_refused_before_terraform_runs() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_terraform_that_ignores_the_interrupt_is_killed_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("terraform");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nif [ \"$1\" = version ]; then echo '{\"terraform_version\":\"1.11.4\"}'; exit 0; fi\ntrap '' INT\necho started\nsleep 30\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let terraform = Terraform::with_binary(fake, dir.path())
+        .await
+        .unwrap()
+        .with_interrupt_grace(Duration::from_millis(500));
+    let (handle, cancel) = Cancel::new();
+    let mut lines = Vec::new();
+    let started = Instant::now();
+    let args = ["apply".to_string()];
+    let mut on_line = |line: &str| {
+        lines.push(line.to_string());
+        handle.cancel();
+    };
+    let run = terraform.run(&args, &cancel, &mut on_line);
+    let finished = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the kill ends the run")
+        .unwrap();
+    assert!(finished.interrupted && finished.killed, "{finished:?}");
+    assert_eq!(finished.code, None, "ended by a signal");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(lines, ["started"]);
+}
