@@ -266,6 +266,14 @@ impl InfraPhase<'_, '_> {
             step: Step::Show,
             message: err.to_string(),
         })?;
+        if plan.errored || !plan.applyable && has_changes {
+            return Err(Error::StepFailed {
+                step: Step::Plan,
+                message:
+                    "the saved plan is marked errored or not applyable; see the diagnostics above"
+                        .into(),
+            });
+        }
         let summary = PlanSummary::from_plan(&plan);
         self.report_plan(&summary);
         handoff.plan = Some(summary.clone());

@@ -184,16 +184,18 @@ pub fn output() -> Vec<String> {
     vec!["output".into(), "-json".into(), "-no-color".into()]
 }
 
-/// The argv as a person reads it in the log, with `-var` values hidden (they may be secrets).
+/// The argv as a person reads it in the log, with the values of `-var` and `-backend-config`
+/// pairs hidden (they may be secrets); backend config file paths are shown.
 pub fn display(args: &[String]) -> String {
     let shown: Vec<String> = args
         .iter()
-        .map(|arg| match arg.strip_prefix("-var=") {
-            Some(pair) => format!(
-                "-var={}=***",
-                pair.split_once('=').map(|(name, _)| name).unwrap_or(pair)
-            ),
-            None => arg.clone(),
+        .map(|arg| {
+            for flag in ["-var=", "-backend-config="] {
+                if let Some((name, _)) = arg.strip_prefix(flag).and_then(|p| p.split_once('=')) {
+                    return format!("{flag}{name}=***");
+                }
+            }
+            arg.clone()
         })
         .collect();
     format!("terraform {}", shown.join(" "))
@@ -339,5 +341,12 @@ mod tests {
         assert!(shown.contains("-var=image_tag=***"), "{shown}");
         assert!(!shown.contains("abc123"), "{shown}");
         assert!(shown.starts_with("terraform plan -input=false"), "{shown}");
+        let shown = display(&init(&infra()));
+        assert!(shown.contains("-backend-config=bucket=***"), "{shown}");
+        assert!(!shown.contains("state-bucket"), "{shown}");
+        assert!(
+            shown.contains("-backend-config=/repo/infra/backend.hcl"),
+            "{shown}"
+        );
     }
 }
