@@ -125,7 +125,9 @@ pub async fn execute<P: Phases>(
         },
         _ => None,
     };
-    let (Some(config), Some(context), Some(decision)) = (config, context, decision) else {
+    let (Some(config), Some(context), Some(decision), true) =
+        (config, context, decision, problems.is_empty())
+    else {
         return refuse(&runner, &problems, files_error.is_none());
     };
 

@@ -303,11 +303,18 @@ fn cluster_access_forms() {
     assert_eq!(rollback.rollback_to, Some(7));
 }
 
+/// Inputs given, the input expected to be rejected, and a phrase of the message.
+type BadRow = (
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    &'static str,
+);
+
 #[test]
 fn bad_values_are_rejected_with_the_input_named_and_a_fix() {
     let ws = workspace();
     let root = ws.path();
-    let rows: &[(&[(&str, &str)], &str, &str)] = &[
+    let rows: &[BadRow] = &[
         (&[("command", "ship")], "command", "use one of: auto, deploy"),
         (&[("command", "deplyo")], "command", "did you mean `deploy`"),
         (&[("environment", "Prod")], "environment", "lower-case letters"),

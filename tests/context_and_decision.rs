@@ -172,6 +172,23 @@ fn payload(dir: &Path, name: &str, json: &str) -> PathBuf {
     path
 }
 
+/// Event name, payload, inputs, the command expected and a phrase of the reason.
+type DecisionRow = (
+    &'static str,
+    PathBuf,
+    Vec<(&'static str, &'static str)>,
+    Command,
+    &'static str,
+);
+/// Event name, payload, inputs, the input refused and a phrase of the message.
+type RefusalRow = (
+    &'static str,
+    PathBuf,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+    &'static str,
+);
+
 #[test]
 fn the_command_is_decided_from_the_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -201,7 +218,7 @@ fn the_command_is_decided_from_the_event() {
         "dispatch-plan.json",
         r#"{"ref": "refs/heads/main", "inputs": {"command": "plan"}}"#,
     );
-    let rows: Vec<(&str, PathBuf, Vec<(&str, &str)>, Command, &str)> = vec![
+    let rows: Vec<DecisionRow> = vec![
         (
             "push",
             fixture("push.json"),
@@ -320,7 +337,7 @@ fn malformed_requests_are_refused_before_anything_runs() {
         "deleted.json",
         r#"{"ref": "refs/heads/old", "deleted": true, "repository": {"default_branch": "main"}}"#,
     );
-    let rows: Vec<(&str, PathBuf, Vec<(&str, &str)>, &str, &str)> = vec![
+    let rows: Vec<RefusalRow> = vec![
         (
             "workflow_dispatch",
             unknown,

@@ -78,6 +78,12 @@ pub enum UiEvent {
         remove: u64,
         operation: String,
     },
+    /// A line a provisioner printed (`local-exec` output).
+    ProvisionOutput {
+        address: String,
+        provisioner: String,
+        output: String,
+    },
     /// A valid line of a kind gantry does not act on (version, planned_change, outputs...).
     Other,
 }
@@ -101,6 +107,10 @@ struct Hook {
     action: String,
     #[serde(default)]
     elapsed_seconds: u64,
+    #[serde(default)]
+    provisioner: String,
+    #[serde(default)]
+    output: String,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +170,14 @@ pub fn parse_line(line: &str) -> Option<UiEvent> {
             },
             raw.hook,
         ),
+        "provision_progress" => raw
+            .hook
+            .map(|h| UiEvent::ProvisionOutput {
+                address: h.resource.addr,
+                provisioner: h.provisioner,
+                output: h.output,
+            })
+            .unwrap_or(UiEvent::Other),
         "change_summary" => raw
             .changes
             .map(|c| UiEvent::ChangeSummary {
@@ -245,6 +263,11 @@ pub fn progress_line(event: &UiEvent) -> Option<String> {
         } => Some(format!(
             "{operation}: {add} added, {change} changed, {remove} destroyed"
         )),
+        UiEvent::ProvisionOutput {
+            address,
+            provisioner,
+            output,
+        } => Some(format!("{address} ({provisioner}): {output}")),
         _ => None,
     }
 }
@@ -523,6 +546,24 @@ mod tests {
         );
         assert_eq!(diagnostics("plan_precondition.jsonl")[0].lock_info(), None);
         assert_eq!(parse_lock_info("no lock here"), None);
+    }
+
+    #[test]
+    fn provisioner_output_is_a_progress_line() {
+        let line = r#"{"@level":"info","@message":"terraform_data.m: (local-exec): hello-prov","@module":"terraform.ui","hook":{"resource":{"addr":"terraform_data.m","module":"","resource":"terraform_data.m","implied_provider":"terraform","resource_type":"terraform_data","resource_name":"m","resource_key":null},"provisioner":"local-exec","output":"hello-prov"},"type":"provision_progress"}"#;
+        let event = parse_line(line).unwrap();
+        assert_eq!(
+            event,
+            UiEvent::ProvisionOutput {
+                address: "terraform_data.m".into(),
+                provisioner: "local-exec".into(),
+                output: "hello-prov".into(),
+            }
+        );
+        assert_eq!(
+            progress_line(&event).as_deref(),
+            Some("terraform_data.m (local-exec): hello-prov")
+        );
     }
 
     #[test]
