@@ -15,7 +15,7 @@ impl Phases for GantryPhases {
         PhaseResult::not_implemented(PhaseName::Build, 4)
     }
 
-    async fn deploy(&self, _run: &RunContext<'_>, _handoff: &mut Handoff) -> PhaseResult {
-        PhaseResult::not_implemented(PhaseName::Deploy, 5)
+    async fn deploy(&self, run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
+        crate::deploy_phase::run(run, handoff).await
     }
 }

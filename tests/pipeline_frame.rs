@@ -77,7 +77,10 @@ fn checkout() -> tempfile::TempDir {
     for (path, contents) in [
         ("infra/main.tf", "output \"x\" { value = 1 }\n"),
         ("api/Dockerfile", "FROM scratch\n"),
-        ("k8s/app.yaml", "kind: ConfigMap\n"),
+        (
+            "k8s/app.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n",
+        ),
         ("kubeconfig", "apiVersion: v1\nclusters: []\n"),
     ] {
         let file = dir.path().join(path);

@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use images::{ImageSpec, RepositoryRef};
+pub use images::{ImageSpec, RepositoryRef, SmokeTest};
 pub use inputs::{InputKind, InputSpec, INPUTS, OUTPUTS};
 
 /// A secret value: its `Debug` and `Display` never show it.
@@ -946,6 +946,9 @@ impl Validator<'_> {
             }
         }
 
+        let manifest_files: Vec<PathBuf> = manifest_files.into_iter().collect();
+        self.manifests(&manifest_files, terraform_available);
+
         let namespace = self.text("namespace").unwrap_or_else(|| "default".into());
         if !is_dns_label(&namespace) {
             self.error(
@@ -994,7 +997,7 @@ impl Validator<'_> {
 
         DeployConfig {
             manifests,
-            manifest_files: manifest_files.into_iter().collect(),
+            manifest_files,
             namespace,
             cluster,
             rollout_timeout: self.duration("rollout-timeout"),
@@ -1007,6 +1010,42 @@ impl Validator<'_> {
             restart_threshold: self.count_or_default("restart-threshold") as u32,
             unschedulable_tolerance: self.duration("unschedulable-tolerance"),
             apply_concurrency: self.count_or_default("apply-concurrency") as usize,
+        }
+    }
+
+    /// Checks what can be checked of the manifests before any phase runs: YAML, the fields
+    /// every object needs, duplicates, and the placeholder names (their values come later).
+    fn manifests(&mut self, files: &[PathBuf], terraform_available: bool) {
+        let assume_namespaced = |api_version: &str, kind: &str| {
+            crate::manifests::builtin_scope(api_version, kind).or(Some(true))
+        };
+        if let Err(errors) = crate::manifests::load(files, "default", &assume_namespaced) {
+            for error in errors {
+                self.error("manifests", error.to_string());
+            }
+        }
+        for file in files {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            for placeholder in crate::manifests::find_placeholders(&text) {
+                let location = format!("{}:{}", file.display(), placeholder.line);
+                if !crate::manifests::is_known_form(&placeholder.name) {
+                    self.error(
+                        "manifests",
+                        format!(
+                            "{location}: unknown placeholder `${{{}}}`; use ${{tf.OUTPUT}}, ${{gantry.sha}}, ${{gantry.short-sha}} or ${{gantry.environment}} (write `$${{` for a literal `${{`)",
+                            placeholder.name
+                        ),
+                    );
+                } else if placeholder.name.starts_with("tf.") && !terraform_available {
+                    self.error(
+                        "manifests",
+                        format!(
+                            "{location}: `${{{}}}` refers to a Terraform output, but the infra phase does not run (set terraform-directory and keep infra in phases)",
+                            placeholder.name
+                        ),
+                    );
+                }
+            }
         }
     }
 

@@ -1,0 +1,485 @@
+//! Kubernetes manifests as gantry applies them: multi-document YAML loaded with file and line, validated, placeholders substituted, images pinned by digest, and put in apply order.
+//!
+//! Pure: reads the files it is given and nothing else. Cluster knowledge (which kinds are
+//! namespaced) comes in as a function, so the API's discovery can feed it; [`builtin_scope`]
+//! knows the built-in kinds for when no cluster is at hand.
+
+mod images;
+mod placeholders;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_yaml::Value;
+
+pub use images::{pin_images, repository_of, PinnedImage};
+pub use placeholders::{find_placeholders, is_known_form, Placeholder, Placeholders};
+
+/// One problem in one manifest, located for the person who fixes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}: {message}", file.display())]
+pub struct ManifestError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+/// Identifies an object the way the API server does.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    /// `apps/v1`, `v1`, ...
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// The API group (`""` for the core group).
+    pub fn group(&self) -> &str {
+        self.api_version
+            .rsplit_once('/')
+            .map(|(group, _)| group)
+            .unwrap_or("")
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{}/{} (namespace {namespace})", self.kind, self.name),
+            None => write!(f, "{}/{}", self.kind, self.name),
+        }
+    }
+}
+
+/// One object from a manifest file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub key: ObjectKey,
+    pub file: PathBuf,
+    /// Line of the document's first line in `file` (1-based).
+    pub line: usize,
+    pub object: Value,
+}
+
+/// Whether a kind is namespaced: `Some(true)` namespaced, `Some(false)` cluster-scoped,
+/// `None` unknown to whoever answers.
+pub type ScopeLookup<'a> = dyn Fn(&str, &str) -> Option<bool> + 'a;
+
+/// The scope of the built-in kinds (Kubernetes 1.24+), for when no cluster can be asked.
+pub fn builtin_scope(api_version: &str, kind: &str) -> Option<bool> {
+    const CLUSTER_SCOPED: &[(&str, &str)] = &[
+        ("", "Namespace"),
+        ("", "Node"),
+        ("", "PersistentVolume"),
+        ("rbac.authorization.k8s.io", "ClusterRole"),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+        ("apiextensions.k8s.io", "CustomResourceDefinition"),
+        ("storage.k8s.io", "StorageClass"),
+        ("storage.k8s.io", "CSIDriver"),
+        ("storage.k8s.io", "CSINode"),
+        ("storage.k8s.io", "VolumeAttachment"),
+        ("scheduling.k8s.io", "PriorityClass"),
+        ("networking.k8s.io", "IngressClass"),
+        ("node.k8s.io", "RuntimeClass"),
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration",
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "MutatingWebhookConfiguration",
+        ),
+        ("apiregistration.k8s.io", "APIService"),
+        ("certificates.k8s.io", "CertificateSigningRequest"),
+        ("policy", "PodSecurityPolicy"),
+    ];
+    const NAMESPACED_GROUPS: &[&str] = &[
+        "",
+        "apps",
+        "batch",
+        "autoscaling",
+        "policy",
+        "networking.k8s.io",
+        "rbac.authorization.k8s.io",
+        "coordination.k8s.io",
+        "discovery.k8s.io",
+        "storage.k8s.io",
+    ];
+    let group = api_version
+        .rsplit_once('/')
+        .map(|(group, _)| group)
+        .unwrap_or("");
+    if CLUSTER_SCOPED.contains(&(group, kind)) {
+        Some(false)
+    } else if NAMESPACED_GROUPS.contains(&group) {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// Splits a YAML file into its documents with the line each starts on.
+fn documents(text: &str) -> Vec<(usize, String)> {
+    let mut documents = Vec::new();
+    let mut current = String::new();
+    let mut start = 1;
+    for (index, line) in text.lines().enumerate() {
+        if line.starts_with("---") && line[3..].trim().is_empty() {
+            documents.push((start, std::mem::take(&mut current)));
+            start = index + 2;
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    documents.push((start, current));
+    documents
+}
+
+fn text_at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v str> {
+    let mut value = value;
+    for key in path {
+        value = value.get(*key)?;
+    }
+    value.as_str()
+}
+
+/// Loads every object of `files` in order, defaulting the namespace of namespaced kinds to
+/// `default_namespace`. Reports every problem at once: unreadable files, YAML errors at their
+/// line, documents without apiVersion/kind/metadata.name, unknown kinds, duplicates.
+pub fn load(
+    files: &[PathBuf],
+    default_namespace: &str,
+    scope: &ScopeLookup<'_>,
+) -> Result<Vec<Manifest>, Vec<ManifestError>> {
+    let mut manifests: Vec<Manifest> = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(err) => {
+                errors.push(ManifestError {
+                    file: file.clone(),
+                    line: 1,
+                    message: format!("cannot be read: {err}"),
+                });
+                continue;
+            }
+        };
+        for (start, document) in documents(&text) {
+            let value: Value = match serde_yaml::from_str(&document) {
+                Ok(value) => value,
+                Err(err) => {
+                    let line = err
+                        .location()
+                        .map(|l| start + l.line() - 1)
+                        .unwrap_or(start);
+                    let message = err.to_string();
+                    let message = message.split(" at line ").next().unwrap_or(&message);
+                    errors.push(ManifestError {
+                        file: file.clone(),
+                        line,
+                        message: format!("invalid YAML: {message}"),
+                    });
+                    continue;
+                }
+            };
+            match value {
+                Value::Null => continue,
+                Value::Mapping(_) if text_at(&value, &["kind"]) == Some("List") => {
+                    let items = value.get("items").and_then(Value::as_sequence);
+                    for item in items.into_iter().flatten() {
+                        push_object(item.clone(), file, start, default_namespace, scope, &mut manifests, &mut errors);
+                    }
+                }
+                Value::Mapping(_) => {
+                    push_object(value, file, start, default_namespace, scope, &mut manifests, &mut errors)
+                }
+                _ => errors.push(ManifestError {
+                    file: file.clone(),
+                    line: start,
+                    message: "is not a Kubernetes object (expected a mapping with apiVersion, kind and metadata)".into(),
+                }),
+            }
+        }
+    }
+    let mut seen: BTreeMap<&ObjectKey, &Manifest> = BTreeMap::new();
+    for manifest in &manifests {
+        if let Some(first) = seen.insert(&manifest.key, manifest) {
+            errors.push(ManifestError {
+                file: manifest.file.clone(),
+                line: manifest.line,
+                message: format!(
+                    "{} is defined twice (also at {}:{}); each object may appear once",
+                    manifest.key,
+                    first.file.display(),
+                    first.line
+                ),
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(manifests)
+    } else {
+        Err(errors)
+    }
+}
+
+fn push_object(
+    mut object: Value,
+    file: &Path,
+    line: usize,
+    default_namespace: &str,
+    scope: &ScopeLookup<'_>,
+    manifests: &mut Vec<Manifest>,
+    errors: &mut Vec<ManifestError>,
+) {
+    let error = |message: String| ManifestError {
+        file: file.to_path_buf(),
+        line,
+        message,
+    };
+    let api_version = text_at(&object, &["apiVersion"]).map(str::to_string);
+    let kind = text_at(&object, &["kind"]).map(str::to_string);
+    let name = text_at(&object, &["metadata", "name"]).map(str::to_string);
+    let missing: Vec<&str> = [
+        ("apiVersion", api_version.is_none()),
+        ("kind", kind.is_none()),
+        ("metadata.name", name.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(field, is_missing)| is_missing.then_some(field))
+    .collect();
+    let (Some(api_version), Some(kind), Some(name)) = (api_version, kind, name) else {
+        errors.push(error(format!(
+            "the document has no {}; every object needs apiVersion, kind and metadata.name (generateName is not supported: gantry must know each object's name to track and prune it)",
+            missing.join(", ")
+        )));
+        return;
+    };
+    let namespace = match scope(&api_version, &kind) {
+        None => {
+            errors.push(error(format!(
+                "{kind} ({api_version}) is not a kind the cluster serves; check the apiVersion and kind, or install its CustomResourceDefinition first"
+            )));
+            return;
+        }
+        Some(false) => {
+            if let Some(namespace) = text_at(&object, &["metadata", "namespace"]) {
+                errors.push(error(format!(
+                    "{kind}/{name} is cluster-scoped but names namespace `{namespace}`; remove metadata.namespace"
+                )));
+                return;
+            }
+            None
+        }
+        Some(true) => {
+            let namespace = text_at(&object, &["metadata", "namespace"])
+                .unwrap_or(default_namespace)
+                .to_string();
+            if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_mapping_mut) {
+                metadata.insert("namespace".into(), namespace.clone().into());
+            }
+            Some(namespace)
+        }
+    };
+    manifests.push(Manifest {
+        key: ObjectKey {
+            api_version,
+            kind,
+            namespace,
+            name,
+        },
+        file: file.to_path_buf(),
+        line,
+        object,
+    });
+}
+
+/// Where a kind goes in the apply order: what others depend on first (Namespaces, CRDs,
+/// identities and RBAC, configuration, storage, Services), then workloads, then the rest.
+pub fn apply_rank(kind: &str) -> u8 {
+    match kind {
+        "Namespace" => 0,
+        "CustomResourceDefinition" => 1,
+        "PriorityClass" | "StorageClass" | "IngressClass" | "RuntimeClass" => 2,
+        "ServiceAccount" => 3,
+        "ClusterRole" | "Role" => 4,
+        "ClusterRoleBinding" | "RoleBinding" => 5,
+        "ConfigMap" | "Secret" => 6,
+        "LimitRange" | "ResourceQuota" | "NetworkPolicy" => 7,
+        "PersistentVolume" => 8,
+        "PersistentVolumeClaim" => 9,
+        "Service" => 10,
+        "DaemonSet" | "Deployment" | "StatefulSet" | "ReplicaSet" | "Pod" => 11,
+        "Job" | "CronJob" => 12,
+        "HorizontalPodAutoscaler" | "PodDisruptionBudget" | "Ingress" => 13,
+        "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" | "APIService" => 15,
+        _ => 14,
+    }
+}
+
+/// Sorts manifests into apply order; objects of the same rank keep their file order.
+pub fn apply_order(manifests: &mut [Manifest]) {
+    manifests.sort_by_key(|manifest| apply_rank(&manifest.key.kind));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn documents_keep_their_lines_and_namespaces_are_defaulted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "app.yaml",
+            "# leading comment\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\n---\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api, namespace: other}\n",
+        );
+        let manifests = load(&[file], "shop", &builtin_scope).unwrap();
+        let found: Vec<(String, usize)> = manifests
+            .iter()
+            .map(|m| (m.key.to_string(), m.line))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("ConfigMap/cfg (namespace shop)".to_string(), 1),
+                ("Namespace/shop".to_string(), 7),
+                ("Deployment/api (namespace other)".to_string(), 11),
+            ]
+        );
+        assert_eq!(
+            text_at(&manifests[0].object, &["metadata", "namespace"]),
+            Some("shop")
+        );
+        assert_eq!(manifests[2].key.group(), "apps");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = write(
+            dir.path(),
+            "bad.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  labels: {x: y}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nkind: Thing\napiVersion: example.com/v1\nmetadata: {name: t}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: n, namespace: x}\n---\n- a list\n",
+        );
+        let broken = write(
+            dir.path(),
+            "broken.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: x: y\n",
+        );
+        let errors = load(&[bad, broken], "default", &builtin_scope).unwrap_err();
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        let expect = [
+            "bad.yaml:5: the document has no metadata.name",
+            "bad.yaml:14: Thing (example.com/v1) is not a kind the cluster serves",
+            "bad.yaml:18: Namespace/n is cluster-scoped but names namespace `x`",
+            "bad.yaml:22: is not a Kubernetes object",
+            "broken.yaml:4: invalid YAML",
+            "bad.yaml:10: ConfigMap/a (namespace default) is defined twice (also at ",
+        ];
+        assert_eq!(errors.len(), expect.len(), "{text:#?}");
+        for needle in expect {
+            assert!(
+                text.iter().any(|t| t.contains(needle)),
+                "missing {needle:?} in {text:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn list_kinds_are_expanded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "list.json",
+            r#"{"apiVersion": "v1", "kind": "List", "items": [
+                {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}},
+                {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "b"}}]}"#,
+        );
+        let manifests = load(&[file], "default", &builtin_scope).unwrap();
+        assert_eq!(manifests.len(), 2);
+    }
+
+    #[test]
+    fn apply_order_puts_dependencies_first_and_keeps_file_order_within_a_rank() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "all.yaml",
+            &[
+                ("apps/v1", "Deployment", "web"),
+                ("v1", "Service", "web"),
+                ("networking.k8s.io/v1", "Ingress", "web"),
+                ("v1", "ConfigMap", "web"),
+                ("rbac.authorization.k8s.io/v1", "RoleBinding", "web"),
+                ("apps/v1", "Deployment", "api"),
+                ("v1", "ServiceAccount", "web"),
+                ("batch/v1", "Job", "migrate"),
+                ("v1", "PersistentVolumeClaim", "data"),
+                (
+                    "apiextensions.k8s.io/v1",
+                    "CustomResourceDefinition",
+                    "things.example.com",
+                ),
+                ("v1", "Namespace", "shop"),
+            ]
+            .iter()
+            .map(|(v, k, n)| format!("apiVersion: {v}\nkind: {k}\nmetadata: {{name: {n}}}\n"))
+            .collect::<Vec<_>>()
+            .join("---\n"),
+        );
+        let mut manifests = load(&[file], "shop", &builtin_scope).unwrap();
+        apply_order(&mut manifests);
+        let order: Vec<String> = manifests
+            .iter()
+            .map(|m| format!("{}/{}", m.key.kind, m.key.name))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "Namespace/shop",
+                "CustomResourceDefinition/things.example.com",
+                "ServiceAccount/web",
+                "RoleBinding/web",
+                "ConfigMap/web",
+                "PersistentVolumeClaim/data",
+                "Service/web",
+                "Deployment/web",
+                "Deployment/api",
+                "Job/migrate",
+                "Ingress/web",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_recorded_fixtures_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/k8s");
+        if !root.is_dir() {
+            // The shared fixtures sit beside the clone in CI and in every session.
+            panic!("../shared/fixtures/k8s is missing next to the repository");
+        }
+        for scenario in [
+            "deployment-rollout-ok",
+            "statefulset-rollout-ok",
+            "daemonset-rollout-ok",
+            "job-complete",
+        ] {
+            let file = root.join(scenario).join("v1.yaml");
+            let manifests = load(&[file], "default", &builtin_scope)
+                .unwrap_or_else(|e| panic!("{scenario}: {e:?}"));
+            assert!(!manifests.is_empty(), "{scenario}");
+        }
+    }
+}

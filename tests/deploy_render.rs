@@ -1,0 +1,214 @@
+//! The deploy phase without a cluster: the release is rendered (placeholders, images pinned by digest, apply order) and nothing is applied.
+
+use std::collections::BTreeMap;
+
+use gantry::adapters::runner::{Runner, RunnerFiles, RunnerMode, SharedBuffer};
+use gantry::config::{Config, RawInputs, ValidationContext};
+use gantry::context::GitHubContext;
+use gantry::pipeline::{Cancel, Command, Decision, Handoff, PhaseStatus, RunContext};
+
+const MANIFESTS: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata:
+      labels: {app: api, commit: "${gantry.short-sha}"}
+    spec:
+      containers:
+      - name: api
+        image: 127.0.0.1:5000/shop/api:latest
+        env:
+        - {name: DATABASE_HOST, value: "${tf.database_endpoint}"}
+        - {name: LITERAL, value: "$${not.a.placeholder}"}
+      - {name: proxy, image: "envoyproxy/envoy:v1.30"}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec: {selector: {app: api}, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shared}
+data: {environment: "${gantry.environment}"}
+"#;
+
+fn setup(manifests: &str) -> (tempfile::TempDir, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("infra")).unwrap();
+    std::fs::write(
+        dir.path().join("infra/main.tf"),
+        "output \"x\" { value = 1 }\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("k8s")).unwrap();
+    std::fs::write(dir.path().join("k8s/app.yaml"), manifests).unwrap();
+    let inputs: BTreeMap<&str, &str> = BTreeMap::from([
+        ("INPUT_ENVIRONMENT", "staging"),
+        ("INPUT_TERRAFORM-DIRECTORY", "infra"),
+        ("INPUT_MANIFESTS", "k8s"),
+        ("INPUT_NAMESPACE", "shop"),
+    ]);
+    let raw = RawInputs::from_env(|name| inputs.get(name).map(|v| v.to_string())).with_defaults();
+    let config = Config::validate(
+        &raw,
+        &ValidationContext {
+            workspace: dir.path().to_path_buf(),
+            action_mode: false,
+            kubeconfig_env: None,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    (dir, config)
+}
+
+fn handoff() -> Handoff {
+    let mut handoff = Handoff::default();
+    handoff.terraform_outputs.insert(
+        "database_endpoint".into(),
+        serde_json::json!("db.staging.internal:5432"),
+    );
+    handoff
+        .images
+        .insert("api".into(), "127.0.0.1:5000/shop/api@sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef".into());
+    handoff
+}
+
+#[tokio::test]
+async fn without_a_cluster_the_release_is_rendered_and_nothing_applied() {
+    let (dir, config) = setup(MANIFESTS);
+    let context = GitHubContext::local(dir.path(), None);
+    let decision = Decision {
+        command: Command::Deploy,
+        reason: "local run".into(),
+        commit: Some("0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c".into()),
+        pull_request: None,
+    };
+    let log = SharedBuffer::default();
+    let runner = Runner::with_writer(
+        RunnerMode::GitHub,
+        false,
+        RunnerFiles::default(),
+        Box::new(log.clone()),
+    );
+    let cancel = Cancel::never();
+    let run = RunContext {
+        config: &config,
+        context: &context,
+        decision: &decision,
+        runner: &runner,
+        cancel: &cancel,
+    };
+    let handoff = handoff();
+
+    let rendered = gantry::deploy_phase::render(&run, &handoff).unwrap();
+    let order: Vec<String> = rendered
+        .manifests
+        .iter()
+        .map(|m| m.key.to_string())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "ConfigMap/settings (namespace shared)",
+            "Service/api (namespace shop)",
+            "Deployment/api (namespace shop)"
+        ]
+    );
+    let deployment = &rendered.manifests[2].object;
+    let pod = &deployment["spec"]["template"];
+    assert_eq!(pod["metadata"]["labels"]["commit"], "0d1a26e");
+    let api = &pod["spec"]["containers"][0];
+    assert_eq!(api["image"], "127.0.0.1:5000/shop/api@sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef");
+    assert_eq!(api["env"][0]["value"], "db.staging.internal:5432");
+    assert_eq!(api["env"][1]["value"], "${not.a.placeholder}");
+    assert_eq!(
+        pod["spec"]["containers"][1]["image"], "envoyproxy/envoy:v1.30",
+        "images gantry did not build stay as they are"
+    );
+    assert_eq!(
+        rendered.manifests[0].object["data"]["environment"],
+        "staging"
+    );
+    assert_eq!(rendered.pinned.len(), 1);
+
+    let mut handoff = handoff;
+    let result = gantry::deploy_phase::run(&run, &mut handoff).await;
+    match &result.status {
+        PhaseStatus::Skipped { reason } => assert!(
+            reason.starts_with("no cluster configured: rendered 3 objects and applied none"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        result
+            .notes
+            .iter()
+            .any(|n| n.contains("| 3 | Deployment | api | shop |")),
+        "{:?}",
+        result.notes
+    );
+    let log = log.contents();
+    assert!(
+        log.contains("would apply Deployment/api (namespace shop)"),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "127.0.0.1:5000/shop/api:latest pinned to 127.0.0.1:5000/shop/api@sha256:5f70bf18"
+        ),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_placeholder_without_a_value_fails_with_an_annotation_at_its_line() {
+    let manifests = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata:\n  db: \"${tf.database_endpoint}\"\n  cache: \"${tf.cache_endpoint}\"\n";
+    let (dir, config) = setup(manifests);
+    let context = GitHubContext::local(dir.path(), None);
+    let decision = Decision {
+        command: Command::Deploy,
+        reason: "local run".into(),
+        commit: None,
+        pull_request: None,
+    };
+    let log = SharedBuffer::default();
+    let runner = Runner::with_writer(
+        RunnerMode::GitHub,
+        false,
+        RunnerFiles::default(),
+        Box::new(log.clone()),
+    );
+    let cancel = Cancel::never();
+    let run = RunContext {
+        config: &config,
+        context: &context,
+        decision: &decision,
+        runner: &runner,
+        cancel: &cancel,
+    };
+    let mut handoff = handoff();
+    let result = gantry::deploy_phase::run(&run, &mut handoff).await;
+    match &result.status {
+        PhaseStatus::Failed {
+            failure_reason,
+            message,
+        } => {
+            assert_eq!(failure_reason, "invalid-manifests");
+            assert!(message.contains("nothing was applied"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let log = log.contents();
+    assert!(
+        log.contains("::error title=gantry%3A invalid manifest,file=k8s/app.yaml,line=6::unknown placeholder `${tf.cache_endpoint}`"),
+        "{log}"
+    );
+    assert!(
+        result.notes.is_empty(),
+        "no release is reported when rendering failed"
+    );
+}
