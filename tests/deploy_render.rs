@@ -64,6 +64,56 @@ fn setup(manifests: &str) -> (tempfile::TempDir, Config) {
     (dir, config)
 }
 
+/// A checkout, its configuration and a runner capturing the log, from which a `RunContext`
+/// for a local deploy of commit 0d1a26e is borrowed.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    config: Config,
+    context: GitHubContext,
+    decision: Decision,
+    log: SharedBuffer,
+    runner: Runner,
+    cancel: Cancel,
+}
+
+impl Fixture {
+    fn new(manifests: &str) -> Fixture {
+        let (dir, config) = setup(manifests);
+        let context = GitHubContext::local(dir.path(), None);
+        let log = SharedBuffer::default();
+        let runner = Runner::with_writer(
+            RunnerMode::GitHub,
+            false,
+            RunnerFiles::default(),
+            Box::new(log.clone()),
+        );
+        Fixture {
+            _dir: dir,
+            config,
+            context,
+            decision: Decision {
+                command: Command::Deploy,
+                reason: "local run".into(),
+                commit: Some("0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c".into()),
+                pull_request: None,
+            },
+            log,
+            runner,
+            cancel: Cancel::never(),
+        }
+    }
+
+    fn run(&self) -> RunContext<'_> {
+        RunContext {
+            config: &self.config,
+            context: &self.context,
+            decision: &self.decision,
+            runner: &self.runner,
+            cancel: &self.cancel,
+        }
+    }
+}
+
 fn handoff() -> Handoff {
     let mut handoff = Handoff::default();
     handoff.terraform_outputs.insert(
@@ -78,29 +128,8 @@ fn handoff() -> Handoff {
 
 #[tokio::test]
 async fn without_a_cluster_the_release_is_rendered_and_nothing_applied() {
-    let (dir, config) = setup(MANIFESTS);
-    let context = GitHubContext::local(dir.path(), None);
-    let decision = Decision {
-        command: Command::Deploy,
-        reason: "local run".into(),
-        commit: Some("0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c".into()),
-        pull_request: None,
-    };
-    let log = SharedBuffer::default();
-    let runner = Runner::with_writer(
-        RunnerMode::GitHub,
-        false,
-        RunnerFiles::default(),
-        Box::new(log.clone()),
-    );
-    let cancel = Cancel::never();
-    let run = RunContext {
-        config: &config,
-        context: &context,
-        decision: &decision,
-        runner: &runner,
-        cancel: &cancel,
-    };
+    let fixture = Fixture::new(MANIFESTS);
+    let run = fixture.run();
     let handoff = handoff();
 
     let rendered = gantry::deploy_phase::render(&run, &handoff).unwrap();
@@ -151,7 +180,7 @@ async fn without_a_cluster_the_release_is_rendered_and_nothing_applied() {
         "{:?}",
         result.notes
     );
-    let log = log.contents();
+    let log = fixture.log.contents();
     assert!(
         log.contains("would apply Deployment/api (namespace shop)"),
         "{log}"
@@ -167,29 +196,8 @@ async fn without_a_cluster_the_release_is_rendered_and_nothing_applied() {
 #[tokio::test]
 async fn a_placeholder_without_a_value_fails_with_an_annotation_at_its_line() {
     let manifests = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata:\n  db: \"${tf.database_endpoint}\"\n  cache: \"${tf.cache_endpoint}\"\n";
-    let (dir, config) = setup(manifests);
-    let context = GitHubContext::local(dir.path(), None);
-    let decision = Decision {
-        command: Command::Deploy,
-        reason: "local run".into(),
-        commit: None,
-        pull_request: None,
-    };
-    let log = SharedBuffer::default();
-    let runner = Runner::with_writer(
-        RunnerMode::GitHub,
-        false,
-        RunnerFiles::default(),
-        Box::new(log.clone()),
-    );
-    let cancel = Cancel::never();
-    let run = RunContext {
-        config: &config,
-        context: &context,
-        decision: &decision,
-        runner: &runner,
-        cancel: &cancel,
-    };
+    let fixture = Fixture::new(manifests);
+    let run = fixture.run();
     let mut handoff = handoff();
     let result = gantry::deploy_phase::run(&run, &mut handoff).await;
     match &result.status {
@@ -202,7 +210,7 @@ async fn a_placeholder_without_a_value_fails_with_an_annotation_at_its_line() {
         }
         other => panic!("{other:?}"),
     }
-    let log = log.contents();
+    let log = fixture.log.contents();
     assert!(
         log.contains("::error title=gantry%3A invalid manifest,file=k8s/app.yaml,line=6::unknown placeholder `${tf.cache_endpoint}`"),
         "{log}"
