@@ -367,3 +367,105 @@ impl Write for SharedBuffer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runner(mode: RunnerMode, debug: bool, files: RunnerFiles) -> (Runner, SharedBuffer) {
+        let log = SharedBuffer::default();
+        (
+            Runner::with_writer(mode, debug, files, Box::new(log.clone())),
+            log,
+        )
+    }
+
+    #[test]
+    fn debug_lines_appear_only_when_debugging() {
+        let (quiet, log) = runner(RunnerMode::GitHub, false, RunnerFiles::default());
+        quiet.debug("resolved 3 images");
+        assert_eq!(log.contents(), "");
+        let (loud, log) = runner(RunnerMode::GitHub, true, RunnerFiles::default());
+        loud.add_mask("s3cret-value");
+        loud.debug("token s3cret-value\nsecond line");
+        assert_eq!(
+            log.contents(),
+            "::add-mask::s3cret-value\n::debug::token ***%0Asecond line\n"
+        );
+        let (local, log) = runner(RunnerMode::Local, true, RunnerFiles::default());
+        local.debug("a\nb");
+        assert_eq!(log.contents(), "debug: a\ndebug: b\n");
+    }
+
+    #[test]
+    fn groups_nest_never_and_close_before_the_files_are_written() {
+        let (runner, log) = runner(RunnerMode::GitHub, false, RunnerFiles::default());
+        runner.group("gantry infra");
+        runner.group("gantry build");
+        runner.info("building");
+        runner.finish().unwrap();
+        assert_eq!(
+            log.contents(),
+            "::group::gantry infra\n::endgroup::\n::group::gantry build\nbuilding\n::endgroup::\n"
+        );
+    }
+
+    #[test]
+    fn local_mode_masks_by_itself_and_prints_outputs() {
+        let (runner, log) = runner(RunnerMode::Local, false, RunnerFiles::default());
+        runner.add_mask("hunter2-password");
+        runner.info("login with hunter2-password");
+        runner.set_output("status", "deployed");
+        runner.finish().unwrap();
+        assert_eq!(
+            log.contents(),
+            "login with ***\nOutputs:\n  status=deployed\n",
+            "no ::add-mask:: locally, and the value is hidden anyway"
+        );
+    }
+
+    #[test]
+    fn the_summary_is_written_once_redacted_and_under_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = RunnerFiles {
+            output: Some(dir.path().join("output")),
+            summary: Some(dir.path().join("summary")),
+        };
+        let (runner, _log) = runner(RunnerMode::GitHub, false, files);
+        runner.add_mask("ghs_summarytoken");
+        runner.append_summary("# Report\nused ghs_summarytoken\n");
+        for i in 0..60_000 {
+            runner.append_summary(&format!("| resource.number_{i} | create |\n"));
+        }
+        runner.finish().unwrap();
+        let summary = std::fs::read_to_string(dir.path().join("summary")).unwrap();
+        assert!(
+            summary.len() <= workflow::SUMMARY_LIMIT,
+            "{} bytes",
+            summary.len()
+        );
+        assert!(summary.contains("Summary truncated"));
+        assert!(summary.contains("used ***") && !summary.contains("ghs_summarytoken"));
+        runner.finish().unwrap();
+        let again = std::fs::read_to_string(dir.path().join("summary")).unwrap();
+        assert_eq!(again.len(), summary.len(), "finish writes the summary once");
+    }
+
+    #[test]
+    fn unusable_runner_files_are_named() {
+        let missing =
+            |name: &str| (name == "GITHUB_OUTPUT").then(|| "/nonexistent/dir/out".to_string());
+        let err = RunnerFiles::from_env(missing, true).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("GITHUB_OUTPUT (/nonexistent/dir/out) is not writable"),
+            "{err}"
+        );
+        let err = RunnerFiles::from_env(|_| None, true).unwrap_err();
+        assert!(matches!(err, RunnerFileError::OutputUnset));
+        assert_eq!(
+            RunnerFiles::from_env(|_| None, false).unwrap(),
+            RunnerFiles::default()
+        );
+    }
+}
