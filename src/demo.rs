@@ -53,6 +53,7 @@ pub fn write_project(dir: &Path) -> std::io::Result<()> {
 /// The invocation of the demo: the project's gantry.yml, run as a local deploy.
 pub fn invocation(dir: &Path, registry: &str) -> Invocation {
     let mut raw = RawInputs::from_config_file(&dir.join("gantry.yml"));
+    raw.set("registry", registry.to_string(), Origin::Flag);
     raw.set("registry-endpoint", registry.to_string(), Origin::Flag);
     let get = |name: &str| std::env::var(name).ok();
     Invocation {
@@ -60,11 +61,30 @@ pub fn invocation(dir: &Path, registry: &str) -> Invocation {
         raw: raw.with_defaults(),
         command_override: None,
         files: RunnerFiles::from_env(get, false),
-        context: Ok(GitHubContext::local(dir, get("USER"))),
+        context: Ok(demo_context(dir, get("USER"))),
         workspace: dir.to_path_buf(),
         kubeconfig_env: None,
         debug: get("RUNNER_DEBUG").as_deref() == Some("1"),
     }
+}
+
+/// The demo's context: the example project is no git checkout, so its "commit" is a digest
+/// of the embedded files. The same project gets the same tag, and a rerun reuses its images.
+fn demo_context(dir: &Path, actor: Option<String>) -> GitHubContext {
+    use sha2::{Digest, Sha256};
+    let mut context = GitHubContext::local(dir, actor);
+    if context.sha.is_none() {
+        let mut hasher = Sha256::new();
+        for (path, contents) in FILES {
+            hasher.update(path.as_bytes());
+            hasher.update([0]);
+            hasher.update(contents.as_bytes());
+            hasher.update([0]);
+        }
+        let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        context.sha = Some(digest[..40].to_string());
+    }
+    context
 }
 
 /// `gantry demo [--dir DIR] [--registry HOST:PORT]`.
