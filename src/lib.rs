@@ -6,11 +6,13 @@
 
 pub mod adapters;
 pub mod app;
+pub mod build_phase;
 pub mod cli;
 pub mod config;
 pub mod context;
 pub mod demo;
 pub mod deploy_phase;
+pub mod image;
 pub mod infra;
 pub mod manifests;
 pub mod phases;

@@ -1,6 +1,6 @@
 //! The real phases behind the pipeline frame: each wires its adapters (Terraform, Docker and ECR, Kubernetes) to the pure logic.
 
-use crate::pipeline::{Handoff, PhaseName, PhaseResult, Phases, RunContext};
+use crate::pipeline::{Handoff, PhaseResult, Phases, RunContext};
 
 /// The phases gantry runs for real.
 #[derive(Debug, Default)]
@@ -11,8 +11,8 @@ impl Phases for GantryPhases {
         crate::infra::run(run, handoff).await
     }
 
-    async fn build(&self, _run: &RunContext<'_>, _handoff: &mut Handoff) -> PhaseResult {
-        PhaseResult::not_implemented(PhaseName::Build, 4)
+    async fn build(&self, run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
+        crate::build_phase::run(run, handoff).await
     }
 
     async fn deploy(&self, run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {

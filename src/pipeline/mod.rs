@@ -145,6 +145,7 @@ pub struct Handoff {
     pub sensitive_outputs: BTreeMap<String, serde_json::Value>,
     /// Images the build phase produced or reused, by image name: `repository@digest`.
     pub images: BTreeMap<String, String>,
+    pub built_images: Vec<crate::image::BuiltImage>,
     pub plan: Option<crate::plan::PlanSummary>,
 }
 

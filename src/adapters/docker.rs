@@ -1,0 +1,460 @@
+//! The Docker Engine API through bollard: ping, build from a context tar that honours `.dockerignore`, tag, push with registry credentials, and smoke-test containers.
+//!
+//! Builder: the classic builder (`version=1`). The 20.10 daemon accepts BuildKit (`version=2`)
+//! for a tar context, but it then streams its progress as protobuf `moby.buildkit.trace`
+//! messages that bollard decodes only with its `buildkit` feature (a tonic/gRPC stack); without
+//! decoding them gantry could not show the failing step and its output, which the build phase
+//! promises. The context tar is made here, so `.dockerignore` is honoured either way.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bollard::auth::DockerCredentials;
+use bollard::container::{
+    Config, CreateContainerOptions, LogOutput, LogsOptions, RemoveContainerOptions,
+    WaitContainerOptions,
+};
+use bollard::image::{BuildImageOptions, BuilderVersion, PushImageOptions, TagImageOptions};
+use futures::StreamExt;
+
+use crate::image::auth::Credentials;
+use crate::image::buildlog::{self, BuildLog};
+use crate::image::dockerignore::Matcher;
+
+/// Why a Docker call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Docker socket unreachable ({detail}): container actions get /var/run/docker.sock mounted by the runner; locally start dockerd or set DOCKER_HOST")]
+    Unreachable { detail: String },
+    #[error("could not read the build context {path}: {source}")]
+    Context {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    BuildFailed(String),
+    #[error("the build ended without an image id")]
+    NoImage,
+    #[error("could not tag {image} as {target}: {source}")]
+    Tag {
+        image: String,
+        target: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("pushing {target} failed: {message}")]
+    Push { target: String, message: String },
+    #[error("the registry refused the credentials while pushing {target} (401 Unauthorized): {message}; check registry-username and registry-password, or the AWS role's ECR permissions")]
+    PushUnauthorized { target: String, message: String },
+    #[error("could not run the smoke test container of {image}: {source}")]
+    Container {
+        image: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One build as the daemon runs it.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub context: PathBuf,
+    pub dockerfile: PathBuf,
+    pub target: Option<String>,
+    pub build_args: HashMap<String, String>,
+    pub labels: HashMap<String, String>,
+    /// The local tag (`repo:tag`) given to the result.
+    pub tag: String,
+}
+
+/// The outcome of a smoke test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmokeResult {
+    pub exit_code: i64,
+    /// The container's output (stdout and stderr interleaved), last lines only.
+    pub output: String,
+}
+
+/// A Docker daemon connection.
+#[derive(Debug, Clone)]
+pub struct Docker {
+    client: bollard::Docker,
+}
+
+impl Docker {
+    /// Connects through `DOCKER_HOST` or the default socket and pings the daemon.
+    pub async fn connect() -> Result<Docker> {
+        let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+        Docker::connect_to(host.as_deref()).await
+    }
+
+    /// Connects to `host` (`unix:///path`, `tcp://host:port`; `None` = the default socket).
+    pub async fn connect_to(host: Option<&str>) -> Result<Docker> {
+        let version = bollard::API_DEFAULT_VERSION;
+        let client = match host {
+            Some(h) if h.starts_with("unix://") => {
+                bollard::Docker::connect_with_unix(h, 120, version)
+            }
+            Some(h) if h.starts_with("tcp://") || h.starts_with("http://") => {
+                bollard::Docker::connect_with_http(h, 120, version)
+            }
+            _ => bollard::Docker::connect_with_local_defaults(),
+        }
+        .map_err(|err| Error::Unreachable {
+            detail: err.to_string(),
+        })?;
+        let docker = Docker { client };
+        docker.ping().await?;
+        Ok(docker)
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), self.client.ping()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(Error::Unreachable {
+                detail: err.to_string(),
+            }),
+            Err(_) => Err(Error::Unreachable {
+                detail: "no answer to a ping within 10s".into(),
+            }),
+        }
+    }
+
+    /// The daemon's version string (`20.10.24+dfsg1`).
+    pub async fn version(&self) -> Result<String> {
+        let version = self
+            .client
+            .version()
+            .await
+            .map_err(|err| Error::Unreachable {
+                detail: err.to_string(),
+            })?;
+        Ok(version.version.unwrap_or_default())
+    }
+
+    /// Builds with the classic builder; each output line goes to `on_line`. Returns the image id.
+    pub async fn build(
+        &self,
+        request: &BuildRequest,
+        mut on_line: impl FnMut(&str) + Send,
+    ) -> Result<String> {
+        let (tar, dockerfile) = context_tar(&request.context, &request.dockerfile)?;
+        let options = BuildImageOptions {
+            dockerfile,
+            t: request.tag.clone(),
+            target: request.target.clone().unwrap_or_default(),
+            buildargs: request.build_args.clone(),
+            labels: request.labels.clone(),
+            rm: true,
+            forcerm: true,
+            pull: false,
+            version: BuilderVersion::BuilderV1,
+            ..Default::default()
+        };
+        let mut log = BuildLog::default();
+        let mut stream = self.client.build_image(options, None, Some(tar.into()));
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(text) = &info.stream {
+                        for line in buildlog::lines(text) {
+                            on_line(line);
+                            log.push_line(line);
+                        }
+                    }
+                    if let Some(id) = info.aux.and_then(|aux| aux.id) {
+                        log.set_image_id(&id);
+                    }
+                    if let Some(error) = info.error {
+                        return Err(Error::BuildFailed(log.failure(&error)));
+                    }
+                }
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(Error::BuildFailed(log.failure(&error)));
+                }
+                Err(bollard::errors::Error::DockerResponseServerError { message, .. }) => {
+                    return Err(Error::BuildFailed(log.failure(&message)));
+                }
+                Err(err) => return Err(Error::BuildFailed(log.failure(&err.to_string()))),
+            }
+        }
+        log.image_id().map(str::to_string).ok_or(Error::NoImage)
+    }
+
+    /// Tags a local image as `repository:tag`.
+    pub async fn tag(&self, image: &str, repository: &str, tag: &str) -> Result<()> {
+        self.client
+            .tag_image(
+                image,
+                Some(TagImageOptions {
+                    repo: repository,
+                    tag,
+                }),
+            )
+            .await
+            .map_err(|source| Error::Tag {
+                image: image.to_string(),
+                target: format!("{repository}:{tag}"),
+                source,
+            })
+    }
+
+    /// Pushes `repository:tag`; progress lines go to `on_line`.
+    pub async fn push(
+        &self,
+        repository: &str,
+        tag: &str,
+        registry: &str,
+        credentials: Option<&Credentials>,
+        mut on_line: impl FnMut(&str) + Send,
+    ) -> Result<()> {
+        let target = format!("{repository}:{tag}");
+        let credentials = credentials.map(|c| DockerCredentials {
+            username: Some(c.username.clone()),
+            password: Some(c.password.clone()),
+            serveraddress: Some(registry.to_string()),
+            ..Default::default()
+        });
+        let mut stream =
+            self.client
+                .push_image(repository, Some(PushImageOptions { tag }), credentials);
+        let failed = |message: String| {
+            let lower = message.to_ascii_lowercase();
+            if lower.contains("unauthorized")
+                || lower.contains("authentication required")
+                || lower.contains("no basic auth credentials")
+            {
+                Error::PushUnauthorized {
+                    target: target.clone(),
+                    message,
+                }
+            } else {
+                Error::Push {
+                    target: target.clone(),
+                    message,
+                }
+            }
+        };
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(error) = info.error {
+                        return Err(failed(error));
+                    }
+                    if let (Some(status), None) = (&info.status, &info.progress) {
+                        on_line(status);
+                    }
+                }
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(failed(error))
+                }
+                Err(err) => return Err(failed(err.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `entrypoint + cmd` in a fresh container of `image`, waits, collects the output and
+    /// removes the container. `name` is the container's name (so a cancelled run can remove it).
+    pub async fn smoke_test(
+        &self,
+        image: &str,
+        name: &str,
+        entrypoint: Vec<String>,
+        cmd: Vec<String>,
+    ) -> Result<SmokeResult> {
+        let container_err = |source| Error::Container {
+            image: image.to_string(),
+            source,
+        };
+        let config = Config {
+            image: Some(image.to_string()),
+            entrypoint: Some(entrypoint),
+            cmd: Some(cmd),
+            network_disabled: Some(true),
+            ..Default::default()
+        };
+        self.client
+            .create_container(
+                Some(CreateContainerOptions {
+                    name,
+                    platform: None,
+                }),
+                config,
+            )
+            .await
+            .map_err(container_err)?;
+        let outcome = self.run_container(name).await;
+        self.remove_container(name).await;
+        outcome.map_err(container_err)
+    }
+
+    async fn run_container(
+        &self,
+        name: &str,
+    ) -> std::result::Result<SmokeResult, bollard::errors::Error> {
+        self.client.start_container::<String>(name, None).await?;
+        let mut exit_code = 0;
+        let mut wait = self
+            .client
+            .wait_container(name, None::<WaitContainerOptions<String>>);
+        while let Some(item) = wait.next().await {
+            match item {
+                Ok(response) => exit_code = response.status_code,
+                Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => {
+                    exit_code = code
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let mut output = String::new();
+        let mut logs = self.client.logs(
+            name,
+            Some(LogsOptions::<String> {
+                stdout: true,
+                stderr: true,
+                tail: "40".into(),
+                ..Default::default()
+            }),
+        );
+        while let Some(item) = logs.next().await {
+            match item? {
+                LogOutput::StdOut { message }
+                | LogOutput::StdErr { message }
+                | LogOutput::Console { message } => {
+                    output.push_str(&String::from_utf8_lossy(&message))
+                }
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        Ok(SmokeResult { exit_code, output })
+    }
+
+    /// Removes a container by name, ignoring "no such container".
+    pub async fn remove_container(&self, name: &str) {
+        let _ = self
+            .client
+            .remove_container(
+                name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+    }
+
+    /// Whether a local image exists.
+    pub async fn image_exists(&self, image: &str) -> bool {
+        self.client.inspect_image(image).await.is_ok()
+    }
+}
+
+/// The build context as a tar: every file not excluded by `.dockerignore`, plus the Dockerfile
+/// and `.dockerignore` themselves (always sent, as Docker does). Returns the tar and the
+/// Dockerfile's path inside it.
+pub fn context_tar(context: &Path, dockerfile: &Path) -> Result<(Vec<u8>, String)> {
+    let ctx_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Context { path, source }
+    };
+    let context = context.canonicalize().map_err(ctx_err(context))?;
+    let dockerfile = dockerfile.canonicalize().map_err(ctx_err(dockerfile))?;
+    let ignore = match std::fs::read_to_string(context.join(".dockerignore")) {
+        Ok(text) => Matcher::parse(&text),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Matcher::default(),
+        Err(err) => return Err(ctx_err(&context.join(".dockerignore"))(err)),
+    };
+    let (dockerfile_name, dockerfile_outside) = match dockerfile.strip_prefix(&context) {
+        Ok(rel) => (slash_path(rel), false),
+        Err(_) => (".gantry.Dockerfile".to_string(), true),
+    };
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    let mut stack = vec![context.clone()];
+    while let Some(dir) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(ctx_err(&dir))?
+            .collect::<std::io::Result<_>>()
+            .map_err(ctx_err(&dir))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let rel = match path.strip_prefix(&context) {
+                Ok(rel) => slash_path(rel),
+                Err(_) => continue,
+            };
+            let file_type = entry.file_type().map_err(ctx_err(&path))?;
+            let always = rel == dockerfile_name || rel == ".dockerignore";
+            let excluded = !always && ignore.excluded(&rel);
+            if file_type.is_dir() {
+                if !excluded {
+                    builder.append_dir(&rel, &path).map_err(ctx_err(&path))?;
+                }
+                if !excluded || ignore.has_exceptions() {
+                    stack.push(path);
+                }
+            } else if !excluded {
+                builder
+                    .append_path_with_name(&path, &rel)
+                    .map_err(ctx_err(&path))?;
+            }
+        }
+    }
+    if dockerfile_outside {
+        builder
+            .append_path_with_name(&dockerfile, &dockerfile_name)
+            .map_err(ctx_err(&dockerfile))?;
+    }
+    let tar = builder.into_inner().map_err(ctx_err(&context))?;
+    Ok((tar, dockerfile_name))
+}
+
+fn slash_path(path: &Path) -> String {
+    path.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_tar_honours_dockerignore_and_always_sends_the_dockerfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("Dockerfile"), "FROM x\n").unwrap();
+        std::fs::write(
+            root.join(".dockerignore"),
+            "Dockerfile\n.dockerignore\n*.log\nsecret/\n!secret/public.txt\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("app.txt"), "app").unwrap();
+        std::fs::write(root.join("debug.log"), "log").unwrap();
+        std::fs::create_dir(root.join("secret")).unwrap();
+        std::fs::write(root.join("secret/key"), "k").unwrap();
+        std::fs::write(root.join("secret/public.txt"), "p").unwrap();
+        let (tar, name) = context_tar(root, &root.join("Dockerfile")).unwrap();
+        assert_eq!(name, "Dockerfile");
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                ".dockerignore",
+                "Dockerfile",
+                "app.txt",
+                "secret/public.txt"
+            ]
+        );
+    }
+}

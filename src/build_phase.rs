@@ -1,0 +1,671 @@
+//! The build phase: resolves every image's registry address, checks Docker and the registry, then builds and smoke-tests the images concurrently, pushes them only when all passed, and reports `repository@digest`.
+//!
+//! Design note: the steps run in a fixed order: resolve references (Terraform outputs, commit
+//! tag), reach Docker, get registry credentials (masked first), make sure ECR repositories
+//! exist, look up existing commit tags, build and smoke-test, push, read digests back. Every
+//! failure before the build stage leaves nothing built; any build or smoke-test failure leaves
+//! nothing pushed, because pushing starts only after every image passed. Decisions live in the
+//! pure [`crate::image`] module.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+
+use crate::adapters::docker::{self, BuildRequest, Docker};
+use crate::adapters::ecr::{self, CreateSettings, Ecr};
+use crate::adapters::registry::{self, Registry};
+use crate::config::{ImageSpec, SmokeTest};
+use crate::image::auth::{self, Credentials};
+use crate::image::reference::{self, ImageRef};
+use crate::image::{choose_action, needs_lookup, report, Action, BuiltImage, ImageStatus};
+use crate::pipeline::{Cancel, Command, Handoff, PhaseResult, PhaseStatus, RunContext};
+
+/// Why the build phase stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Reference(#[from] reference::Error),
+    #[error("{0}")]
+    DockerUnreachable(#[source] docker::Error),
+    #[error("image `{image}`: {source}")]
+    Build {
+        image: String,
+        #[source]
+        source: docker::Error,
+    },
+    #[error("image `{image}`: the smoke test exited with code {exit_code}; nothing was pushed. Last lines of its output:\n{output}")]
+    SmokeFailed {
+        image: String,
+        exit_code: i64,
+        output: String,
+    },
+    #[error("image `{image}`: the smoke test could not run: {source}")]
+    SmokeRun {
+        image: String,
+        #[source]
+        source: docker::Error,
+    },
+    #[error("image `{image}`: {source}")]
+    Push {
+        image: String,
+        #[source]
+        source: docker::Error,
+    },
+    #[error("image `{image}`: pushed, but the registry serves no manifest for the tag `{tag}`")]
+    NoDigest { image: String, tag: String },
+    #[error(transparent)]
+    Ecr(#[from] ecr::Error),
+    #[error("{0}")]
+    Registry(#[from] registry::Error),
+    #[error(transparent)]
+    Auth(#[from] auth::Error),
+    #[error("no AWS region: set aws-region (or AWS_REGION) to find the ECR registry")]
+    NoRegion,
+    #[error("the version `{tag}` has no image in the registry for {}; build and push that commit first (a chosen version is never rebuilt)", .images.join(", "))]
+    VersionMissing { tag: String, images: Vec<String> },
+    #[error("cancelled {during}; nothing more was built or pushed")]
+    Cancelled { during: &'static str },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The machine-readable `failure-reason`.
+    pub fn failure_reason(&self) -> &'static str {
+        match self {
+            Error::Reference(_) => "repository-missing",
+            Error::DockerUnreachable(_) => "docker-unreachable",
+            Error::Build { .. } => "build-failed",
+            Error::SmokeFailed { .. } | Error::SmokeRun { .. } => "smoke-test-failed",
+            Error::Push {
+                source: docker::Error::PushUnauthorized { .. },
+                ..
+            } => "registry-auth-failed",
+            Error::Push { .. } | Error::NoDigest { .. } => "push-failed",
+            Error::Ecr(
+                ecr::Error::Missing(_) | ecr::Error::Describe { .. } | ecr::Error::Create { .. },
+            ) => "repository-missing",
+            Error::Ecr(_) | Error::Auth(_) | Error::NoRegion => "registry-auth-failed",
+            Error::Registry(
+                registry::Error::Unauthorized { .. }
+                | registry::Error::Forbidden { .. }
+                | registry::Error::Token { .. }
+                | registry::Error::Challenge(_),
+            ) => "registry-auth-failed",
+            Error::Registry(_) => "push-failed",
+            Error::VersionMissing { .. } => "repository-missing",
+            Error::Cancelled { .. } => "cancelled",
+        }
+    }
+}
+
+/// One image with its resolved address.
+struct Target<'a> {
+    spec: &'a ImageSpec,
+    image: ImageRef,
+}
+
+/// An image built (and smoke-tested) in this run.
+struct Built {
+    index: usize,
+    elapsed: Duration,
+}
+
+/// How the registry is reached.
+struct Access {
+    credentials: Option<Credentials>,
+    registry: Registry,
+}
+
+/// Runs the build phase.
+pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
+    let mut pushed_any = false;
+    match execute(run, handoff, &mut pushed_any).await {
+        Ok(images) => {
+            let mut result = PhaseResult::new(PhaseStatus::Succeeded);
+            result.outputs = report::outputs(&images);
+            result.notes = report::notes(&images);
+            for image in &images {
+                if let Some(reference) = image.reference() {
+                    handoff.images.insert(image.name.clone(), reference);
+                }
+            }
+            handoff.built_images = images;
+            result
+        }
+        Err(err) => {
+            let message = run.runner.redact(&err.to_string());
+            let consequence = if pushed_any {
+                "Some images were pushed before the failure; nothing was deployed, the deployed environment is untouched."
+            } else {
+                "Nothing was pushed; the deployed environment is untouched."
+            };
+            let mut result = PhaseResult::new(PhaseStatus::failed(
+                err.failure_reason(),
+                format!("{message}\n{consequence}"),
+            ));
+            result.notes.push(format!(
+                "**Build failed** (`{}`): {consequence}",
+                err.failure_reason()
+            ));
+            result
+                .notes
+                .push(format!("```\n{}\n```", message.replace("```", "'''")));
+            result
+        }
+    }
+}
+
+async fn execute(
+    run: &RunContext<'_>,
+    handoff: &Handoff,
+    pushed_any: &mut bool,
+) -> Result<Vec<BuiltImage>> {
+    let build = &run.config.build;
+    let commit = run
+        .decision
+        .commit
+        .as_deref()
+        .or(run.context.sha.as_deref());
+    let tag = reference::commit_tag(commit)?;
+    let version_mode = run.config.version.is_some();
+    let pushing = build.push && run.decision.command != Command::Plan && !version_mode;
+
+    // 1. Repository texts (Terraform outputs) before anything else.
+    let mut texts = Vec::new();
+    for spec in &build.images {
+        texts.push(reference::repository_text(
+            &spec.name,
+            &spec.repository,
+            &handoff.terraform_outputs,
+        )?);
+    }
+
+    // 2. Docker, unless only existing tags are looked up.
+    let docker = if version_mode {
+        None
+    } else {
+        Some(Docker::connect().await.map_err(Error::DockerUnreachable)?)
+    };
+
+    // 3. Registry credentials, masked before any use, and the registry address.
+    let ecr_mode = build.registry_username.is_none();
+    let registry_input_host = build
+        .registry
+        .as_deref()
+        .filter(|r| !r.bytes().all(|b| b.is_ascii_digit()));
+    let account_input = build
+        .registry
+        .as_deref()
+        .filter(|r| r.bytes().all(|b| b.is_ascii_digit()));
+    let needs_default = build.registry_endpoint.is_none()
+        && registry_input_host.is_none()
+        && texts
+            .iter()
+            .any(|t| reference::split_repository(t).0.is_none());
+    let (credentials, default_registry, ecr_client) = if ecr_mode {
+        let client = Ecr::connect(
+            build.aws_region.as_deref(),
+            build.aws_endpoint_url.as_deref(),
+        )
+        .await;
+        let default_registry = if needs_default {
+            let region = build
+                .aws_region
+                .clone()
+                .or_else(|| client.region())
+                .ok_or(Error::NoRegion)?;
+            let account = match account_input {
+                Some(account) => account.to_string(),
+                None => client.account_id().await?,
+            };
+            Some(reference::ecr_host(&account, &region))
+        } else {
+            registry_input_host.map(str::to_string)
+        };
+        let token = client.authorization_token(account_input).await?;
+        run.runner.add_mask(&token);
+        let credentials = auth::decode_ecr_token(&token)?;
+        run.runner.add_mask(&credentials.password);
+        (Some(credentials), default_registry, Some(client))
+    } else {
+        let password = build
+            .registry_password
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default();
+        run.runner.add_mask(&password);
+        let credentials = build
+            .registry_username
+            .clone()
+            .map(|username| Credentials { username, password });
+        (credentials, registry_input_host.map(str::to_string), None)
+    };
+    let access = Access {
+        credentials,
+        registry: Registry::from_env()?,
+    };
+
+    let mut targets = Vec::new();
+    for (spec, text) in build.images.iter().zip(&texts) {
+        let image = reference::resolve(
+            &spec.name,
+            text,
+            build.registry_endpoint.as_deref(),
+            default_registry.as_deref(),
+            &tag,
+        )?;
+        targets.push(Target { spec, image });
+    }
+
+    // 4. ECR repositories exist (created when allowed) before anything is built.
+    if let (Some(client), true) = (&ecr_client, pushing) {
+        let create = build.create_repository.then_some(CreateSettings {
+            tag_immutability: build.tag_immutability,
+            scan_on_push: build.scan_on_push,
+        });
+        let names: BTreeSet<&str> = targets
+            .iter()
+            .map(|t| t.image.repository.as_str())
+            .collect();
+        for name in names {
+            let state = client
+                .ensure_repository(account_input, name, create)
+                .await?;
+            if state == ecr::RepositoryState::Created {
+                run.runner
+                    .info(&format!("created the ECR repository {name}"));
+            }
+        }
+    }
+
+    // 5. Existing commit tags: reuse instead of rebuilding.
+    let mut actions = Vec::new();
+    for target in &targets {
+        let started = Instant::now();
+        let existing = if needs_lookup(version_mode, build.skip_existing) {
+            let lookup = access.registry.manifest_digest(
+                &target.image.registry,
+                &target.image.repository,
+                &tag,
+                access.credentials.as_ref(),
+            );
+            cancellable(run.cancel, "while looking up existing images", lookup).await??
+        } else {
+            None
+        };
+        actions.push((
+            choose_action(version_mode, build.skip_existing, existing),
+            started.elapsed(),
+        ));
+    }
+    let missing: Vec<String> = targets
+        .iter()
+        .zip(&actions)
+        .filter(|(_, (action, _))| *action == Action::Missing)
+        .map(|(t, _)| format!("`{}` ({})", t.spec.name, t.image.tagged(&tag)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::VersionMissing {
+            tag,
+            images: missing,
+        });
+    }
+    for (target, (action, _)) in targets.iter().zip(&actions) {
+        if let Action::Reuse { digest } = action {
+            run.runner.info(&format!(
+                "{}: {} exists in the registry ({digest}); reused, not rebuilt",
+                target.spec.name,
+                target.image.tagged(&tag)
+            ));
+        }
+    }
+
+    // 6. Build and smoke-test every image to build, concurrently; the first failure stops the rest.
+    let to_build: Vec<usize> = actions
+        .iter()
+        .enumerate()
+        .filter(|(_, (action, _))| *action == Action::Build)
+        .map(|(i, _)| i)
+        .collect();
+    let mut built: Vec<Built> = Vec::new();
+    if let Some(docker) = &docker {
+        let labels = labels(run, &tag);
+        let smoke_names: std::sync::Mutex<Vec<String>> = Default::default();
+        let mut jobs = Vec::new();
+        for index in to_build {
+            jobs.push(build_one(
+                run,
+                docker,
+                &targets[index],
+                index,
+                &labels,
+                &smoke_names,
+            ));
+        }
+        let outcome = run_limited(jobs, build.concurrency, run.cancel, "during the build").await;
+        // A cancelled smoke test may leave its container behind.
+        let leftovers = std::mem::take(&mut *smoke_names.lock().unwrap_or_else(|p| p.into_inner()));
+        for name in leftovers {
+            docker.remove_container(&name).await;
+        }
+        built = outcome?;
+    }
+
+    // 7. Push, then read each digest back from the registry.
+    let mut digests: HashMap<usize, (String, Duration)> = HashMap::new();
+    if let (Some(docker), true) = (&docker, pushing) {
+        let mut jobs = Vec::new();
+        for b in &built {
+            jobs.push(push_one(run, docker, &access, &targets[b.index], b.index));
+        }
+        let pushed = run_limited(jobs, build.concurrency, run.cancel, "while pushing").await;
+        *pushed_any = true;
+        for (index, digest, elapsed) in pushed? {
+            digests.insert(index, (digest, elapsed));
+        }
+    }
+
+    let built_elapsed: HashMap<usize, Duration> =
+        built.iter().map(|b| (b.index, b.elapsed)).collect();
+    let mut images = Vec::new();
+    for (index, (target, (action, lookup))) in targets.iter().zip(actions).enumerate() {
+        let (digest, status, elapsed) = match action {
+            Action::Reuse { digest } => (Some(digest), ImageStatus::Reused, lookup),
+            _ => {
+                let build_time = built_elapsed.get(&index).copied().unwrap_or_default() + lookup;
+                match digests.remove(&index) {
+                    Some((digest, push_time)) => {
+                        (Some(digest), ImageStatus::Built, build_time + push_time)
+                    }
+                    None => (None, ImageStatus::BuiltNotPushed, build_time),
+                }
+            }
+        };
+        images.push(BuiltImage {
+            name: target.spec.name.clone(),
+            uri: target.image.uri(),
+            tag: tag.clone(),
+            digest,
+            status,
+            duration_ms: report::millis(elapsed),
+        });
+    }
+    Ok(images)
+}
+
+/// The OCI labels every image gets.
+fn labels(run: &RunContext<'_>, tag: &str) -> HashMap<String, String> {
+    let mut labels = HashMap::new();
+    labels.insert(
+        "org.opencontainers.image.revision".to_string(),
+        tag.to_string(),
+    );
+    if let Some(repository) = &run.context.repository {
+        labels.insert(
+            "org.opencontainers.image.source".to_string(),
+            format!(
+                "{}/{repository}",
+                run.context.server_url.trim_end_matches('/')
+            ),
+        );
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    labels.insert(
+        "org.opencontainers.image.created".to_string(),
+        crate::image::rfc3339(now),
+    );
+    labels
+}
+
+async fn build_one(
+    run: &RunContext<'_>,
+    docker: &Docker,
+    target: &Target<'_>,
+    index: usize,
+    labels: &HashMap<String, String>,
+    smoke_names: &std::sync::Mutex<Vec<String>>,
+) -> Result<Built> {
+    let started = Instant::now();
+    let spec = target.spec;
+    let name = &spec.name;
+    run.runner.info(&format!(
+        "[{name}] building {}",
+        target.image.tagged(&target.image.tag)
+    ));
+    let request = BuildRequest {
+        context: spec.context.clone(),
+        dockerfile: spec.dockerfile.clone(),
+        target: spec.target.clone(),
+        build_args: spec.build_args.clone().into_iter().collect(),
+        labels: labels.clone(),
+        tag: target.image.tagged(&target.image.tag),
+    };
+    let image_id = docker
+        .build(&request, |line| {
+            run.runner.info(&format!("[{name}] {line}"))
+        })
+        .await
+        .map_err(|source| Error::Build {
+            image: name.clone(),
+            source,
+        })?;
+    for extra in &spec.tags {
+        docker
+            .tag(&image_id, &target.image.uri(), extra)
+            .await
+            .map_err(|source| Error::Build {
+                image: name.clone(),
+                source,
+            })?;
+    }
+    if let Some(test) = &spec.smoke_test {
+        let (entrypoint, cmd) = match test {
+            SmokeTest::Shell(script) => (
+                vec!["/bin/sh".to_string(), "-c".to_string()],
+                vec![script.clone()],
+            ),
+            SmokeTest::Exec(args) => (
+                args.first().cloned().into_iter().collect(),
+                args.iter().skip(1).cloned().collect(),
+            ),
+        };
+        let container = format!(
+            "gantry-smoke-{name}-{}",
+            crate::report::workflow::random_token()
+        );
+        smoke_names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(container.clone());
+        run.runner.info(&format!("[{name}] smoke test"));
+        let result = docker
+            .smoke_test(&image_id, &container, entrypoint, cmd)
+            .await
+            .map_err(|source| Error::SmokeRun {
+                image: name.clone(),
+                source,
+            })?;
+        for line in result.output.lines() {
+            run.runner.info(&format!("[{name}] smoke: {line}"));
+        }
+        if result.exit_code != 0 {
+            let tail: Vec<&str> = result.output.lines().rev().take(15).collect();
+            let output = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+            return Err(Error::SmokeFailed {
+                image: name.clone(),
+                exit_code: result.exit_code,
+                output,
+            });
+        }
+        run.runner.info(&format!("[{name}] smoke test passed"));
+    }
+    Ok(Built {
+        index,
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn push_one(
+    run: &RunContext<'_>,
+    docker: &Docker,
+    access: &Access,
+    target: &Target<'_>,
+    index: usize,
+) -> Result<(usize, String, Duration)> {
+    let started = Instant::now();
+    let name = &target.spec.name;
+    let uri = target.image.uri();
+    let tags = std::iter::once(&target.image.tag).chain(&target.spec.tags);
+    for tag in tags {
+        run.runner.info(&format!("[{name}] pushing {uri}:{tag}"));
+        docker
+            .push(
+                &uri,
+                tag,
+                &target.image.registry,
+                access.credentials.as_ref(),
+                |line| run.runner.debug(&format!("[{name}] {line}")),
+            )
+            .await
+            .map_err(|source| Error::Push {
+                image: name.clone(),
+                source,
+            })?;
+    }
+    let digest = access
+        .registry
+        .manifest_digest(
+            &target.image.registry,
+            &target.image.repository,
+            &target.image.tag,
+            access.credentials.as_ref(),
+        )
+        .await?
+        .ok_or_else(|| Error::NoDigest {
+            image: name.clone(),
+            tag: target.image.tag.clone(),
+        })?;
+    run.runner
+        .info(&format!("[{name}] pushed {}", target.image.pinned(&digest)));
+    Ok((index, digest, started.elapsed()))
+}
+
+/// Runs the jobs at most `limit` at a time; the first error (or a cancellation) drops the rest.
+async fn run_limited<T, F>(
+    jobs: Vec<F>,
+    limit: usize,
+    cancel: &Cancel,
+    during: &'static str,
+) -> Result<Vec<T>>
+where
+    F: Future<Output = Result<T>>,
+{
+    let mut stream = futures::stream::iter(jobs).buffer_unordered(limit.max(1));
+    let mut done = Vec::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(Error::Cancelled { during }),
+            next = stream.next() => match next {
+                None => return Ok(done),
+                Some(Ok(value)) => done.push(value),
+                Some(Err(err)) => return Err(err),
+            },
+        }
+    }
+}
+
+/// Awaits `future` unless the run is cancelled first.
+async fn cancellable<T>(
+    cancel: &Cancel,
+    during: &'static str,
+    future: impl Future<Output = T>,
+) -> Result<T> {
+    tokio::select! {
+        _ = cancel.cancelled() => Err(Error::Cancelled { during }),
+        value = future => Ok(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_reasons() {
+        let table: Vec<(Error, &str)> = vec![
+            (
+                Error::Reference(reference::Error::NoCommit),
+                "repository-missing",
+            ),
+            (
+                Error::DockerUnreachable(docker::Error::Unreachable { detail: "x".into() }),
+                "docker-unreachable",
+            ),
+            (
+                Error::Build {
+                    image: "a".into(),
+                    source: docker::Error::BuildFailed("x".into()),
+                },
+                "build-failed",
+            ),
+            (
+                Error::SmokeFailed {
+                    image: "a".into(),
+                    exit_code: 1,
+                    output: String::new(),
+                },
+                "smoke-test-failed",
+            ),
+            (
+                Error::Push {
+                    image: "a".into(),
+                    source: docker::Error::PushUnauthorized {
+                        target: "t".into(),
+                        message: "m".into(),
+                    },
+                },
+                "registry-auth-failed",
+            ),
+            (
+                Error::Push {
+                    image: "a".into(),
+                    source: docker::Error::Push {
+                        target: "t".into(),
+                        message: "m".into(),
+                    },
+                },
+                "push-failed",
+            ),
+            (
+                Error::Ecr(ecr::Error::Missing("r".into())),
+                "repository-missing",
+            ),
+            (Error::Ecr(ecr::Error::NoToken), "registry-auth-failed"),
+            (
+                Error::Registry(registry::Error::Unauthorized {
+                    host: "h".into(),
+                    repository: "r".into(),
+                    hint: "x",
+                }),
+                "registry-auth-failed",
+            ),
+            (
+                Error::VersionMissing {
+                    tag: "v1".into(),
+                    images: vec!["`a`".into()],
+                },
+                "repository-missing",
+            ),
+            (Error::Cancelled { during: "x" }, "cancelled"),
+        ];
+        for (err, want) in table {
+            assert_eq!(err.failure_reason(), want, "{err}");
+        }
+    }
+}

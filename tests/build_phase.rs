@@ -1,0 +1,655 @@
+//! The build phase against the test bed: a real dockerd (classic builder), the plain and the TLS + htpasswd registries, and moto for ECR.
+//!
+//! Every test uses fresh repository names and a random commit, since the registries persist.
+//! A missing service fails the test with a pointer to `bash .ci/testbed up`.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+use std::sync::Once;
+use std::time::Duration;
+
+use gantry::adapters::docker::Docker;
+use gantry::adapters::ecr::Ecr;
+use gantry::adapters::runner::{Runner, RunnerFiles, RunnerMode, SharedBuffer};
+use gantry::config::{Config, Origin, RawInputs, ValidationContext};
+use gantry::context::GitHubContext;
+use gantry::pipeline::{Cancel, Command, Decision, Handoff, PhaseResult, PhaseStatus, RunContext};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/images");
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// The test bed's addresses, checked to answer.
+struct Bed {
+    registry: String,
+    tls_registry: String,
+    user: String,
+    password: String,
+    moto: String,
+    docker_cli: String,
+}
+
+fn bed() -> Bed {
+    static SETUP: Once = Once::new();
+    let bed = Bed {
+        registry: env_or("GANTRY_TEST_REGISTRY", "127.0.0.1:5000"),
+        tls_registry: env_or("GANTRY_TEST_TLS_REGISTRY", "127.0.0.1:5443"),
+        user: env_or("GANTRY_TEST_TLS_REGISTRY_USER", "gantry"),
+        password: env_or(
+            "GANTRY_TEST_TLS_REGISTRY_PASSWORD",
+            &std::fs::read_to_string("/var/tmp/gantry-testbed/env")
+                .ok()
+                .and_then(|env| {
+                    env.lines()
+                        .find_map(|l| l.strip_prefix("export GANTRY_TEST_TLS_REGISTRY_PASSWORD="))
+                        .map(str::to_string)
+                })
+                .unwrap_or_default(),
+        ),
+        moto: env_or("GANTRY_TEST_MOTO_ENDPOINT", "http://127.0.0.1:5050"),
+        docker_cli: env_or("GANTRY_TEST_DOCKER", "/usr/bin/docker"),
+    };
+    let ca = env_or(
+        "GANTRY_TEST_TLS_REGISTRY_CA",
+        "/var/tmp/gantry-testbed/certs/ca.crt",
+    );
+    SETUP.call_once(|| {
+        // Set once, before any test reads them; every test wants the same values.
+        std::env::set_var("GANTRY_REGISTRY_CA_FILE", &ca);
+        for (name, value) in [
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+        ] {
+            if std::env::var_os(name).is_none() {
+                std::env::set_var(name, value);
+            }
+        }
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    });
+    let moto_host = bed.moto.trim_start_matches("http://").to_string();
+    for (what, addr) in [
+        ("the plain registry", bed.registry.clone()),
+        ("the TLS registry", bed.tls_registry.clone()),
+        ("moto", moto_host),
+    ] {
+        let reachable = addr
+            .parse()
+            .ok()
+            .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+        assert!(
+            reachable,
+            "{what} at {addr} is not answering; run `bash .ci/testbed up`"
+        );
+    }
+    assert!(
+        Path::new("/var/run/docker.sock").exists(),
+        "no Docker socket at /var/run/docker.sock; run `bash .ci/testbed up`"
+    );
+    assert!(
+        Path::new(&ca).is_file(),
+        "the TLS registry CA {ca} is missing; run `bash .ci/testbed up`"
+    );
+    bed
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::getrandom(&mut buf).unwrap();
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A workspace with fixture contexts, and a random commit.
+struct Repo {
+    _dir: tempfile::TempDir,
+    workspace: PathBuf,
+    sha: String,
+    suffix: String,
+}
+
+struct Outcome {
+    result: PhaseResult,
+    handoff: Handoff,
+    log: String,
+}
+
+impl Outcome {
+    fn assert_succeeded(&self) {
+        assert_eq!(self.result.status, PhaseStatus::Succeeded, "{}", self.log);
+    }
+    fn failure(&self) -> (&str, &str) {
+        match &self.result.status {
+            PhaseStatus::Failed {
+                failure_reason,
+                message,
+            } => (failure_reason, message),
+            other => panic!("expected a failure, got {other:?}\n{}", self.log),
+        }
+    }
+    fn notes(&self) -> String {
+        self.result.notes.join("\n")
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+impl Repo {
+    fn new(contexts: &[&str]) -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let workspace = dir.path().join("repo");
+        for context in contexts {
+            copy_dir(&Path::new(FIXTURES).join(context), &workspace.join(context));
+        }
+        std::fs::create_dir_all(workspace.join("infra")).unwrap();
+        std::fs::write(workspace.join("infra/main.tf"), "").unwrap();
+        Repo {
+            _dir: dir,
+            workspace,
+            sha: random_hex(20),
+            suffix: random_hex(4),
+        }
+    }
+
+    /// A repository name unique to this test run.
+    fn repo(&self, name: &str) -> String {
+        format!("gantry-test/{name}-{}", self.suffix)
+    }
+
+    fn config(&self, inputs: &[(&'static str, String)]) -> Config {
+        let mut raw = RawInputs::default();
+        raw.set("environment", "dev".into(), Origin::Flag);
+        for (name, value) in inputs {
+            raw.set(name, value.clone(), Origin::Flag);
+        }
+        let validation = ValidationContext {
+            workspace: self.workspace.clone(),
+            action_mode: false,
+            kubeconfig_env: None,
+        };
+        match Config::validate(&raw.with_defaults(), &validation) {
+            Ok(config) => config,
+            Err(errors) => panic!("invalid test config: {errors}"),
+        }
+    }
+
+    async fn run(
+        &self,
+        command: Command,
+        inputs: &[(&'static str, String)],
+        handoff: Handoff,
+    ) -> Outcome {
+        let config = self.config(inputs);
+        let mut context = GitHubContext::local(&self.workspace, None);
+        context.sha = Some(self.sha.clone());
+        context.repository = Some("gantry-dev/demo".into());
+        let decision = Decision {
+            command,
+            reason: "test".into(),
+            commit: Some(config.version.clone().unwrap_or_else(|| self.sha.clone())),
+            pull_request: None,
+        };
+        let log = SharedBuffer::default();
+        let runner = Runner::with_writer(
+            RunnerMode::GitHub,
+            true,
+            RunnerFiles::default(),
+            Box::new(log.clone()),
+        );
+        let cancel = Cancel::never();
+        let run = RunContext {
+            config: &config,
+            context: &context,
+            decision: &decision,
+            runner: &runner,
+            cancel: &cancel,
+        };
+        let mut handoff = handoff;
+        let result = gantry::build_phase::run(&run, &mut handoff).await;
+        Outcome {
+            result,
+            handoff,
+            log: log.contents(),
+        }
+    }
+}
+
+/// ECR mode through moto, pushing to the plain local registry.
+fn moto_inputs(bed: &Bed, images: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("images", images),
+        ("aws-region", "us-east-1".into()),
+        ("aws-endpoint-url", bed.moto.clone()),
+        ("registry", "123456789012".into()),
+        ("registry-endpoint", bed.registry.clone()),
+    ]
+}
+
+/// The digest a registry serves for a tag, read with the docker-independent HTTP client.
+async fn served_digest(
+    host: &str,
+    repository: &str,
+    tag: &str,
+    basic: Option<(&str, &str)>,
+) -> Option<String> {
+    let (scheme, client) = if host == bed_tls() {
+        let ca = std::fs::read(env_or(
+            "GANTRY_TEST_TLS_REGISTRY_CA",
+            "/var/tmp/gantry-testbed/certs/ca.crt",
+        ))
+        .unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap();
+        ("https", client)
+    } else {
+        ("http", reqwest::Client::new())
+    };
+    let mut request = client
+        .head(format!("{scheme}://{host}/v2/{repository}/manifests/{tag}"))
+        .header("Accept", gantry::adapters::registry::MANIFEST_TYPES);
+    if let Some((user, password)) = basic {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send().await.unwrap();
+    if response.status() == 404 {
+        return None;
+    }
+    assert_eq!(response.status(), 200, "HEAD {host}/{repository}:{tag}");
+    Some(
+        response.headers()["docker-content-digest"]
+            .to_str()
+            .unwrap()
+            .to_string(),
+    )
+}
+
+fn bed_tls() -> String {
+    env_or("GANTRY_TEST_TLS_REGISTRY", "127.0.0.1:5443")
+}
+
+fn docker_cli(bed: &Bed, args: &[&str]) -> String {
+    let out = Process::new(&bed.docker_cli).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_images_build_in_parallel_push_to_the_plain_registry_and_a_rerun_reuses_both() {
+    let bed = bed();
+    let repo = Repo::new(&["api", "web"]);
+    let (api, web) = (repo.repo("api"), repo.repo("web"));
+    let images = format!(
+        "- name: api\n  repository: {api}\n  context: api\n  build-args:\n    GREETING: hello-{s}\n  tags: [latest]\n- name: web\n  repository: {web}\n  context: web\n  target: final\n",
+        s = repo.suffix
+    );
+    let mut inputs = moto_inputs(&bed, images);
+    inputs.push(("repository-tag-immutability", "true".into()));
+    inputs.push(("repository-scan-on-push", "true".into()));
+    let first = repo.run(Command::Deploy, &inputs, Handoff::default()).await;
+    first.assert_succeeded();
+
+    // Both repositories were created in (moto's) ECR with the settings asked for.
+    let ecr = Ecr::connect(Some("us-east-1"), Some(&bed.moto)).await;
+    assert_eq!(ecr.repository_settings(&api).await.unwrap(), (true, true));
+    assert!(first
+        .log
+        .contains(&format!("created the ECR repository {api}")));
+
+    // The digests reported are the ones the registry serves for the commit tag.
+    for (name, repository) in [("api", &api), ("web", &web)] {
+        let served = served_digest(&bed.registry, repository, &repo.sha, None)
+            .await
+            .expect("pushed");
+        let uri = format!("{}/{repository}", bed.registry);
+        assert_eq!(
+            first.result.outputs[&format!("image-{name}-digest")],
+            served
+        );
+        assert_eq!(first.result.outputs[&format!("image-{name}-uri")], uri);
+        assert_eq!(first.handoff.images[name], format!("{uri}@{served}"));
+    }
+    assert!(served_digest(&bed.registry, &api, "latest", None)
+        .await
+        .is_some());
+    let details: serde_json::Value =
+        serde_json::from_str(&first.result.outputs["image-details"]).unwrap();
+    assert_eq!(details[0]["status"], "built");
+    assert_eq!(details[1]["tag"], repo.sha.as_str());
+    assert_eq!(first.handoff.built_images.len(), 2);
+    assert!(first.notes().contains("| api |") && first.notes().contains("| built |"));
+    // Both builds streamed into the log, prefixed by image.
+    assert!(
+        first
+            .log
+            .contains("[api] Step 1/8 : FROM gantry-test/busybox:latest\n"),
+        "{}",
+        first.log
+    );
+    assert!(first
+        .log
+        .contains("[web] Step 1/8 : FROM gantry-test/busybox:latest AS base"));
+    assert!(first.log.contains("[web] Step 3/8 : FROM base AS final"));
+
+    // Build args reached the build, OCI labels are set, the target stage was built.
+    let image = format!("{}/{api}:{}", bed.registry, repo.sha);
+    let greeting = docker_cli(&bed, &["run", "--rm", &image, "cat", "/app/greeting.txt"]);
+    assert_eq!(greeting, format!("greeting=hello-{}", repo.suffix));
+    let labels = docker_cli(
+        &bed,
+        &["image", "inspect", "-f", "{{json .Config.Labels}}", &image],
+    );
+    let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
+    assert_eq!(
+        labels["org.opencontainers.image.revision"],
+        repo.sha.as_str()
+    );
+    assert_eq!(
+        labels["org.opencontainers.image.source"],
+        "https://github.com/gantry-dev/demo"
+    );
+    assert!(labels["org.opencontainers.image.created"]
+        .as_str()
+        .is_some_and(|c| c.ends_with('Z') && c.len() == 20));
+
+    // The same commit again: nothing is built, both digests are reused.
+    let second = repo.run(Command::Deploy, &inputs, Handoff::default()).await;
+    second.assert_succeeded();
+    assert!(!second.log.contains("Step 1/"), "{}", second.log);
+    assert_eq!(second.handoff.images, first.handoff.images);
+    let details: serde_json::Value =
+        serde_json::from_str(&second.result.outputs["image-details"]).unwrap();
+    assert_eq!(details[0]["status"], "reused");
+    assert_eq!(details[1]["status"], "reused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_htpasswd_registry_push_with_the_password_masked() {
+    let bed = bed();
+    let repo = Repo::new(&["api"]);
+    let api = repo.repo("api");
+    let images = format!("- name: api\n  repository: {api}\n  context: api\n");
+    let inputs = vec![
+        ("images", images),
+        ("registry-endpoint", bed.tls_registry.clone()),
+        ("registry-username", bed.user.clone()),
+        ("registry-password", bed.password.clone()),
+    ];
+    let outcome = repo.run(Command::Deploy, &inputs, Handoff::default()).await;
+    outcome.assert_succeeded();
+    let served = served_digest(
+        &bed.tls_registry,
+        &api,
+        &repo.sha,
+        Some((&bed.user, &bed.password)),
+    )
+    .await
+    .expect("pushed");
+    assert_eq!(outcome.result.outputs["image-api-digest"], served);
+    assert_eq!(
+        outcome.handoff.images["api"],
+        format!("{}/{api}@{served}", bed.tls_registry)
+    );
+    // The password is announced with ::add-mask:: first and appears nowhere else.
+    let mask = format!("::add-mask::{}", bed.password);
+    let first_use = outcome.log.find(&bed.password).unwrap();
+    assert_eq!(
+        outcome.log.find(&mask),
+        Some(first_use - "::add-mask::".len())
+    );
+    let without_mask = outcome.log.replace(&mask, "");
+    assert!(!without_mask.contains(&bed.password));
+    assert!(!outcome.notes().contains(&bed.password));
+    assert!(outcome
+        .result
+        .outputs
+        .values()
+        .all(|v| !v.contains(&bed.password)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_registry_password_is_explained_as_401() {
+    let bed = bed();
+    let repo = Repo::new(&["api"]);
+    let api = repo.repo("api");
+    let wrong = format!("wrong-{}", random_hex(8));
+    let inputs = vec![
+        (
+            "images",
+            format!("- name: api\n  repository: {api}\n  context: api\n"),
+        ),
+        ("registry-endpoint", bed.tls_registry.clone()),
+        ("registry-username", bed.user.clone()),
+        ("registry-password", wrong.clone()),
+    ];
+    let outcome = repo.run(Command::Deploy, &inputs, Handoff::default()).await;
+    let (reason, message) = outcome.failure();
+    assert_eq!(reason, "registry-auth-failed");
+    assert!(message.contains("401"), "{message}");
+    assert!(message.contains("registry-password"), "{message}");
+    assert!(!message.contains(&wrong) && !outcome.notes().contains(&wrong));
+    // Detected by the lookup, before anything was built.
+    assert!(!outcome.log.contains("Step 1/"), "{}", outcome.log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_dockerfile_step_shows_the_step_and_pushes_nothing() {
+    let bed = bed();
+    let repo = Repo::new(&["api", "failing"]);
+    let (api, failing) = (repo.repo("api"), repo.repo("failing"));
+    let images = format!(
+        "- name: api\n  repository: {api}\n  context: api\n- name: failing\n  repository: {failing}\n  context: failing\n"
+    );
+    let outcome = repo
+        .run(
+            Command::Deploy,
+            &moto_inputs(&bed, images),
+            Handoff::default(),
+        )
+        .await;
+    let (reason, message) = outcome.failure();
+    assert_eq!(reason, "build-failed");
+    assert!(
+        message.contains("Step 3/7 : RUN echo first-line && echo second-line && exit 3 failed"),
+        "{message}"
+    );
+    assert!(message.contains("non-zero code: 3"), "{message}");
+    assert!(message.contains("first-line\nsecond-line"), "{message}");
+    assert!(message.contains("Nothing was pushed; the deployed environment is untouched."));
+    assert!(outcome.notes().contains("Nothing was pushed"));
+    assert!(served_digest(&bed.registry, &api, &repo.sha, None)
+        .await
+        .is_none());
+    assert!(served_digest(&bed.registry, &failing, &repo.sha, None)
+        .await
+        .is_none());
+    assert!(outcome.handoff.images.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_smoke_test_pushes_nothing() {
+    let bed = bed();
+    let repo = Repo::new(&["smoke"]);
+    let smoke = repo.repo("smoke");
+    let images = format!(
+        "- name: smoke\n  repository: {smoke}\n  context: smoke\n  smoke-test: \"/bin/sh /check.sh && echo about-to-fail && exit 7\"\n"
+    );
+    let outcome = repo
+        .run(
+            Command::Deploy,
+            &moto_inputs(&bed, images),
+            Handoff::default(),
+        )
+        .await;
+    let (reason, message) = outcome.failure();
+    assert_eq!(reason, "smoke-test-failed");
+    assert!(message.contains("exited with code 7"), "{message}");
+    assert!(
+        message.contains("smoke-check-running\nabout-to-fail"),
+        "{message}"
+    );
+    assert!(served_digest(&bed.registry, &smoke, &repo.sha, None)
+        .await
+        .is_none());
+    // The smoke container was removed.
+    let left = docker_cli(&bed, &["ps", "-aq", "--filter", "name=gantry-smoke-smoke-"]);
+    assert_eq!(left, "");
+
+    // A passing smoke test (exec form) lets the image through.
+    let images = format!(
+        "- name: smoke\n  repository: {smoke}\n  context: smoke\n  smoke-test: [\"/bin/sh\", \"/check.sh\"]\n"
+    );
+    let outcome = repo
+        .run(
+            Command::Deploy,
+            &moto_inputs(&bed, images),
+            Handoff::default(),
+        )
+        .await;
+    outcome.assert_succeeded();
+    assert!(outcome.log.contains("[smoke] smoke: smoke-check-running"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_repository_false_with_a_missing_repository_fails_before_building() {
+    let bed = bed();
+    let repo = Repo::new(&["api"]);
+    let api = repo.repo("api");
+    let mut inputs = moto_inputs(
+        &bed,
+        format!("- name: api\n  repository: {api}\n  context: api\n"),
+    );
+    inputs.push(("create-repository", "false".into()));
+    let outcome = repo.run(Command::Deploy, &inputs, Handoff::default()).await;
+    let (reason, message) = outcome.failure();
+    assert_eq!(reason, "repository-missing");
+    assert!(
+        message.contains(&api) && message.contains("create-repository"),
+        "{message}"
+    );
+    assert!(!outcome.log.contains("Step 1/"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockerignore_is_honoured_and_plan_builds_without_pushing() {
+    let bed = bed();
+    let repo = Repo::new(&["ignore"]);
+    let ignore = repo.repo("ignore");
+    let images = format!("- name: ignore\n  repository: {ignore}\n  context: ignore\n");
+    let outcome = repo
+        .run(
+            Command::Plan,
+            &moto_inputs(&bed, images),
+            Handoff::default(),
+        )
+        .await;
+    outcome.assert_succeeded();
+    // Kept files are in the image, ignored ones are not (the Dockerfile's RUN checks it too).
+    let image = format!("{}/{ignore}:{}", bed.registry, repo.sha);
+    let files = docker_cli(&bed, &["run", "--rm", &image, "find", "/ctx", "-type", "f"]);
+    let mut files: Vec<&str> = files.lines().collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "/ctx/.dockerignore",
+            "/ctx/Dockerfile",
+            "/ctx/kept.txt",
+            "/ctx/logs/keep.log"
+        ]
+    );
+    assert!(served_digest(&bed.registry, &ignore, &repo.sha, None)
+        .await
+        .is_none());
+    assert_eq!(outcome.result.outputs["image-ignore-digest"], "");
+    assert!(outcome.handoff.images.is_empty());
+    assert!(outcome.notes().contains("built, not pushed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terraform_output_repositories_resolve_and_a_missing_output_fails_before_building() {
+    let bed = bed();
+    let repo = Repo::new(&["api"]);
+    let api = repo.repo("api");
+    let mut inputs = moto_inputs(
+        &bed,
+        "- name: api\n  repository: ${tf.api_repository}\n  context: api\n".into(),
+    );
+    inputs.push(("terraform-directory", "infra".into()));
+    inputs.push(("push", "false".into()));
+
+    let outcome = repo.run(Command::Deploy, &inputs, Handoff::default()).await;
+    let (reason, message) = outcome.failure();
+    assert_eq!(reason, "repository-missing");
+    assert!(message.contains("`api_repository`"), "{message}");
+    assert!(!outcome.log.contains("Step 1/"));
+
+    let mut handoff = Handoff::default();
+    handoff.terraform_outputs.insert(
+        "api_repository".into(),
+        serde_json::json!(format!(
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/{api}"
+        )),
+    );
+    let outcome = repo.run(Command::Deploy, &inputs, handoff).await;
+    outcome.assert_succeeded();
+    // registry-endpoint overrides the host of the URI; the path is the repository.
+    assert_eq!(
+        outcome.result.outputs["image-api-uri"],
+        format!("{}/{api}", bed.registry)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chosen_version_is_looked_up_never_built() {
+    let bed = bed();
+    let repo = Repo::new(&["api"]);
+    let api = repo.repo("api");
+    let mut inputs = moto_inputs(
+        &bed,
+        format!("- name: api\n  repository: {api}\n  context: api\n"),
+    );
+    inputs.push(("version", format!("v{}", repo.suffix)));
+    let outcome = repo.run(Command::Deploy, &inputs, Handoff::default()).await;
+    let (reason, message) = outcome.failure();
+    assert_eq!(reason, "repository-missing");
+    assert!(
+        message.contains("never rebuilt") && message.contains(&api),
+        "{message}"
+    );
+    assert!(!outcome.log.contains("Step 1/"));
+}
+
+#[tokio::test]
+async fn docker_socket_unreachable_says_what_to_do() {
+    let err = Docker::connect_to(Some("unix:///nonexistent/gantry/docker.sock"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Docker socket unreachable"), "{err}");
+    assert!(
+        err.contains("/var/run/docker.sock") && err.contains("DOCKER_HOST"),
+        "{err}"
+    );
+}
