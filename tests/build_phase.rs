@@ -195,6 +195,17 @@ impl Repo {
         inputs: &[(&'static str, String)],
         handoff: Handoff,
     ) -> Outcome {
+        self.run_with(command, inputs, handoff, &Cancel::never())
+            .await
+    }
+
+    async fn run_with(
+        &self,
+        command: Command,
+        inputs: &[(&'static str, String)],
+        handoff: Handoff,
+        cancel: &Cancel,
+    ) -> Outcome {
         let config = self.config(inputs);
         let mut context = GitHubContext::local(&self.workspace, None);
         context.sha = Some(self.sha.clone());
@@ -212,13 +223,12 @@ impl Repo {
             RunnerFiles::default(),
             Box::new(log.clone()),
         );
-        let cancel = Cancel::never();
         let run = RunContext {
             config: &config,
             context: &context,
             decision: &decision,
             runner: &runner,
-            cancel: &cancel,
+            cancel,
         };
         let mut handoff = handoff;
         let result = gantry::build_phase::run(&run, &mut handoff).await;
@@ -652,4 +662,77 @@ async fn docker_socket_unreachable_says_what_to_do() {
         err.contains("/var/run/docker.sock") && err.contains("DOCKER_HOST"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_stops_a_running_build_and_pushes_nothing() {
+    let bed = bed();
+    let repo = Repo::new(&["slow", "api"]);
+    let (slow, api) = (repo.repo("slow"), repo.repo("api"));
+    let images = format!(
+        "- name: slow\n  repository: {slow}\n  context: slow\n  build-args:\n    NONCE: {}\n- name: api\n  repository: {api}\n  context: api\n",
+        repo.suffix
+    );
+    let (handle, cancel) = Cancel::new();
+    let started = std::time::Instant::now();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        handle.cancel();
+    });
+    let outcome = repo
+        .run_with(
+            Command::Deploy,
+            &moto_inputs(&bed, images),
+            Handoff::default(),
+            &cancel,
+        )
+        .await;
+    canceller.await.unwrap();
+    let (reason, message) = outcome.failure();
+    assert_eq!(reason, "cancelled");
+    assert!(message.contains("Nothing was pushed"), "{message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the 30s step was not abandoned"
+    );
+    assert!(served_digest(&bed.registry, &api, &repo.sha, None)
+        .await
+        .is_none());
+    assert!(served_digest(&bed.registry, &slow, &repo.sha, None)
+        .await
+        .is_none());
+}
+
+#[test]
+fn bad_image_input_is_refused_before_any_build() {
+    let repo = Repo::new(&["api"]);
+    let images = "- name: api\n  repository: team/api\n  context: missing-dir\n\
+- name: api\n  repository: Team//API\n  context: api\n  dockerfile: Nope.Dockerfile\n\
+- name: web\n  repository: ${tf.web_repo}\n  context: api\n  build-args:\n    1BAD: x\n    LIST: [a, b]\n";
+    let mut raw = RawInputs::default();
+    raw.set("environment", "dev".into(), Origin::Flag);
+    raw.set("images", images.into(), Origin::Flag);
+    let validation = ValidationContext {
+        workspace: repo.workspace.clone(),
+        action_mode: false,
+        kubeconfig_env: None,
+    };
+    let errors = match Config::validate(&raw.with_defaults(), &validation) {
+        Ok(_) => panic!("bad images were accepted"),
+        Err(errors) => errors.to_string(),
+    };
+    for expected in [
+        "`context` `missing-dir` is not a directory",
+        "`name` is used by another image",
+        "breaks ECR's naming rules",
+        "`dockerfile` `Nope.Dockerfile` does not exist",
+        "build arg `1BAD` is not a valid name",
+        "build arg `LIST` must be a string, number or boolean",
+        "refers to the Terraform output `web_repo`, but the infra phase does not run",
+    ] {
+        assert!(
+            errors.contains(expected),
+            "missing {expected:?} in:\n{errors}"
+        );
+    }
 }

@@ -140,7 +140,15 @@ impl Docker {
         request: &BuildRequest,
         mut on_line: impl FnMut(&str) + Send,
     ) -> Result<String> {
-        let (tar, dockerfile) = context_tar(&request.context, &request.dockerfile)?;
+        let (context, dockerfile) = (request.context.clone(), request.dockerfile.clone());
+        // Reading the context is blocking file I/O; keep it off the async workers.
+        let (tar, dockerfile) =
+            tokio::task::spawn_blocking(move || context_tar(&context, &dockerfile))
+                .await
+                .map_err(|err| Error::Context {
+                    path: request.context.clone(),
+                    source: std::io::Error::other(err.to_string()),
+                })??;
         let options = BuildImageOptions {
             dockerfile,
             t: request.tag.clone(),
