@@ -291,6 +291,35 @@ async fn served_digest(
     )
 }
 
+/// Every value announced with `::add-mask::` appears nowhere else: not in the log, the notes
+/// or the outputs.
+fn assert_masked_everywhere(outcome: &Outcome) {
+    let masked: Vec<&str> = outcome
+        .log
+        .lines()
+        .filter_map(|l| l.strip_prefix("::add-mask::"))
+        .collect();
+    assert!(!masked.is_empty(), "nothing was masked:\n{}", outcome.log);
+    let rest: Vec<&str> = outcome
+        .log
+        .lines()
+        .filter(|l| !l.starts_with("::add-mask::"))
+        .collect();
+    let rest = rest.join("\n");
+    let outputs: Vec<&String> = outcome.result.outputs.values().collect();
+    for secret in masked {
+        assert!(!rest.contains(secret), "{secret} leaked into the log");
+        assert!(
+            !outcome.notes().contains(secret),
+            "{secret} leaked into the notes"
+        );
+        assert!(
+            outputs.iter().all(|v| !v.contains(secret)),
+            "{secret} leaked into an output"
+        );
+    }
+}
+
 fn bed_tls() -> String {
     env_or("GANTRY_TEST_TLS_REGISTRY", "127.0.0.1:5443")
 }
@@ -319,6 +348,8 @@ async fn two_images_build_in_parallel_push_to_the_plain_registry_and_a_rerun_reu
     inputs.push(("repository-scan-on-push", "true".into()));
     let first = repo.run(Command::Deploy, &inputs, Handoff::default()).await;
     first.assert_succeeded();
+    // The ECR token and the password inside it are masked before use and never shown.
+    assert_masked_everywhere(&first);
 
     // Both repositories were created in (moto's) ECR with the settings asked for.
     let ecr = Ecr::connect(Some("us-east-1"), Some(&bed.moto)).await;
@@ -428,6 +459,7 @@ async fn tls_htpasswd_registry_push_with_the_password_masked() {
         outcome.log.find(&mask),
         Some(first_use - "::add-mask::".len())
     );
+    assert_masked_everywhere(&outcome);
     let without_mask = outcome.log.replace(&mask, "");
     assert!(!without_mask.contains(&bed.password));
     assert!(!outcome.notes().contains(&bed.password));
@@ -735,4 +767,28 @@ fn bad_image_input_is_refused_before_any_build() {
             "missing {expected:?} in:\n{errors}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecr_registry_address_comes_from_the_callers_account_and_region() {
+    let bed = bed();
+    let repo = Repo::new(&["api"]);
+    let api = repo.repo("api");
+    // No `registry` and no endpoint: the account comes from STS (moto), the host from it.
+    let inputs = vec![
+        (
+            "images",
+            format!("- name: api\n  repository: {api}\n  context: api\n"),
+        ),
+        ("aws-region", "eu-west-1".into()),
+        ("aws-endpoint-url", bed.moto.clone()),
+        ("skip-existing", "false".into()),
+    ];
+    let outcome = repo.run(Command::Plan, &inputs, Handoff::default()).await;
+    outcome.assert_succeeded();
+    assert_eq!(
+        outcome.result.outputs["image-api-uri"],
+        format!("123456789012.dkr.ecr.eu-west-1.amazonaws.com/{api}")
+    );
+    assert!(outcome.notes().contains("built, not pushed"));
 }
