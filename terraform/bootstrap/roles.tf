@@ -159,6 +159,7 @@ data "aws_iam_policy_document" "deploy" {
       "iam:CreateRole",
       "iam:DeleteRole",
       "iam:GetRole",
+      "iam:GetRolePolicy",
       "iam:ListAttachedRolePolicies",
       "iam:ListInstanceProfilesForRole",
       "iam:ListRolePolicies",
@@ -356,6 +357,7 @@ data "aws_iam_policy_document" "plan" {
       "ec2:Get*",
       "ecr:DescribeImages",
       "ecr:DescribeRepositories",
+      "ecr:GetAuthorizationToken",
       "ecr:GetLifecyclePolicy",
       "ecr:GetRepositoryPolicy",
       "ecr:ListTagsForResource",
@@ -375,6 +377,7 @@ data "aws_iam_policy_document" "plan" {
     sid = "ReadInfraRoles"
     actions = [
       "iam:GetRole",
+      "iam:GetRolePolicy",
       "iam:ListAttachedRolePolicies",
       "iam:ListInstanceProfilesForRole",
       "iam:ListRolePolicies",
