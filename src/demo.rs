@@ -81,7 +81,11 @@ fn demo_context(dir: &Path, actor: Option<String>) -> GitHubContext {
             hasher.update(contents.as_bytes());
             hasher.update([0]);
         }
-        let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let digest: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         context.sha = Some(digest[..40].to_string());
     }
     context
