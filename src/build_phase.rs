@@ -75,6 +75,9 @@ impl Error {
     /// The machine-readable `failure-reason`.
     pub fn failure_reason(&self) -> &'static str {
         match self {
+            Error::Reference(reference::Error::NoCommit | reference::Error::BadTag(_)) => {
+                "build-failed"
+            }
             Error::Reference(_) => "repository-missing",
             Error::DockerUnreachable(_) => "docker-unreachable",
             Error::Build { .. } => "build-failed",
@@ -599,8 +602,12 @@ mod tests {
     #[test]
     fn failure_reasons() {
         let table: Vec<(Error, &str)> = vec![
+            (Error::Reference(reference::Error::NoCommit), "build-failed"),
             (
-                Error::Reference(reference::Error::NoCommit),
+                Error::Reference(reference::Error::OutputMissing {
+                    image: "a".into(),
+                    output: "o".into(),
+                }),
                 "repository-missing",
             ),
             (

@@ -792,3 +792,63 @@ async fn ecr_registry_address_comes_from_the_callers_account_and_region() {
     );
     assert!(outcome.notes().contains("built, not pushed"));
 }
+
+#[test]
+fn the_binary_reports_an_unreachable_docker_socket_before_any_build() {
+    let repo = Repo::new(&["api"]);
+    // A checkout with a commit, so the images have a tag.
+    for args in [
+        &["init", "-q"][..],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "t",
+        ],
+    ] {
+        let status = Process::new("git")
+            .args(args)
+            .current_dir(&repo.workspace)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
+    let out = Process::new(env!("CARGO_BIN_EXE_gantry"))
+        .current_dir(&repo.workspace)
+        .env("DOCKER_HOST", "unix:///nonexistent/gantry/docker.sock")
+        .env_remove("GITHUB_ACTIONS")
+        .args([
+            "deploy",
+            "--environment",
+            "dev",
+            "--phases",
+            "build",
+            "--images=- name: api\n  repository: team/api\n  context: api\n",
+            "--registry-endpoint",
+            "127.0.0.1:5000",
+            "--registry-username",
+            "u",
+            "--registry-password",
+            "p",
+        ])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("Docker socket unreachable"), "{text}");
+    assert!(
+        text.contains("/var/run/docker.sock") && text.contains("DOCKER_HOST"),
+        "{text}"
+    );
+    assert!(text.contains("failure-reason=docker-unreachable"), "{text}");
+    assert!(!text.contains("Step 1/"), "{text}");
+}
