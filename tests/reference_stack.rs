@@ -1,7 +1,8 @@
 //! The reference stack in `terraform/` (bootstrap and infra layers). No provider can be
 //! downloaded here, so `terraform validate` cannot run; instead this test checks what can be
 //! checked without one: `terraform fmt`, the structure of every `.tf` file (described and typed
-//! variables, described outputs, secrets marked sensitive, exact version pins), that the outputs
+//! variables, described outputs, secrets marked sensitive, exact version pins, every `var.`,
+//! `local.`, `data.` and resource reference declared), that the outputs
 //! the example workflows reference exist, that the per-environment `.tfvars` set only declared
 //! variables, and, with Terraform itself, that the validation blocks accept the shipped
 //! environments and reject bad values with a message naming the allowed ones.
@@ -294,6 +295,97 @@ fn terraform_and_providers_are_pinned_exactly() {
                     path.display(),
                     label(block)
                 ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Identifiers that follow `prefix` in `source` (outside whole-line comments), e.g. the names
+/// after `var.`; `parts` dotted identifiers are read (2 for `data.TYPE.NAME`).
+fn references(source: &str, prefix: &str, parts: usize) -> BTreeSet<String> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut found = BTreeSet::new();
+    for line in source.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('#') || trimmed.starts_with("//") {
+            continue;
+        }
+        for (i, _) in line.match_indices(prefix) {
+            let before = line[..i].chars().next_back();
+            if before.is_some_and(|c| ident(c) || c == '.') {
+                continue;
+            }
+            let rest = &line[i + prefix.len()..];
+            let mut names = Vec::new();
+            let mut remaining = rest;
+            for _ in 0..parts {
+                let name: String = remaining.chars().take_while(|c| ident(*c)).collect();
+                if name.is_empty() {
+                    break;
+                }
+                remaining = remaining[name.len()..].strip_prefix('.').unwrap_or("");
+                names.push(name);
+            }
+            if names.len() == parts {
+                found.insert(names.join("."));
+            }
+        }
+    }
+    found
+}
+
+/// `terraform validate` needs the providers, so this catches what it would for references:
+/// every `var.X`, `local.X`, `data.T.N` and resource `T.N` used is declared in the module.
+#[test]
+fn every_reference_is_declared() {
+    let mut problems = Vec::new();
+    for layer in LAYERS {
+        let parsed = module(layer);
+        let declared = |kind: &str| -> BTreeSet<String> {
+            blocks(&parsed, kind)
+                .into_iter()
+                .map(|(_, b)| {
+                    b.labels()
+                        .iter()
+                        .map(|l| l.as_str())
+                        .collect::<Vec<_>>()
+                        .join(".")
+                })
+                .collect()
+        };
+        let variables = declared("variable");
+        let resources = declared("resource");
+        let data = declared("data");
+        let locals: BTreeSet<String> = blocks(&parsed, "locals")
+            .into_iter()
+            .flat_map(|(_, b)| b.body().attributes().map(|a| a.key().to_string()))
+            .collect();
+        for (path, _) in &parsed {
+            let source = fs::read_to_string(path).unwrap();
+            let at = path.display();
+            for name in references(&source, "var.", 1) {
+                if !variables.contains(&name) {
+                    problems.push(format!("{at}: var.{name} is not declared"));
+                }
+            }
+            for name in references(&source, "local.", 1) {
+                if !locals.contains(&name) {
+                    problems.push(format!("{at}: local.{name} is not declared"));
+                }
+            }
+            for name in references(&source, "data.", 2) {
+                if !data.contains(&name) {
+                    problems.push(format!("{at}: data.{name} is not declared"));
+                }
+            }
+            for prefix in ["aws_", "helm_"] {
+                for name in references(&source, prefix, 2) {
+                    let full = format!("{prefix}{name}");
+                    if !resources.contains(&full) {
+                        problems.push(format!("{at}: {full} is not declared"));
+                    }
+                }
             }
         }
     }
