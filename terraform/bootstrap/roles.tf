@@ -147,8 +147,9 @@ data "aws_iam_policy_document" "deploy" {
     resources = [local.names[each.key].cluster_arn, local.names[each.key].eks_sub]
   }
   statement {
-    sid       = "EksAccessPolicies"
-    actions   = ["eks:AssociateAccessPolicy", "eks:DisassociateAccessPolicy", "eks:ListAccessPolicies"]
+    # Lists the AWS-defined access policies; associating them is covered above (access entries).
+    sid       = "EksListAccessPolicies"
+    actions   = ["eks:ListAccessPolicies"]
     resources = ["*"]
   }
 
