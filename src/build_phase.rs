@@ -194,11 +194,14 @@ async fn execute(
     };
 
     // 3. Registry credentials, masked before any use, and the registry address.
-    let ecr_mode = build.registry_username.is_none();
     let registry_input_host = build
         .registry
         .as_deref()
         .filter(|r| !r.bytes().all(|b| b.is_ascii_digit()));
+    // ECR unless credentials for another registry are given or `registry` names a registry
+    // host that is not ECR (a plain OCI registry, pushed to anonymously).
+    let ecr_mode =
+        build.registry_username.is_none() && registry_input_host.is_none_or(reference::is_ecr_host);
     let account_input = build
         .registry
         .as_deref()

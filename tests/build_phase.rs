@@ -852,3 +852,27 @@ fn the_binary_reports_an_unreachable_docker_socket_before_any_build() {
     assert!(text.contains("failure-reason=docker-unreachable"), "{text}");
     assert!(!text.contains("Step 1/"), "{text}");
 }
+
+#[tokio::test]
+async fn a_plain_registry_named_by_host_is_pushed_to_anonymously_without_aws() {
+    let bed = bed();
+    let repo = Repo::new(&["api"]);
+    let api = repo.repo("api");
+    let images = format!("- name: api\n  repository: {api}\n  context: api\n");
+    // A dead loopback endpoint: if gantry wrongly went to ECR, the run fails instead of
+    // reaching AWS.
+    let inputs = vec![
+        ("images", images),
+        ("registry", bed.registry.clone()),
+        ("aws-endpoint-url", "http://127.0.0.1:9".to_string()),
+    ];
+    let outcome = repo.run(Command::Deploy, &inputs, Handoff::default()).await;
+    outcome.assert_succeeded();
+    let served = served_digest(&bed.registry, &api, &repo.sha, None)
+        .await
+        .expect("pushed");
+    assert_eq!(
+        outcome.handoff.images["api"],
+        format!("{}/{api}@{served}", bed.registry)
+    );
+}

@@ -90,7 +90,7 @@ fn defaults_give_a_usable_configuration() {
         config.phases.iter().copied().collect::<Vec<_>>(),
         [Phase::Infra, Phase::Build, Phase::Deploy]
     );
-    assert_eq!(config.working_directory, ws.path().join("."));
+    assert_eq!(config.working_directory, ws.path());
     assert_eq!(config.infra.directory, None);
     assert_eq!(config.infra.parallelism, 10);
     assert_eq!(config.infra.lock_timeout, Duration::from_secs(300));

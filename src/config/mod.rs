@@ -678,7 +678,8 @@ impl Validator<'_> {
             return None;
         }
         let relative = self.text("working-directory").unwrap_or_else(|| ".".into());
-        let path = workspace.join(&relative);
+        // `components()` drops the `.` parts, so `./x` and `.` give clean paths in messages.
+        let path: PathBuf = workspace.join(&relative).components().collect();
         if !path.is_dir() {
             self.error(
                 "working-directory",
