@@ -15,7 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use images::{ImageSpec, RepositoryRef, SmokeTest};
+pub use images::{check_repository, is_tag, ImageSpec, RepositoryRef, SmokeTest};
 pub use inputs::{InputKind, InputSpec, INPUTS, OUTPUTS};
 
 /// A secret value: its `Debug` and `Display` never show it.

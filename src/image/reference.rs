@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::config::RepositoryRef;
+use crate::config::{check_repository, is_tag, RepositoryRef};
 
 /// Why an image reference cannot be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,38 +119,6 @@ pub fn split_repository(text: &str) -> (Option<&str>, &str) {
             (Some(first), rest)
         }
         _ => (None, text),
-    }
-}
-
-/// An image tag as the OCI distribution spec allows it.
-fn is_tag(tag: &str) -> bool {
-    (1..=128).contains(&tag.len())
-        && tag
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
-/// ECR's naming rules for the path of a repository value taken from a Terraform output (the
-/// `images` input itself is checked during validation).
-fn check_repository(text: &str) -> Result<(), String> {
-    let (_, path) = split_repository(text);
-    let component_ok = |c: &str| {
-        let b = c.as_bytes();
-        !b.is_empty()
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-            })
-    };
-    if (2..=256).contains(&path.len()) && path.split('/').all(component_ok) {
-        Ok(())
-    } else {
-        Err("ECR repository names are 2 to 256 lower-case letters, digits, `.`, `_`, `-` and `/`, each part starting and ending with a letter or digit".to_string())
     }
 }
 
