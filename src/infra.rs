@@ -137,6 +137,7 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
         directory,
         outputs: BTreeMap::new(),
         notes: Vec::new(),
+        applied: false,
     };
     let status = match phase.execute(handoff).await {
         Ok(()) => PhaseStatus::Succeeded,
@@ -159,6 +160,7 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
         status,
         outputs: phase.outputs,
         notes: phase.notes,
+        changed: phase.applied,
     }
 }
 
@@ -167,6 +169,8 @@ struct InfraPhase<'r, 'a> {
     directory: PathBuf,
     outputs: BTreeMap<String, String>,
     notes: Vec<String>,
+    /// Set when the apply step starts: from then on the infrastructure may have changed.
+    applied: bool,
 }
 
 /// What one step printed that gantry acts on.
@@ -297,6 +301,7 @@ impl InfraPhase<'_, '_> {
             }
             _ => {
                 guard?;
+                self.applied = true;
                 let applied = self
                     .step(&terraform, Step::Apply, argv::apply(infra, &plan_file))
                     .await?;

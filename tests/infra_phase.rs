@@ -313,6 +313,10 @@ async fn a_failing_local_exec_is_reported_as_a_partial_apply() {
     let repo = Repo::new("partial_apply");
     let outcome = repo.run(Command::Deploy, &[]).await;
     assert_eq!(outcome.failure_reason(), "apply-failed");
+    assert!(
+        outcome.result.changed,
+        "a partial apply changed the environment"
+    );
     let message = outcome.message();
     assert!(
         message.contains("changed: terraform_data.good"),
@@ -444,6 +448,7 @@ async fn plan_only_never_applies() {
     let repo = Repo::new("create");
     let planned = repo.run(Command::Plan, &[]).await;
     planned.assert_succeeded();
+    assert!(!planned.result.changed, "a plan changes nothing");
     assert_eq!(planned.changes()["create"], 2);
     assert!(planned.log.contains("plan only: nothing is applied"));
     assert!(

@@ -17,6 +17,8 @@ struct FakePhases {
     infra: Option<PhaseStatus>,
     build: Option<PhaseStatus>,
     deploy: Option<PhaseStatus>,
+    /// Whether the fake infra phase reports that it changed the environment.
+    infra_changed: bool,
     /// Fires the cancellation while the infra phase runs.
     cancel_during_infra: Option<gantry::pipeline::CancelHandle>,
 }
@@ -36,6 +38,7 @@ impl Phases for FakePhases {
             handle.cancel();
         }
         let mut result = result(&self.infra);
+        result.changed = self.infra_changed;
         result.outputs.insert("tf-repo".into(), "team/api".into());
         result.notes.push("**2** to create".into());
         result
@@ -244,7 +247,8 @@ async fn a_failed_phase_stops_the_later_ones_and_fails_the_run() {
         "not run: the infra phase failed"
     );
     assert!(
-        run.summary.contains("the environment is unchanged"),
+        run.summary
+            .contains("failed before anything was changed; the environment is as it was"),
         "{}",
         run.summary
     );
@@ -276,7 +280,7 @@ async fn a_rolled_back_deploy_is_a_failed_run_that_says_so() {
         "{}",
         run.summary
     );
-    assert!(!run.summary.contains("environment is unchanged"));
+    assert!(!run.summary.contains("environment is as it was"));
 }
 
 #[tokio::test]
@@ -431,4 +435,25 @@ async fn invalid_input_changes_nothing_and_exits_2() {
     assert_eq!(outputs["status"], "failed");
     assert_eq!(outputs["failure-reason"], "invalid-input");
     assert!(run.summary.contains("Invalid input"), "{}", run.summary);
+}
+
+#[tokio::test]
+async fn a_failure_after_a_change_is_never_called_unchanged() {
+    let phases = FakePhases {
+        infra: Some(PhaseStatus::failed(
+            "apply-failed",
+            "terraform apply failed: 1 changed, 1 failed",
+        )),
+        infra_changed: true,
+        ..FakePhases::default()
+    };
+    let run = run_with(&phases, &[], Cancel::never()).await;
+    assert_eq!(run.exit, Exit::Failure);
+    assert!(
+        run.summary
+            .contains("failed after it had started changing the environment"),
+        "{}",
+        run.summary
+    );
+    assert!(!run.summary.contains("environment is as it was"));
 }

@@ -104,6 +104,9 @@ pub struct PhaseResult {
     pub outputs: BTreeMap<String, String>,
     /// Lines for the job summary, in Markdown.
     pub notes: Vec<String>,
+    /// Whether the phase changed the environment (started a Terraform apply, applied objects),
+    /// even if it then failed: the report must not call such a run "unchanged".
+    pub changed: bool,
 }
 
 impl PhaseResult {
@@ -112,6 +115,7 @@ impl PhaseResult {
             status,
             outputs: BTreeMap::new(),
             notes: Vec::new(),
+            changed: false,
         }
     }
 
@@ -281,6 +285,11 @@ impl RunOutcome {
             | PhaseStatus::RolledBack { failure_reason, .. } => Some(failure_reason),
             _ => None,
         }
+    }
+
+    /// Whether any phase changed the environment.
+    pub fn changed(&self) -> bool {
+        self.phases.iter().any(|p| p.result.changed)
     }
 
     pub fn rolled_back(&self) -> bool {

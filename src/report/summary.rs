@@ -88,14 +88,11 @@ pub fn render_summary(input: &ReportInput<'_>) -> String {
         escape_markdown(&input.decision.reason),
         human_duration(input.outcome.duration)
     );
-    if status == RunStatus::Failed && !input.outcome.rolled_back() {
-        let changed = input
-            .outcome
-            .phases
-            .iter()
-            .any(|p| p.name.as_str() == "deploy" && p.result.status.is_failure());
-        if !changed {
-            md.push_str("> [!CAUTION]\n> The run failed before anything was deployed; the environment is unchanged.\n\n");
+    if status == RunStatus::Failed {
+        if input.outcome.changed() {
+            md.push_str("> [!WARNING]\n> The run failed after it had started changing the environment; see the failing phase below for what changed.\n\n");
+        } else {
+            md.push_str("> [!CAUTION]\n> The run failed before anything was changed; the environment is as it was.\n\n");
         }
     }
     if let Some(failure) = input.outcome.first_failure() {
