@@ -219,7 +219,15 @@ impl GitHubContext {
 
     /// The first 7 characters of the commit.
     pub fn short_sha(&self) -> Option<&str> {
-        self.sha.as_deref().map(|sha| &sha[..sha.len().min(7)])
+        self.sha.as_deref().map(|sha| char_prefix(sha, 7))
+    }
+}
+
+/// The first `n` characters of `text` (never splits a character, whatever the input).
+pub fn char_prefix(text: &str, n: usize) -> &str {
+    match text.char_indices().nth(n) {
+        Some((end, _)) => &text[..end],
+        None => text,
     }
 }
 

@@ -288,6 +288,12 @@ fn cluster_access_forms() {
         inline.secrets().contains(&content),
         "inline kubeconfig is a secret"
     );
+    let json = r#"{"apiVersion":"v1","kind":"Config","clusters":[{"name":"c","cluster":{"server":"https://127.0.0.1:6443"}}]}"#;
+    let inline_json = validate_in(root, &[("kubeconfig", json)]).unwrap();
+    assert!(matches!(
+        inline_json.deploy.cluster,
+        ClusterAccess::KubeconfigContent(_)
+    ));
     let from_tf = validate_in(
         root,
         &[
@@ -327,8 +333,8 @@ fn bad_values_are_rejected_with_the_input_named_and_a_fix() {
         (&[("phases", "report")], "phases", "the report always runs"),
         (&[("phases", " , ")], "phases", "no phase selected"),
         (&[("working-directory", "nope")], "working-directory", "is not a directory"),
-        (&[("version", "--upload-pack=evil")], "version", "not a commit SHA or tag"),
-        (&[("version", "a..b")], "version", "not a commit SHA or tag"),
+        (&[("version", "--upload-pack=evil")], "version", "not usable as a commit SHA or tag"),
+        (&[("version", "a..b")], "version", "not usable as a commit SHA or tag"),
         (&[("rollback-to", "0")], "rollback-to", "from 1 to"),
         (&[("terraform-directory", "missing")], "terraform-directory", "is not a directory"),
         (&[("terraform-directory", "empty")], "terraform-directory", "has no .tf files"),
@@ -356,6 +362,8 @@ fn bad_values_are_rejected_with_the_input_named_and_a_fix() {
         (&[("images", "- name: api\n  repository: team/api\n  context: services/api\n  tags: [.bad]")], "images", "tag `.bad` is not valid"),
         (&[("images", "- name: api\n  repository: ${tf.api_repo}\n  context: services/api")], "images", "the infra phase does not run"),
         (&[("images", "[]")], "images", "empty list"),
+        (&[("images", "- name: api\n  repository: team/app\n  context: services/api\n- name: worker\n  repository: team/app\n  context: services/api")], "images", "is used by another image"),
+        (&[("version", "release/1.2")], "version", "no `/`"),
         (&[("aws-region", "Europe")], "aws-region", "not an AWS region"),
         (&[("registry", "12345")], "registry", "12-digit AWS account id"),
         (&[("registry-endpoint", "https://127.0.0.1:5000")], "registry-endpoint", "no scheme"),

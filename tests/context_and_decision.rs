@@ -478,6 +478,12 @@ fn a_local_context_reads_the_commit_from_git_files() {
     )
     .unwrap();
     let detached = GitHubContext::local(dir.path(), None);
+    std::fs::write(git.join("HEAD"), "ééééééééé\n").unwrap();
+    assert_eq!(
+        GitHubContext::local(dir.path(), None).short_sha(),
+        Some("ééééééé"),
+        "a malformed HEAD is cut by characters, never panics"
+    );
     assert_eq!(
         (detached.git_ref, detached.sha.as_deref()),
         (None, Some("3333333333333333333333333333333333333333"))

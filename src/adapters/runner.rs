@@ -326,15 +326,15 @@ fn append(path: &Path, var: &'static str, text: &str) -> Result<(), RunnerFileEr
 impl Inner {
     fn print_text(&mut self, text: &str) {
         let redacted = self.redactor.redact(text);
-        for line in redacted.lines() {
+        // The runner also ends a line at a lone `\r`, so split there too before guarding.
+        let normalized = redacted.replace("\r\n", "\n");
+        let normalized = normalized.strip_suffix('\n').unwrap_or(&normalized);
+        for line in normalized.split(['\n', '\r']) {
             let line = match self.mode {
                 RunnerMode::GitHub => workflow::guard_line(line, &self.stop_token),
                 RunnerMode::Local => line.to_string(),
             };
             let _ = writeln!(self.out, "{line}");
-        }
-        if redacted.is_empty() {
-            let _ = writeln!(self.out);
         }
     }
 
@@ -395,6 +395,22 @@ mod tests {
         let (local, log) = runner(RunnerMode::Local, true, RunnerFiles::default());
         local.debug("a\nb");
         assert_eq!(log.contents(), "debug: a\ndebug: b\n");
+    }
+
+    #[test]
+    fn a_lone_carriage_return_cannot_smuggle_a_command() {
+        let (runner, log) = runner(RunnerMode::GitHub, false, RunnerFiles::default());
+        runner.info("progress 50%\r::error::fake annotation\nnext\n");
+        let lines: Vec<String> = log.contents().lines().map(str::to_string).collect();
+        assert_eq!(lines[0], "progress 50%");
+        assert!(lines[1].starts_with("::stop-commands::"), "{lines:?}");
+        assert_eq!(lines[2], "::error::fake annotation");
+        assert_eq!(lines[4], "next");
+        assert_eq!(
+            lines.len(),
+            5,
+            "no blank line for the trailing newline: {lines:?}"
+        );
     }
 
     #[test]

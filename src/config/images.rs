@@ -72,6 +72,7 @@ pub fn parse_images(
     })?;
     let mut problems = Vec::new();
     let mut names = BTreeSet::new();
+    let mut repositories = BTreeSet::new();
     let mut images = Vec::new();
     if raw.is_empty() {
         problems.push("is an empty list; remove the input to skip the build phase".to_string());
@@ -88,6 +89,14 @@ pub fn parse_images(
             problem("`name` is used by another image; image names must be unique".into());
         }
 
+        if terraform_reference(&image.repository).is_none()
+            && !repositories.insert(image.repository.clone())
+        {
+            problem(format!(
+                "`repository` `{}` is used by another image; each image needs its own repository (both would be pushed under the same commit tag)",
+                image.repository
+            ));
+        }
         let repository = match terraform_reference(&image.repository) {
             Some(output) => {
                 if !terraform_available {

@@ -213,7 +213,12 @@ impl RawInputs {
         for spec in INPUTS.iter().filter(|spec| spec.secret) {
             if let Some(value) = self.get(spec.name) {
                 // `kubeconfig` holds either a path (not secret) or the file's content (secret).
-                if spec.name == "kubeconfig" && !value.contains('\n') {
+                let trimmed = value.trim_start();
+                if spec.name == "kubeconfig"
+                    && !value.contains('\n')
+                    && !trimmed.starts_with('{')
+                    && !trimmed.starts_with("apiVersion")
+                {
                     continue;
                 }
                 secrets.push(value.to_string());
@@ -695,17 +700,11 @@ impl Validator<'_> {
 
     fn version(&mut self) -> Option<String> {
         let value = self.text("version")?;
-        let valid = value.len() <= 128
-            && !value.starts_with('-')
-            && !value.contains("..")
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'));
-        if !valid {
+        if !images::is_tag(&value) || value.contains("..") {
             self.error(
                 "version",
                 format!(
-                    "`{}` is not a commit SHA or tag; use letters, digits, `.`, `_`, `-` and `/` only",
+                    "`{}` is not usable as a commit SHA or tag: images are tagged with it, so use letters, digits, `_`, `.` and `-` (not starting with `.` or `-`, no `/` or `..`), at most 128 characters",
                     values::shorten(&value, 50)
                 ),
             );
@@ -889,7 +888,12 @@ impl Validator<'_> {
             }
         }
         let registry_username = self.text("registry-username");
-        let registry_password = self.raw.get("registry-password").map(Secret::new);
+        // Secrets are trimmed as the Actions toolkit trims inputs (a stored trailing newline
+        // would otherwise fail the login).
+        let registry_password = self
+            .raw
+            .get("registry-password")
+            .map(|value| Secret::new(value.trim()));
         if registry_username.is_some() != registry_password.is_some() {
             self.error(
                 if registry_username.is_some() { "registry-password" } else { "registry-username" },
@@ -1051,7 +1055,9 @@ impl Validator<'_> {
     }
 
     fn kubeconfig(&mut self, base: &Path, value: &str) -> ClusterAccess {
-        let looks_inline = value.contains('\n') || value.trim_start().starts_with("apiVersion");
+        let trimmed = value.trim_start();
+        let looks_inline =
+            value.contains('\n') || trimmed.starts_with("apiVersion") || trimmed.starts_with('{');
         if looks_inline {
             match serde_yaml::from_str::<serde_yaml::Value>(value) {
                 Ok(serde_yaml::Value::Mapping(map)) if map.contains_key("clusters") => {
@@ -1112,7 +1118,10 @@ impl Validator<'_> {
             }
         }
         ReportConfig {
-            github_token: self.raw.get("github-token").map(Secret::new),
+            github_token: self
+                .raw
+                .get("github-token")
+                .map(|value| Secret::new(value.trim())),
             pr_comment: self.boolean("pr-comment"),
             github_deployments: self.boolean("github-deployments"),
             environment_url,

@@ -74,7 +74,7 @@ impl Placeholders {
             values.insert("gantry.sha".into(), sha.to_string());
             values.insert(
                 "gantry.short-sha".into(),
-                sha[..sha.len().min(7)].to_string(),
+                crate::context::char_prefix(sha, 7).to_string(),
             );
         }
         values.insert("gantry.environment".into(), environment.to_string());

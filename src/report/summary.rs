@@ -79,7 +79,12 @@ pub fn render_summary(input: &ReportInput<'_>) -> String {
         .decision
         .commit
         .as_deref()
-        .map(|sha| format!("`{}`", escape_markdown(&sha[..sha.len().min(12)])))
+        .map(|sha| {
+            format!(
+                "`{}`",
+                escape_markdown(crate::context::char_prefix(sha, 12))
+            )
+        })
         .unwrap_or_else(|| "unknown".into());
     let _ = writeln!(
         md,

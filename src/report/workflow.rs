@@ -87,8 +87,9 @@ pub fn annotation(level: Level, annotation: &Annotation, message: &str) -> Strin
 
 /// Whether the runner could take `line` for a workflow command (`::cmd::` or the legacy `##[cmd]`).
 pub fn looks_like_command(line: &str) -> bool {
-    let trimmed = line.trim_start();
-    trimmed.starts_with("::") || trimmed.starts_with("##[")
+    // The runner's v2 parser wants `::` at the start (after trimming); its legacy parser finds
+    // `##[` anywhere in a line.
+    line.trim_start().starts_with("::") || line.contains("##[")
 }
 
 /// Makes one line of text that gantry did not build itself safe to print: a line that could
@@ -277,6 +278,7 @@ mod tests {
             "::set-output name=status::deployed",
             "  ::add-mask::x",
             "##[set-output name=x;]y",
+            "[api] Step 3/4 : RUN echo x ##[stop-commands]t",
             "::stop-commands::abc",
         ] {
             let guarded = guard_line(evil, token);
