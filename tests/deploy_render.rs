@@ -220,3 +220,31 @@ async fn a_placeholder_without_a_value_fails_with_an_annotation_at_its_line() {
         "no release is reported when rendering failed"
     );
 }
+
+#[tokio::test]
+async fn names_and_namespaces_are_checked_with_their_substituted_values() {
+    let manifests = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"app-${gantry.environment}\", namespace: \"${tf.team_namespace}\"}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: app-staging, namespace: team-a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: \"${tf.bad_namespace}\"}\n";
+    let fixture = Fixture::new(manifests);
+    let run = fixture.run();
+    let mut handoff = handoff();
+    handoff
+        .terraform_outputs
+        .insert("team_namespace".into(), serde_json::json!("team-a"));
+    handoff
+        .terraform_outputs
+        .insert("bad_namespace".into(), serde_json::json!("Team_B"));
+    let errors = gantry::deploy_phase::render(&run, &handoff).unwrap_err();
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), 2, "{text:#?}");
+    assert!(
+        text.iter().any(|t| t.contains(
+            "app.yaml:5: ConfigMap/app-staging (namespace team-a) is defined twice (also at "
+        ) && t.contains("app.yaml:1)")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains("app.yaml:9: Service/api names the namespace `Team_B`")),
+        "{text:#?}"
+    );
+}
