@@ -58,17 +58,17 @@ pub fn render(run: &RunContext<'_>, handoff: &Handoff) -> Result<Rendered, Vec<M
             }
         }
     }
-    let mut loaded =
-        match manifests::load(&deploy.manifest_files, &deploy.namespace, &offline_scope) {
-            Ok(loaded) => loaded,
-            Err(mut load_errors) => {
-                errors.append(&mut load_errors);
-                Vec::new()
-            }
-        };
+    // Placeholders are substituted before the objects are checked, so names and namespaces
+    // that use them are validated, keyed and compared for duplicates with their real values.
+    let (mut documents, mut read_errors) = manifests::read_documents(&deploy.manifest_files);
+    errors.append(&mut read_errors);
     if !errors.is_empty() {
         return Err(errors);
     }
+    for document in &mut documents {
+        placeholders.substitute(&mut document.value);
+    }
+    let mut loaded = manifests::objects(documents, &deploy.namespace, &offline_scope)?;
     let built: BTreeMap<String, String> = handoff
         .images
         .values()
@@ -81,7 +81,6 @@ pub fn render(run: &RunContext<'_>, handoff: &Handoff) -> Result<Rendered, Vec<M
         .collect();
     let mut pinned = Vec::new();
     for manifest in &mut loaded {
-        placeholders.substitute(&mut manifest.object);
         for image in manifests::pin_images(&manifest.key.kind, &mut manifest.object, &built) {
             pinned.push((manifest.key.to_string(), image));
         }

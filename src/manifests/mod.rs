@@ -147,15 +147,21 @@ fn text_at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v str> {
     value.as_str()
 }
 
-/// Loads every object of `files` in order, defaulting the namespace of namespaced kinds to
-/// `default_namespace`. Reports every problem at once: unreadable files, YAML errors at their
-/// line, documents without apiVersion/kind/metadata.name, unknown kinds, duplicates.
-pub fn load(
-    files: &[PathBuf],
-    default_namespace: &str,
-    scope: &ScopeLookup<'_>,
-) -> Result<Vec<Manifest>, Vec<ManifestError>> {
-    let mut manifests: Vec<Manifest> = Vec::new();
+/// One YAML document (or one item of a `List`) as read, before it is checked as an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub file: PathBuf,
+    /// Line of the document's first line in `file` (1-based).
+    pub line: usize,
+    pub value: Value,
+}
+
+/// Reads every document of `files` in order (`List` kinds expanded, empty documents skipped).
+/// Returns the documents read and the problems found: unreadable files, YAML errors at their
+/// line, documents that are not mappings (the good documents are returned all the same, so
+/// their own problems can be reported too).
+pub fn read_documents(files: &[PathBuf]) -> (Vec<Document>, Vec<ManifestError>) {
+    let mut read = Vec::new();
     let mut errors = Vec::new();
     for file in files {
         let text = match std::fs::read_to_string(file) {
@@ -187,17 +193,18 @@ pub fn load(
                     continue;
                 }
             };
+            let document = |value: Value| Document {
+                file: file.clone(),
+                line: start,
+                value,
+            };
             match value {
                 Value::Null => continue,
                 Value::Mapping(_) if text_at(&value, &["kind"]) == Some("List") => {
                     let items = value.get("items").and_then(Value::as_sequence);
-                    for item in items.into_iter().flatten() {
-                        push_object(item.clone(), file, start, default_namespace, scope, &mut manifests, &mut errors);
-                    }
+                    read.extend(items.into_iter().flatten().cloned().map(document));
                 }
-                Value::Mapping(_) => {
-                    push_object(value, file, start, default_namespace, scope, &mut manifests, &mut errors)
-                }
+                Value::Mapping(_) => read.push(document(value)),
                 _ => errors.push(ManifestError {
                     file: file.clone(),
                     line: start,
@@ -205,6 +212,29 @@ pub fn load(
                 }),
             }
         }
+    }
+    (read, errors)
+}
+
+/// Checks documents as objects: apiVersion, kind and metadata.name present, the kind served,
+/// namespaces defaulted for namespaced kinds (and valid), each object once.
+pub fn objects(
+    documents: Vec<Document>,
+    default_namespace: &str,
+    scope: &ScopeLookup<'_>,
+) -> Result<Vec<Manifest>, Vec<ManifestError>> {
+    let mut manifests: Vec<Manifest> = Vec::new();
+    let mut errors = Vec::new();
+    for document in documents {
+        push_object(
+            document.value,
+            &document.file,
+            document.line,
+            default_namespace,
+            scope,
+            &mut manifests,
+            &mut errors,
+        );
     }
     let mut seen: BTreeMap<&ObjectKey, &Manifest> = BTreeMap::new();
     for manifest in &manifests {
@@ -225,6 +255,25 @@ pub fn load(
         Ok(manifests)
     } else {
         Err(errors)
+    }
+}
+
+/// Loads every object of `files` in order, defaulting the namespace of namespaced kinds to
+/// `default_namespace`. Reports every problem at once: unreadable files, YAML errors at their
+/// line, documents without apiVersion/kind/metadata.name, unknown kinds, duplicates.
+pub fn load(
+    files: &[PathBuf],
+    default_namespace: &str,
+    scope: &ScopeLookup<'_>,
+) -> Result<Vec<Manifest>, Vec<ManifestError>> {
+    let (documents, mut errors) = read_documents(files);
+    match objects(documents, default_namespace, scope) {
+        Ok(manifests) if errors.is_empty() => Ok(manifests),
+        Ok(_) => Err(errors),
+        Err(mut more) => {
+            errors.append(&mut more);
+            Err(errors)
+        }
     }
 }
 
@@ -280,6 +329,14 @@ fn push_object(
             let namespace = text_at(&object, &["metadata", "namespace"])
                 .unwrap_or(default_namespace)
                 .to_string();
+            // A placeholder is checked once it has its value (the deploy phase substitutes
+            // before it builds the keys).
+            if !crate::config::is_dns_label(&namespace) && !namespace.contains("${") {
+                errors.push(error(format!(
+                    "{kind}/{name} names the namespace `{namespace}`, which is not a valid namespace name (lower-case letters, digits and `-`, at most 63 characters)"
+                )));
+                return;
+            }
             if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_mapping_mut) {
                 metadata.insert("namespace".into(), namespace.clone().into());
             }
