@@ -141,7 +141,7 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
         Err(err) => {
             let message = run.runner.redact(&err.to_string());
             let consequence = if pushed_any {
-                "Some images were pushed before the failure; nothing was deployed, the deployed environment is untouched."
+                "The failure came while pushing, so some images may have reached the registry (under this commit's tag only); nothing was deployed, the deployed environment is untouched."
             } else {
                 "Nothing was pushed; the deployed environment is untouched."
             };
