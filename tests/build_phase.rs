@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use gantry::adapters::docker::Docker;
 use gantry::adapters::ecr::Ecr;
-use gantry::adapters::runner::{Runner, RunnerFiles, RunnerMode, SharedBuffer};
+use gantry::adapters::runner::Runner;
 use gantry::config::{Config, Origin, RawInputs, ValidationContext};
 use gantry::context::GitHubContext;
 use gantry::pipeline::{Cancel, Command, Decision, Handoff, PhaseResult, PhaseStatus, RunContext};
@@ -216,13 +216,7 @@ impl Repo {
             commit: Some(config.version.clone().unwrap_or_else(|| self.sha.clone())),
             pull_request: None,
         };
-        let log = SharedBuffer::default();
-        let runner = Runner::with_writer(
-            RunnerMode::GitHub,
-            true,
-            RunnerFiles::default(),
-            Box::new(log.clone()),
-        );
+        let (runner, log) = Runner::capturing(true);
         let run = RunContext {
             config: &config,
             context: &context,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use gantry::adapters::runner::{Runner, RunnerFiles, RunnerMode, SharedBuffer};
+use gantry::adapters::runner::{Runner, SharedBuffer};
 use gantry::config::{Config, RawInputs, ValidationContext};
 use gantry::context::GitHubContext;
 use gantry::pipeline::{Cancel, Command, Decision, Handoff, PhaseStatus, RunContext};
@@ -80,13 +80,7 @@ impl Fixture {
     fn new(manifests: &str) -> Fixture {
         let (dir, config) = setup(manifests);
         let context = GitHubContext::local(dir.path(), None);
-        let log = SharedBuffer::default();
-        let runner = Runner::with_writer(
-            RunnerMode::GitHub,
-            false,
-            RunnerFiles::default(),
-            Box::new(log.clone()),
-        );
+        let (runner, log) = Runner::capturing(false);
         Fixture {
             _dir: dir,
             config,

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-use gantry::adapters::runner::{Runner, RunnerFiles, RunnerMode, SharedBuffer};
+use gantry::adapters::runner::Runner;
 use gantry::adapters::terraform::{Error as TerraformError, Terraform};
 use gantry::config::{Config, Origin, RawInputs, ValidationContext};
 use gantry::context::GitHubContext;
@@ -106,13 +106,7 @@ impl Repo {
             commit: None,
             pull_request: None,
         };
-        let log = SharedBuffer::default();
-        let runner = Runner::with_writer(
-            RunnerMode::GitHub,
-            true,
-            RunnerFiles::default(),
-            Box::new(log.clone()),
-        );
+        let (runner, log) = Runner::capturing(true);
         let run = RunContext {
             config: &config,
             context: &context,

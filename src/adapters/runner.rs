@@ -141,6 +141,19 @@ impl Runner {
         }
     }
 
+    /// A runner in GitHub mode, without runner files, whose log is kept in memory: what tests
+    /// and tools use to drive a phase and read back exactly what a runner would have seen.
+    pub fn capturing(debug: bool) -> (Runner, SharedBuffer) {
+        let log = SharedBuffer::default();
+        let runner = Self::with_writer(
+            RunnerMode::GitHub,
+            debug,
+            RunnerFiles::default(),
+            Box::new(log.clone()),
+        );
+        (runner, log)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the log in a state worth refusing.
         self.inner

@@ -141,14 +141,11 @@ impl RawInputs {
                     .map(yaml_scalar_text)
                     .collect::<Vec<_>>()
                     .join("\n"),
-                serde_yaml::Value::Mapping(_) if spec.kind == InputKind::Map => match &value {
-                    serde_yaml::Value::Mapping(map) => map
-                        .iter()
-                        .map(|(k, v)| format!("{}={}", yaml_scalar_text(k), yaml_scalar_text(v)))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                    _ => unreachable!("matched a mapping"),
-                },
+                serde_yaml::Value::Mapping(map) if spec.kind == InputKind::Map => map
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", yaml_scalar_text(k), yaml_scalar_text(v)))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 other if spec.kind == InputKind::Yaml => {
                     serde_yaml::to_string(&other).unwrap_or_default()
                 }
@@ -183,8 +180,8 @@ impl RawInputs {
         self
     }
 
-    /// Fills every input not given with its documented default. `skip` names inputs whose
-    /// default only makes sense on a runner (the `${{ github.token }}` expression).
+    /// Fills every input not given with its documented default, except defaults that are
+    /// runner expressions (`${{ github.token }}`): only the runner can evaluate those.
     pub fn with_defaults(mut self) -> Self {
         for spec in INPUTS {
             if let Some(default) = spec.default {
