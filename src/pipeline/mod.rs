@@ -5,6 +5,7 @@
 //! it decides which phases run for each command before any of them starts.
 
 pub mod decide;
+pub mod facts;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -151,6 +152,8 @@ pub struct Handoff {
     pub images: BTreeMap<String, String>,
     pub built_images: Vec<crate::image::BuiltImage>,
     pub plan: Option<crate::plan::PlanSummary>,
+    /// What the deploy phase did (release, applied, rollout, rollback, dry run).
+    pub deploy: Option<facts::DeployFacts>,
 }
 
 /// Everything a phase may read.
