@@ -29,6 +29,9 @@ pub struct DeployFacts {
     pub interrupted: Vec<u64>,
     /// `history`: the environment's releases, newest first.
     pub history: Vec<ReleaseSummary>,
+    /// The release as applied (or restored): multi-document YAML with images pinned by
+    /// digest, for the audit trail. Never holds Secret data (Secrets are listed, not copied).
+    pub rendered_manifests: Option<String>,
 }
 
 /// One object and what applying it did.
