@@ -18,4 +18,5 @@ pub mod manifests;
 pub mod phases;
 pub mod pipeline;
 pub mod plan;
+pub mod release;
 pub mod report;
