@@ -6,6 +6,7 @@
 //! these inventories only, never from label selectors. Nothing here talks to a cluster.
 
 pub mod diff;
+pub mod lease;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
