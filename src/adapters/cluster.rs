@@ -126,12 +126,20 @@ impl std::fmt::Debug for ClusterConnection {
     }
 }
 
+/// Chooses rustls's `ring` backend for the whole process. Both of rustls's backends are
+/// compiled in (kube asks for ring, the AWS SDK for aws-lc-rs), and then rustls cannot pick
+/// one by itself; kube's client needs the process default. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Connects as the configuration says; no request is made yet (see [`check_access`]).
 pub async fn connect(
     access: &ClusterAccess,
     aws: &AwsAccess,
     runner: &Runner,
 ) -> Result<ClusterConnection> {
+    install_crypto_provider();
     match access {
         ClusterAccess::KubeconfigFile(path) => {
             let text =
@@ -256,6 +264,7 @@ pub async fn connect_with_tokens(
     identity: &str,
     runner: &Runner,
 ) -> Result<ClusterConnection> {
+    install_crypto_provider();
     let cluster_name = tokens.cluster_name().to_string();
     if let Some(ca) = certificate_authority {
         let pem = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, ca.trim())
