@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod docker;
 pub mod ecr;
+pub mod kube;
 pub mod eks;
 pub mod registry;
 pub mod runner;
