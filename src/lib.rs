@@ -19,3 +19,4 @@ pub mod phases;
 pub mod pipeline;
 pub mod plan;
 pub mod report;
+pub mod rollout;
