@@ -695,3 +695,353 @@ fn job_failed_is_failed_by_its_condition_not_by_its_failed_pods() {
         "both attempts belong to the Job"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hand-made variants (tests/fixtures/rollout)
+// ---------------------------------------------------------------------------------------------
+
+fn variant<K: DeserializeOwned>(file: &str) -> K {
+    let path = fixtures_dir().join("rollout").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The instant every hand-made pod is created at, plus `seconds`.
+fn at(seconds: i64) -> Timestamp {
+    let base: Timestamp = "2026-01-01T00:00:00Z".parse().expect("valid timestamp");
+    base.checked_add(SignedDuration::from_secs(seconds))
+        .expect("in range")
+}
+
+struct PodCase {
+    file: &'static str,
+    seconds_after_creation: i64,
+    tolerances: Tolerances,
+    /// `None`: no problem; else the reason, the container, and fragments the message must contain.
+    expected: Option<(&'static str, Option<&'static str>, &'static [&'static str])>,
+}
+
+#[test]
+fn pod_problems_follow_the_fail_fast_rules() {
+    let defaults = Tolerances::default;
+    let cases = [
+        PodCase {
+            file: "pod-unschedulable.yaml",
+            seconds_after_creation: 120,
+            tolerances: defaults(),
+            expected: None,
+        },
+        PodCase {
+            file: "pod-unschedulable.yaml",
+            seconds_after_creation: 121,
+            tolerances: defaults(),
+            expected: Some((
+                "Unschedulable",
+                None,
+                &[
+                    "pod \"api-7d4b9c-x2k8p\" could not be scheduled for 121s",
+                    "3 Insufficient cpu",
+                ],
+            )),
+        },
+        PodCase {
+            file: "pod-create-container-config-error.yaml",
+            seconds_after_creation: 30,
+            tolerances: defaults(),
+            expected: None,
+        },
+        PodCase {
+            file: "pod-create-container-config-error.yaml",
+            seconds_after_creation: 62,
+            tolerances: defaults(),
+            expected: Some((
+                "CreateContainerConfigError",
+                Some("main"),
+                &[
+                    "container \"main\" of pod \"api-7d4b9c-q9z7m\" cannot be created",
+                    "secret \\\"api-credentials\\\" not found",
+                ],
+            )),
+        },
+        PodCase {
+            file: "pod-init-crashloop.yaml",
+            seconds_after_creation: 60,
+            tolerances: defaults(),
+            expected: Some((
+                "CrashLoopBackOff",
+                Some("migrate"),
+                &[
+                    "init container \"migrate\"",
+                    "restarted 4 times",
+                    "exited with code 2 (Error)",
+                    "relation \\\"users\\\" does not exist",
+                ],
+            )),
+        },
+        PodCase {
+            file: "pod-crashloop-below-threshold.yaml",
+            seconds_after_creation: 30,
+            tolerances: defaults(),
+            expected: None,
+        },
+        PodCase {
+            file: "pod-crashloop-below-threshold.yaml",
+            seconds_after_creation: 30,
+            tolerances: tolerances(60, 1),
+            expected: Some((
+                "CrashLoopBackOff",
+                Some("main"),
+                &["restarted 2 times (more than the 1 allowed)"],
+            )),
+        },
+        PodCase {
+            file: "pod-restarts-above-threshold-running.yaml",
+            seconds_after_creation: 121,
+            tolerances: defaults(),
+            expected: Some((
+                "RestartThresholdExceeded",
+                Some("main"),
+                &["restarted 5 times", "exited with code 137 (OOMKilled)"],
+            )),
+        },
+        PodCase {
+            file: "pod-invalid-image-name.yaml",
+            seconds_after_creation: 1,
+            tolerances: defaults(),
+            expected: Some((
+                "InvalidImageName",
+                Some("main"),
+                &[
+                    "registry.example/API:v2",
+                    "repository name must be lowercase",
+                ],
+            )),
+        },
+        PodCase {
+            file: "pod-evicted.yaml",
+            seconds_after_creation: 5,
+            tolerances: defaults(),
+            expected: Some((
+                "Evicted",
+                None,
+                &[
+                    "pod \"api-7d4b9c-e1v2c\" failed (Evicted)",
+                    "The node was low on resource: memory",
+                ],
+            )),
+        },
+        PodCase {
+            file: "pod-job-failed.yaml",
+            seconds_after_creation: 5,
+            tolerances: tolerances(0, 0),
+            expected: None,
+        },
+        PodCase {
+            file: "pod-pull-error-after-restart.yaml",
+            seconds_after_creation: 600 + 60,
+            tolerances: defaults(),
+            expected: None,
+        },
+        PodCase {
+            file: "pod-pull-error-after-restart.yaml",
+            seconds_after_creation: 600 + 61,
+            tolerances: defaults(),
+            expected: Some((
+                "ImagePullBackOff",
+                Some("main"),
+                &["for at least 61s, more than the 60s allowed"],
+            )),
+        },
+        PodCase {
+            file: "pod-minimal.yaml",
+            seconds_after_creation: 10_000,
+            tolerances: tolerances(0, 0),
+            expected: None,
+        },
+    ];
+    for case in cases {
+        let pod: Pod = variant(case.file);
+        let label = format!("{} at +{}s", case.file, case.seconds_after_creation);
+        let problem = pod_problem(&pod, at(case.seconds_after_creation), &case.tolerances);
+        match (problem, case.expected) {
+            (None, None) => {}
+            (Some(problem), Some((reason, container, fragments))) => {
+                assert_eq!(problem.reason, reason, "{label}");
+                assert_eq!(problem.container.as_deref(), container, "{label}");
+                assert_eq!(
+                    Some(problem.pod.as_str()),
+                    pod.metadata.name.as_deref(),
+                    "{label}"
+                );
+                for fragment in fragments {
+                    assert!(
+                        problem.message.contains(fragment),
+                        "{label}: {:?} lacks {fragment:?}",
+                        problem.message
+                    );
+                }
+            }
+            (problem, expected) => panic!("{label}: got {problem:?}, expected {expected:?}"),
+        }
+    }
+}
+
+#[test]
+fn statefulset_on_delete_is_complete_without_waiting() {
+    let statefulset: StatefulSet = variant("statefulset-ondelete.yaml");
+    let verdict = statefulset_verdict(&statefulset);
+    assert!(
+        matches!(&verdict, Verdict::Complete(m) if m.contains("OnDelete") && m.contains("gantry does not wait")),
+        "{verdict:?}"
+    );
+    // Until the controller observes the new generation, it still waits.
+    let mut unobserved = statefulset.clone();
+    unobserved.metadata.generation = Some(3);
+    assert_eq!(
+        statefulset_verdict(&unobserved),
+        Verdict::Progressing("Waiting for statefulset spec update to be observed...".into())
+    );
+}
+
+#[test]
+fn statefulset_partition_counts_only_the_replicas_above_it() {
+    let statefulset: StatefulSet = variant("statefulset-partitioned.yaml");
+    assert_eq!(
+        statefulset_verdict(&statefulset),
+        Verdict::Complete("partitioned roll out complete: 1 new pods have been updated...".into())
+    );
+    assert_eq!(statefulset_ready(&statefulset), "3/3");
+    let mut pending = statefulset.clone();
+    if let Some(status) = pending.status.as_mut() {
+        status.updated_replicas = Some(0);
+    }
+    assert_eq!(
+        statefulset_verdict(&pending),
+        Verdict::Progressing(
+            "Waiting for partitioned roll out to finish: 0 out of 1 new pods have been updated..."
+                .into()
+        )
+    );
+    let mut unready = statefulset.clone();
+    if let Some(status) = unready.status.as_mut() {
+        status.ready_replicas = Some(2);
+    }
+    assert_eq!(
+        statefulset_verdict(&unready),
+        Verdict::Progressing("Waiting for 1 pods to be ready...".into())
+    );
+}
+
+#[test]
+fn statefulset_without_rolling_update_parameters_compares_revisions() {
+    let mut statefulset: StatefulSet = variant("statefulset-partitioned.yaml");
+    if let Some(strategy) = statefulset
+        .spec
+        .as_mut()
+        .and_then(|s| s.update_strategy.as_mut())
+    {
+        strategy.rolling_update = None;
+    }
+    assert_eq!(
+        statefulset_verdict(&statefulset),
+        Verdict::Progressing("waiting for statefulset rolling update to complete 1 pods at revision db-77978f88d5...".into())
+    );
+    if let Some(status) = statefulset.status.as_mut() {
+        status.current_revision = status.update_revision.clone();
+        status.current_replicas = Some(3);
+    }
+    assert_eq!(
+        statefulset_verdict(&statefulset),
+        Verdict::Complete(
+            "statefulset rolling update complete 3 pods at revision db-77978f88d5...".into()
+        )
+    );
+}
+
+#[test]
+fn daemonset_on_delete_is_complete_without_waiting() {
+    let daemonset: DaemonSet = variant("daemonset-ondelete.yaml");
+    let verdict = daemonset_verdict(&daemonset);
+    assert!(
+        matches!(&verdict, Verdict::Complete(m) if m.contains("daemon set \"agent\" uses the OnDelete")),
+        "{verdict:?}"
+    );
+    assert_eq!(daemonset_ready(&daemonset), "3/3");
+}
+
+#[test]
+fn paused_deployment_is_complete_with_an_explanation_and_has_no_new_pods_to_judge() {
+    let deployment: Deployment = variant("deployment-paused.yaml");
+    let verdict = deployment_verdict(&deployment);
+    assert!(
+        matches!(&verdict, Verdict::Complete(m) if m.contains("is paused") && m.contains("0 of 2 replicas updated")),
+        "{verdict:?}"
+    );
+    assert_eq!(deployment_ready(&deployment), "2/2");
+    // A paused deployment that already finished rolling out reads as kubectl reads it.
+    let mut finished = deployment.clone();
+    if let Some(status) = finished.status.as_mut() {
+        status.updated_replicas = Some(2);
+    }
+    assert_eq!(
+        deployment_verdict(&finished),
+        Verdict::Complete("deployment \"api\" successfully rolled out".into())
+    );
+}
+
+#[test]
+fn job_failure_target_fails_before_the_failed_condition_arrives() {
+    let job: Job = variant("job-failure-target.yaml");
+    assert_eq!(
+        job_verdict(&job),
+        Verdict::Failed {
+            reason: "DeadlineExceeded".into(),
+            message: "job \"migrate\" failed: Job was active longer than specified deadline".into()
+        }
+    );
+    assert_eq!(job_ready(&job), "0/1");
+    let pod: Pod = variant("pod-job-failed.yaml");
+    let pods = [pod];
+    assert_eq!(
+        job_pods(&job, &pods).len(),
+        1,
+        "matched by ownerReference and label"
+    );
+}
+
+#[test]
+fn objects_without_status_are_waited_on_not_panicked_over() {
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "api", "generation": 1}
+    }))
+    .expect("minimal deployment");
+    assert_eq!(
+        deployment_verdict(&deployment),
+        Verdict::Progressing("Waiting for deployment spec update to be observed...".into())
+    );
+    assert!(deployment_new_pods(&deployment, &[], &[]).is_empty());
+    let statefulset: StatefulSet =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "db"}})).expect("minimal");
+    assert_eq!(
+        statefulset_verdict(&statefulset),
+        Verdict::Progressing("Waiting for statefulset spec update to be observed...".into())
+    );
+    assert!(statefulset_new_pods(&statefulset, &[]).is_empty());
+    let daemonset: DaemonSet =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "agent", "generation": 1}}))
+            .expect("minimal");
+    assert!(matches!(
+        daemonset_verdict(&daemonset),
+        Verdict::Progressing(_)
+    ));
+    assert!(daemonset_new_pods(&daemonset, &[], &[]).is_empty());
+    let job: Job = serde_json::from_value(serde_json::json!({"metadata": {"name": "migrate"}}))
+        .expect("minimal");
+    assert_eq!(
+        job_verdict(&job),
+        Verdict::Progressing(
+            "Waiting for job \"migrate\" to complete: 0 active, 0 succeeded, 0 failed".into()
+        )
+    );
+    assert!(job_pods(&job, &[]).is_empty());
+}
