@@ -175,3 +175,125 @@ pub fn job_pods<'a>(job: &Job, pods: &'a [Pod]) -> Vec<&'a Pod> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse<K: serde::de::DeserializeOwned>(value: serde_json::Value) -> K {
+        serde_json::from_value(value).expect("valid object")
+    }
+
+    fn pod(name: &str, labels: serde_json::Value, owners: serde_json::Value) -> Pod {
+        parse(json!({"metadata": {"name": name, "labels": labels, "ownerReferences": owners}}))
+    }
+
+    fn names(pods: Vec<&Pod>) -> Vec<&str> {
+        pods.iter()
+            .filter_map(|p| p.metadata.name.as_deref())
+            .collect()
+    }
+
+    #[test]
+    fn deployment_new_pods_match_by_owner_or_by_hash_only_without_a_controller() {
+        let deployment: Deployment = parse(json!({
+            "metadata": {"name": "api", "uid": "d", "generation": 2,
+                         "annotations": {"deployment.kubernetes.io/revision": "2"}},
+            "status": {"observedGeneration": 2}
+        }));
+        let owned_by_deployment = json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": "api", "uid": "d", "controller": true}]);
+        let replica_set = |uid: &str, revision: &str, hash: &str| -> ReplicaSet {
+            parse(
+                json!({"metadata": {"name": format!("api-{hash}"), "uid": uid,
+                "labels": {"pod-template-hash": hash},
+                "annotations": {"deployment.kubernetes.io/revision": revision},
+                "ownerReferences": owned_by_deployment}}),
+            )
+        };
+        let replica_sets = [
+            replica_set("rs-old", "1", "old"),
+            replica_set("rs-new", "2", "new"),
+        ];
+        let controller = |uid: &str| json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x", "uid": uid, "controller": true}]);
+        let pods = [
+            pod(
+                "owned-new",
+                json!({"pod-template-hash": "new"}),
+                controller("rs-new"),
+            ),
+            pod(
+                "owned-old",
+                json!({"pod-template-hash": "old"}),
+                controller("rs-old"),
+            ),
+            pod(
+                "orphan-new-hash",
+                json!({"pod-template-hash": "new"}),
+                json!([]),
+            ),
+            pod(
+                "other-controller-new-hash",
+                json!({"pod-template-hash": "new"}),
+                controller("elsewhere"),
+            ),
+        ];
+        assert_eq!(
+            names(deployment_new_pods(&deployment, &replica_sets, &pods)),
+            ["owned-new", "orphan-new-hash"]
+        );
+    }
+
+    #[test]
+    fn daemonset_revision_hash_falls_back_to_the_revision_name() {
+        let daemonset: DaemonSet = parse(json!({
+            "metadata": {"name": "agent", "uid": "ds", "generation": 2},
+            "status": {"observedGeneration": 2, "currentNumberScheduled": 1, "desiredNumberScheduled": 1,
+                       "numberMisscheduled": 0, "numberReady": 0}
+        }));
+        let owner = json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent", "uid": "ds", "controller": true}]);
+        let revision = |name: &str, number: i64| -> ControllerRevision {
+            parse(json!({"metadata": {"name": name, "ownerReferences": owner}, "revision": number}))
+        };
+        let revisions = [revision("agent-bbb", 2), revision("agent-aaa", 1)];
+        let pods = [
+            pod(
+                "agent-new",
+                json!({"controller-revision-hash": "bbb"}),
+                owner.clone(),
+            ),
+            pod(
+                "agent-old",
+                json!({"controller-revision-hash": "aaa"}),
+                owner.clone(),
+            ),
+        ];
+        assert_eq!(
+            names(daemonset_new_pods(&daemonset, &revisions, &pods)),
+            ["agent-new"]
+        );
+    }
+
+    #[test]
+    fn job_pods_match_by_either_uid_label_or_owner() {
+        let job: Job = parse(json!({"metadata": {"name": "migrate", "uid": "j"}}));
+        let pods = [
+            pod(
+                "new-label",
+                json!({"batch.kubernetes.io/controller-uid": "j"}),
+                json!([]),
+            ),
+            pod("old-label", json!({"controller-uid": "j"}), json!([])),
+            pod(
+                "owned",
+                json!({}),
+                json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "migrate", "uid": "j"}]),
+            ),
+            pod("someone-else", json!({"controller-uid": "k"}), json!([])),
+        ];
+        assert_eq!(
+            names(job_pods(&job, &pods)),
+            ["new-label", "old-label", "owned"]
+        );
+    }
+}

@@ -7,8 +7,6 @@ use super::Verdict;
 
 /// The Progressing condition reason the deployment controller sets when `progressDeadlineSeconds` passes.
 const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
-/// The Progressing condition reason the deployment controller sets while the deployment is paused.
-const DEPLOYMENT_PAUSED: &str = "DeploymentPaused";
 const ROLLING_UPDATE: &str = "RollingUpdate";
 const ON_DELETE: &str = "OnDelete";
 
@@ -18,6 +16,7 @@ fn name_of(name: &Option<String>) -> &str {
 
 /// kubectl's `DeploymentStatusViewer`: generation observed, progress deadline exceeded (failure),
 /// updated < desired, old replicas pending termination, available < updated, else complete.
+/// The deadline message adds the controller's condition message to kubectl's sentence.
 ///
 /// One addition: a *paused* deployment whose new template is not rolled out is reported
 /// [`Verdict::Complete`] with a message saying so. A paused deployment never progresses and the
@@ -49,8 +48,9 @@ pub fn deployment_verdict(deployment: &Deployment) -> Verdict {
     let updated = status.updated_replicas.unwrap_or(0);
     let replicas = status.replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
-    let paused = spec.and_then(|s| s.paused).unwrap_or(false)
-        || progressing.and_then(|c| c.reason.as_deref()) == Some(DEPLOYMENT_PAUSED);
+    // `spec.paused` is authoritative once the generation is observed (pausing and resuming
+    // both bump the generation); the `DeploymentPaused` condition reason only echoes it.
+    let paused = spec.and_then(|s| s.paused).unwrap_or(false);
     let rolled_out =
         desired.is_none_or(|d| updated >= d) && replicas <= updated && available >= updated;
     if paused && !rolled_out {
