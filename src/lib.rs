@@ -20,3 +20,4 @@ pub mod pipeline;
 pub mod plan;
 pub mod release;
 pub mod report;
+pub mod rollout;
