@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod demo;
+pub mod deploy;
 pub mod deploy_phase;
 pub mod image;
 pub mod infra;

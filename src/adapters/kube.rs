@@ -36,7 +36,9 @@ pub enum KubeError {
     NotFound { object: String },
     #[error("{object}: server-side apply conflict: {conflicts}. Another field manager owns these fields; remove them from the manifest, or set `force-conflicts: true` to take them over")]
     ApplyConflict { object: String, conflicts: String },
-    #[error("{object}: the object changed while gantry wrote it (resourceVersion conflict): {message}")]
+    #[error(
+        "{object}: the object changed while gantry wrote it (resourceVersion conflict): {message}"
+    )]
     Conflict { object: String, message: String },
     #[error("{object} already exists")]
     AlreadyExists { object: String },
@@ -112,7 +114,12 @@ impl Cluster {
     /// Looks a kind up through discovery (cached): its resource name and scope.
     pub async fn resolve(&self, api_version: &str, kind: &str) -> Result<ResolvedKind, KubeError> {
         let cache_key = (api_version.to_string(), kind.to_string());
-        if let Some(found) = self.kinds.lock().ok().and_then(|k| k.get(&cache_key).cloned()) {
+        if let Some(found) = self
+            .kinds
+            .lock()
+            .ok()
+            .and_then(|k| k.get(&cache_key).cloned())
+        {
             return Ok(found);
         }
         let (group, version) = match api_version.rsplit_once('/') {
@@ -149,7 +156,9 @@ impl Cluster {
     }
 
     async fn api_for(&self, reference: &ObjectRef) -> Result<Api<DynamicObject>, KubeError> {
-        let resolved = self.resolve(&reference.api_version, &reference.kind).await?;
+        let resolved = self
+            .resolve(&reference.api_version, &reference.kind)
+            .await?;
         Ok(match (&reference.namespace, resolved.namespaced) {
             (Some(namespace), true) => {
                 Api::namespaced_with(self.client.clone(), namespace, &resolved.resource)
