@@ -3,8 +3,8 @@
 pub mod cluster;
 pub mod docker;
 pub mod ecr;
-pub mod kube;
 pub mod eks;
+pub mod kube;
 pub mod registry;
 pub mod runner;
 pub mod terraform;
