@@ -893,3 +893,519 @@ async fn faults_are_injected_and_requests_recorded() {
         "b"
     );
 }
+
+// ---- simulated controllers ----
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use support::fake_apiserver::Behavior;
+
+fn deployment(name: &str, image: &str, replicas: i32, deadline: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "progressDeadlineSeconds": deadline,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "main", "image": image,
+                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}}]}}}
+    })
+}
+
+fn condition(v: &Value, t: &str) -> Option<Value> {
+    v["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == t)
+        .cloned()
+}
+
+#[tokio::test]
+async fn healthy_deployment_rolls_out_and_rolls_back_like_the_controller() {
+    let api = FakeApiServer::start().await;
+    api.set_image_behavior(":v2", Behavior::ImagePullError);
+    let deploys: Api<Deployment> = Api::namespaced(api.client(), "default");
+    let pp = PatchParams::apply("gantry");
+    deploys
+        .patch(
+            "web",
+            &pp,
+            &Patch::Apply(deployment("web", "shop/web:v1", 2, 600)),
+        )
+        .await
+        .unwrap();
+
+    let done = |api: &FakeApiServer| {
+        let d = api.get("apps/v1", "Deployment", Some("default"), "web")?;
+        let p = condition(&d, "Progressing")?;
+        (p["reason"] == "NewReplicaSetAvailable").then_some(d)
+    };
+    let d = api
+        .wait_for(Duration::from_secs(5), done)
+        .await
+        .expect("v1 completes");
+    let s = &d["status"];
+    assert_eq!(
+        (
+            s["replicas"].clone(),
+            s["updatedReplicas"].clone(),
+            s["readyReplicas"].clone(),
+            s["availableReplicas"].clone()
+        ),
+        (json!(2), json!(2), json!(2), json!(2))
+    );
+    assert_eq!(s["observedGeneration"], d["metadata"]["generation"]);
+    assert_eq!(
+        condition(&d, "Available").unwrap()["reason"],
+        "MinimumReplicasAvailable"
+    );
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+
+    // The ReplicaSet and pods are shaped like the recorded ones.
+    let rs = api.list("apps/v1", "ReplicaSet");
+    assert_eq!(rs.len(), 1);
+    let hash = rs[0]["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(rs[0]["metadata"]["name"], format!("web-{hash}"));
+    assert_eq!(
+        rs[0]["metadata"]["ownerReferences"][0]["kind"],
+        "Deployment"
+    );
+    assert_eq!(
+        rs[0]["metadata"]["ownerReferences"][0]["uid"],
+        d["metadata"]["uid"]
+    );
+    assert_eq!(
+        rs[0]["spec"]["selector"]["matchLabels"]["pod-template-hash"],
+        hash.as_str()
+    );
+    let pods: Api<Pod> = Api::namespaced(api.client(), "default");
+    let listed = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 2);
+    for p in &listed.items {
+        assert!(p
+            .metadata
+            .name
+            .as_ref()
+            .unwrap()
+            .starts_with(&format!("web-{hash}-")));
+        let st = p.status.as_ref().unwrap();
+        assert_eq!(st.phase.as_deref(), Some("Running"));
+        assert!(st.container_statuses.as_ref().unwrap()[0].ready);
+    }
+    let events: Api<Event> = Api::namespaced(api.client(), "default");
+    let ev = events
+        .list(&ListParams::default().fields("involvedObject.kind=Deployment"))
+        .await
+        .unwrap();
+    assert!(ev
+        .items
+        .iter()
+        .any(|e| e.reason.as_deref() == Some("ScalingReplicaSet")
+            && e.message.as_deref() == Some(&format!("Scaled up replica set web-{hash} to 2"))));
+
+    // v2 cannot pull: a surge pod in ErrImagePull/ImagePullBackOff, old pods kept, then the deadline.
+    deploys
+        .patch(
+            "web",
+            &pp,
+            &Patch::Apply(deployment("web", "shop/web:v2", 2, 600)),
+        )
+        .await
+        .unwrap();
+    let states = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    api.wait_for(Duration::from_secs(5), |api| {
+        for p in api.list("v1", "Pod") {
+            if let Some(r) =
+                p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str()
+            {
+                states.lock().unwrap().insert(r.to_string());
+            }
+        }
+        let s = states.lock().unwrap();
+        (s.contains("ErrImagePull") && s.contains("ImagePullBackOff")).then_some(())
+    })
+    .await;
+    let states = states.into_inner().unwrap();
+    assert!(
+        states.contains("ErrImagePull") && states.contains("ImagePullBackOff"),
+        "{states:?}"
+    );
+    let d = api
+        .get("apps/v1", "Deployment", Some("default"), "web")
+        .unwrap();
+    assert_eq!(
+        d["status"]["updatedReplicas"], 1,
+        "maxSurge 25% of 2 rounds up to 1"
+    );
+    assert_eq!(
+        d["status"]["availableReplicas"], 2,
+        "maxUnavailable 25% of 2 rounds down to 0"
+    );
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
+
+    // Re-applying v1 reuses the first ReplicaSet (revision 3) and heals.
+    deploys
+        .patch(
+            "web",
+            &pp,
+            &Patch::Apply(deployment("web", "shop/web:v1", 2, 600)),
+        )
+        .await
+        .unwrap();
+    let d = api
+        .wait_for(Duration::from_secs(5), |api| {
+            let d = done(api)?;
+            (d["status"]["updatedReplicas"] == 2 && d["status"]["replicas"] == 2).then_some(d)
+        })
+        .await
+        .expect("rollback completes");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+    let first = api
+        .get(
+            "apps/v1",
+            "ReplicaSet",
+            Some("default"),
+            &format!("web-{hash}"),
+        )
+        .unwrap();
+    assert_eq!(
+        first["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
+}
+
+#[tokio::test]
+async fn broken_rollout_hits_the_progress_deadline_with_image_pull_events() {
+    let api = FakeApiServer::start().await;
+    api.set_time_factor(0.01); // 20 s deadline -> 200 ms
+    api.set_behavior("Deployment", "default", "api", Behavior::ImagePullError);
+    let deploys: Api<Deployment> = Api::namespaced(api.client(), "default");
+    deploys
+        .patch(
+            "api",
+            &PatchParams::apply("gantry"),
+            &Patch::Apply(deployment("api", "shop/api:v404", 2, 20)),
+        )
+        .await
+        .unwrap();
+    let d = api
+        .wait_for(Duration::from_secs(5), |api| {
+            let d = api.get("apps/v1", "Deployment", Some("default"), "api")?;
+            (condition(&d, "Progressing")?["reason"] == "ProgressDeadlineExceeded").then_some(d)
+        })
+        .await
+        .expect("deadline exceeded");
+    let p = condition(&d, "Progressing").unwrap();
+    assert_eq!(p["status"], "False");
+    assert!(p["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("has timed out progressing."));
+    assert_eq!(condition(&d, "Available").unwrap()["status"], "False");
+    let events = api.list("v1", "Event");
+    let failed: Vec<&Value> = events.iter().filter(|e| e["reason"] == "Failed").collect();
+    assert!(failed.iter().any(|e| e["message"] == "Error: ErrImagePull"));
+    let pull = failed
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Failed to pull image")
+        })
+        .unwrap();
+    assert_eq!(pull["involvedObject"]["fieldPath"], "spec.containers{main}");
+    assert_eq!(pull["source"]["component"], "kubelet");
+    assert_eq!(pull["type"], "Warning");
+}
+
+#[tokio::test]
+async fn failing_job_ends_with_backoff_limit_exceeded() {
+    let api = FakeApiServer::start().await;
+    api.set_time_factor(0.001);
+    api.set_image_behavior("migrate:bad", Behavior::JobFails);
+    let jobs: Api<Job> = Api::namespaced(api.client(), "default");
+    let job = json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
+        "spec": {"backoffLimit": 1, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "shop/migrate:bad"}]}}}
+    });
+    let created = jobs
+        .patch(
+            "migrate",
+            &PatchParams::apply("gantry"),
+            &Patch::Apply(&job),
+        )
+        .await
+        .unwrap();
+    let uid = created.metadata.uid.clone().unwrap();
+    assert_eq!(
+        created
+            .spec
+            .as_ref()
+            .unwrap()
+            .selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["batch.kubernetes.io/controller-uid"],
+        uid
+    );
+    let j = api
+        .wait_for(Duration::from_secs(5), |api| {
+            let j = api.get("batch/v1", "Job", Some("default"), "migrate")?;
+            condition(&j, "Failed").map(|_| j)
+        })
+        .await
+        .expect("job fails");
+    let failed = condition(&j, "Failed").unwrap();
+    assert_eq!(
+        (failed["reason"].as_str(), failed["status"].as_str()),
+        (Some("BackoffLimitExceeded"), Some("True"))
+    );
+    assert_eq!(j["status"]["failed"], 2);
+    let pods = api.list("v1", "Pod");
+    assert_eq!(pods.len(), 2);
+    for p in &pods {
+        assert_eq!(p["metadata"]["labels"]["job-name"], "migrate");
+        assert_eq!(p["metadata"]["labels"]["controller-uid"], uid.as_str());
+        assert_eq!(p["status"]["phase"], "Failed");
+        assert_eq!(
+            p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+            1
+        );
+    }
+    // Re-applying the same Job is a no-op; changing its template is refused (immutable).
+    jobs.patch(
+        "migrate",
+        &PatchParams::apply("gantry"),
+        &Patch::Apply(&job),
+    )
+    .await
+    .unwrap();
+    let mut changed = job.clone();
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("shop/migrate:good");
+    let err = jobs
+        .patch(
+            "migrate",
+            &PatchParams::apply("gantry"),
+            &Patch::Apply(&changed),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(s) = err else { panic!() };
+    assert_eq!(
+        (s.code, s.details.unwrap().causes[0].field.as_str()),
+        (422, "spec.template")
+    );
+}
+
+#[tokio::test]
+async fn crash_looping_pods_restart_and_serve_logs() {
+    let api = FakeApiServer::start().await;
+    api.set_time_factor(0.001);
+    api.set_default_behavior(Behavior::CrashLoop);
+    let deploys: Api<Deployment> = Api::namespaced(api.client(), "default");
+    deploys
+        .patch(
+            "api",
+            &PatchParams::apply("gantry"),
+            &Patch::Apply(deployment("api", "shop/api:v2", 1, 600)),
+        )
+        .await
+        .unwrap();
+    let pod = api
+        .wait_for(Duration::from_secs(5), |api| {
+            api.list("v1", "Pod").into_iter().find(|p| {
+                let cs = &p["status"]["containerStatuses"][0];
+                cs["restartCount"].as_i64().unwrap_or(0) >= 2
+                    && cs["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+            })
+        })
+        .await
+        .expect("crash loop");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"],
+        1
+    );
+    let pods: Api<Pod> = Api::namespaced(api.client(), "default");
+    let name = pod["metadata"]["name"].as_str().unwrap();
+    let lp = kube::api::LogParams {
+        previous: true,
+        tail_lines: Some(1),
+        ..Default::default()
+    };
+    let last = pods.logs(name, &lp).await.unwrap();
+    assert!(last.starts_with("Error:"), "{last}");
+    api.set_logs("default", name, "main", false, "one\ntwo\nthree\n");
+    let lp = kube::api::LogParams {
+        container: Some("main".into()),
+        tail_lines: Some(2),
+        ..Default::default()
+    };
+    assert_eq!(pods.logs(name, &lp).await.unwrap(), "two\nthree\n");
+}
+
+#[tokio::test]
+async fn statefulset_and_daemonset_roll_with_controller_revisions() {
+    let api = FakeApiServer::start().await;
+    let pp = PatchParams::apply("gantry");
+    let sts: Api<DynamicObject> = Api::namespaced_with(
+        api.client(),
+        "default",
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "apps",
+            "v1",
+            "StatefulSet",
+        )),
+    );
+    let ds: Api<DynamicObject> = Api::namespaced_with(
+        api.client(),
+        "default",
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "apps",
+            "v1",
+            "DaemonSet",
+        )),
+    );
+    let workload = |kind: &str, name: &str, image: &str| {
+        let mut v = json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name},
+            "spec": {"selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "main", "image": image}]}}}});
+        if kind == "StatefulSet" {
+            v["spec"]["replicas"] = json!(2);
+            v["spec"]["serviceName"] = json!(name);
+        }
+        v
+    };
+    for image in ["shop/db:v1", "shop/db:v2"] {
+        sts.patch(
+            "db",
+            &pp,
+            &Patch::Apply(workload("StatefulSet", "db", image)),
+        )
+        .await
+        .unwrap();
+        ds.patch(
+            "agent",
+            &pp,
+            &Patch::Apply(workload("DaemonSet", "agent", image)),
+        )
+        .await
+        .unwrap();
+        let s = api
+            .wait_for(Duration::from_secs(5), |api| {
+                let s = api.get("apps/v1", "StatefulSet", Some("default"), "db")?;
+                let st = &s["status"];
+                (st["observedGeneration"] == s["metadata"]["generation"]
+                    && st["updatedReplicas"] == 2
+                    && st["readyReplicas"] == 2
+                    && st["currentRevision"] == st["updateRevision"])
+                    .then_some(s)
+            })
+            .await
+            .unwrap_or_else(|| panic!("statefulset {image}"));
+        let rev = s["status"]["updateRevision"].as_str().unwrap().to_string();
+        let cr = api
+            .get("apps/v1", "ControllerRevision", Some("default"), &rev)
+            .expect("revision");
+        assert_eq!(cr["metadata"]["ownerReferences"][0]["kind"], "StatefulSet");
+        let pod = api.get("v1", "Pod", Some("default"), "db-1").unwrap();
+        assert_eq!(
+            pod["metadata"]["labels"]["controller-revision-hash"],
+            rev.as_str()
+        );
+        assert_eq!(pod["spec"]["containers"][0]["image"], image);
+        let d = api
+            .wait_for(Duration::from_secs(5), |api| {
+                let d = api.get("apps/v1", "DaemonSet", Some("default"), "agent")?;
+                let st = &d["status"];
+                (st["observedGeneration"] == d["metadata"]["generation"]
+                    && st["updatedNumberScheduled"] == 1
+                    && st["numberReady"] == 1)
+                    .then_some(d)
+            })
+            .await
+            .unwrap_or_else(|| panic!("daemonset {image}"));
+        assert_eq!(d["status"]["desiredNumberScheduled"], 1);
+    }
+    assert_eq!(api.list("apps/v1", "ControllerRevision").len(), 4);
+}
+
+#[tokio::test]
+async fn applied_crd_is_served_and_established() {
+    let api = FakeApiServer::start().await;
+    let crds: Api<DynamicObject> = Api::all_with(
+        api.client(),
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+        )),
+    );
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
+    });
+    crds.patch(
+        "widgets.example.com",
+        &PatchParams::apply("gantry"),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    api.wait_for(Duration::from_secs(5), |api| {
+        let c = api.get(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            "widgets.example.com",
+        )?;
+        (condition(&c, "Established")?["status"] == "True").then_some(())
+    })
+    .await
+    .expect("established");
+    let (status, _) = send(
+        &api.client(),
+        "GET",
+        "/apis/example.com/v1/namespaces/default/widgets",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let widgets: Api<DynamicObject> = Api::namespaced_with(
+        api.client(),
+        "default",
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "example.com",
+            "v1",
+            "Widget",
+        )),
+    );
+    let w = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 3}});
+    let created = widgets
+        .patch("w", &PatchParams::apply("gantry"), &Patch::Apply(&w))
+        .await
+        .unwrap();
+    assert_eq!(created.data["spec"]["size"], 3);
+}

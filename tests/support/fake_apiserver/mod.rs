@@ -295,7 +295,7 @@ impl FakeApiServer {
             .insert((kind.into(), namespace.into(), name.into()), behavior);
     }
 
-    /// Behaviour of pods running an image containing `image_substring` (wins over per-object).
+    /// Behaviour of pods running an image containing `image_substring` (per-object settings win).
     pub fn set_image_behavior(&self, image_substring: &str, behavior: Behavior) {
         self.shared
             .lock()
