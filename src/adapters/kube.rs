@@ -34,6 +34,8 @@ pub enum KubeError {
     UnknownKind { api_version: String, kind: String },
     #[error("{object} not found")]
     NotFound { object: String },
+    #[error("{object}: namespace `{namespace}` does not exist; add a Namespace object to the release or create it first")]
+    NamespaceMissing { object: String, namespace: String },
     #[error("{object}: server-side apply conflict: {conflicts}. Another field manager owns these fields; remove them from the manifest, or set `force-conflicts: true` to take them over")]
     ApplyConflict { object: String, conflicts: String },
     #[error(
@@ -426,7 +428,18 @@ pub fn map_error(err: kube::Error, object: &str, identity: &str) -> KubeError {
                         .collect()
                 })
                 .unwrap_or_default();
+            let missing_namespace = status
+                .details
+                .as_ref()
+                .filter(|d| d.kind == "namespaces" && !d.name.is_empty())
+                .map(|d| d.name.clone());
             match (status.code, status.reason.as_str()) {
+                (404, _) if missing_namespace.is_some() && !object.starts_with("Namespace/") => {
+                    KubeError::NamespaceMissing {
+                        object,
+                        namespace: missing_namespace.unwrap_or_default(),
+                    }
+                }
                 (404, _) => KubeError::NotFound { object },
                 (401, _) => KubeError::Unauthorized {
                     identity: identity.to_string(),

@@ -316,8 +316,13 @@ impl Engine<'_> {
             }
             problems.extend(checked.missing);
         }
-        let (rejected, deferred) =
-            preflight::dry_run(&self.cluster, objects, self.settings.force_conflicts).await;
+        let (rejected, deferred) = preflight::dry_run(
+            &self.cluster,
+            objects,
+            self.settings.force_conflicts,
+            std::slice::from_ref(&self.settings.namespace),
+        )
+        .await;
         problems.extend(rejected.into_iter().map(|r| format!("dry run: {r}")));
         for object in deferred {
             notes.push(format!(
@@ -538,12 +543,6 @@ impl Engine<'_> {
                 }
             }
             crash_point("before-tracking");
-            if std::env::var("GANTRY_TEST_CRASH_AT").is_ok_and(|w| w == "during-tracking") {
-                tokio::spawn(async {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    crash_point("during-tracking");
-                });
-            }
             let tracked = track::track_all(
                 &self.cluster,
                 &objects,
@@ -904,11 +903,13 @@ impl Engine<'_> {
                     fields: Vec::new(),
                 }),
                 // A namespace the release itself creates does not exist yet for the dry run.
-                (None, Err(KubeError::NotFound { .. })) => changes.push(PlannedChange {
-                    object: reference.to_string(),
-                    action: PlannedAction::Create,
-                    fields: Vec::new(),
-                }),
+                (None, Err(KubeError::NotFound { .. } | KubeError::NamespaceMissing { .. })) => {
+                    changes.push(PlannedChange {
+                        object: reference.to_string(),
+                        action: PlannedAction::Create,
+                        fields: Vec::new(),
+                    })
+                }
                 (Some(live), Ok(planned)) => {
                     let fields = release::diff::changed_fields(&live, &planned);
                     changes.push(PlannedChange {

@@ -237,19 +237,21 @@ pub async fn check_images(
 }
 
 /// Sends the whole release as a server-side dry run; every rejection, with the API's causes.
-/// Objects in a namespace the release itself creates are not checked (the namespace does not
-/// exist for a dry run); they are listed in the second result.
+/// Objects in a namespace the release (or gantry, for its records) creates are not checked
+/// while that namespace does not exist yet; they are listed in the second result.
 pub async fn dry_run(
     cluster: &Cluster,
     objects: &[Value],
     force: bool,
+    also_created: &[String],
 ) -> (Vec<String>, Vec<String>) {
-    let created_namespaces: BTreeSet<String> = objects
+    let mut created_namespaces: BTreeSet<String> = objects
         .iter()
         .filter(|o| o.get("kind").and_then(Value::as_str) == Some("Namespace"))
         .filter_map(|o| o.pointer("/metadata/name").and_then(Value::as_str))
         .map(str::to_string)
         .collect();
+    created_namespaces.extend(also_created.iter().cloned());
     let mut missing_namespaces: BTreeMap<String, bool> = BTreeMap::new();
     let mut errors = Vec::new();
     let mut deferred = Vec::new();

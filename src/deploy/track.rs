@@ -314,6 +314,8 @@ async fn track_one(
         let Some((verdict, replicas, new_pods)) = judged else {
             continue;
         };
+        // Test hook: killed once the rollout has been observed.
+        super::crash_point("during-tracking");
         let problems: Vec<rollout::PodProblem> = new_pods
             .iter()
             .filter_map(|pod| rollout::pod_problem(pod, now, tolerances))
