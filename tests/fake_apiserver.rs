@@ -403,7 +403,15 @@ async fn apply_rules_missing_manager_stale_version_missing_namespace_and_immutab
     )
     .await;
     assert_eq!(status, 422, "{body}");
-    assert!(body.contains("fieldManager: Required value: is required for apply patch"));
+    // What the real apiserver answers (ValidatePatchOptions -> errors.NewInvalid).
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            "reason": "Invalid", "code": 422,
+            "details": {"group": "meta.k8s.io", "kind": "PatchOptions",
+                "causes": [{"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}]}})
+    );
 
     let (status, body) = send(
         &client,
