@@ -1666,3 +1666,60 @@ async fn events_and_pods_are_shaped_like_the_recorded_ones() {
         keys(&strip(rec_pod.clone())["metadata"])
     );
 }
+
+#[tokio::test]
+async fn seeded_objects_and_manual_status_drive_the_client_view() {
+    let api = FakeApiServer::start().await;
+    // A Deployment whose replicas another manager (an HPA, say) owns.
+    api.put_object(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default", "managedFields": [{
+            "manager": "hpa-controller", "operation": "Update", "apiVersion": "apps/v1",
+            "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]},
+        "spec": {"replicas": 5, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "main", "image": "web:v1"}]}}}
+    }));
+    api.set_behavior("Deployment", "default", "web", Behavior::Manual);
+    let deploys: Api<Deployment> = Api::namespaced(api.client(), "default");
+    let mut mine = deployment("web", "web:v2", 2, 600);
+    let err = deploys
+        .patch("web", &PatchParams::apply("gantry"), &Patch::Apply(&mine))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(s) = err else { panic!() };
+    assert_eq!(s.code, 409);
+    assert_eq!(s.message, "Apply failed with 1 conflict: conflict with \"hpa-controller\" using apps/v1: .spec.replicas");
+    // Leaving replicas out is how a deployer coexists with an autoscaler.
+    mine["spec"].as_object_mut().unwrap().remove("replicas");
+    let applied = deploys
+        .patch("web", &PatchParams::apply("gantry"), &Patch::Apply(&mine))
+        .await
+        .unwrap();
+    assert_eq!(applied.spec.as_ref().unwrap().replicas, Some(5));
+    let generation = applied.metadata.generation;
+
+    // Manual: the controllers leave it alone and the test writes status through /status.
+    let status = json!({"status": {"observedGeneration": generation, "replicas": 5, "updatedReplicas": 5, "availableReplicas": 5}});
+    let patched = deploys
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    assert_eq!(
+        patched.metadata.generation, generation,
+        "status writes never bump generation"
+    );
+    assert_eq!(patched.status.as_ref().unwrap().updated_replicas, Some(5));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        api.list("apps/v1", "ReplicaSet").is_empty(),
+        "no controller ran for a Manual Deployment"
+    );
+    // A spec field sent to /status is ignored, as the status strategy does.
+    let sneaky = json!({"spec": {"paused": true}, "status": {"readyReplicas": 5}});
+    let patched = deploys
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(&sneaky))
+        .await
+        .unwrap();
+    assert_eq!(patched.spec.as_ref().unwrap().paused, None);
+    assert_eq!(patched.status.as_ref().unwrap().ready_replicas, Some(5));
+}
