@@ -587,10 +587,6 @@ fn deployment(st: &mut State, d: &Value, now: Instant) {
     }
 
     let new_replicas = int(&new_rs["spec"]["replicas"]);
-    let available_all: i64 = rss
-        .iter()
-        .map(|r| int(&r["status"]["availableReplicas"]))
-        .sum();
     let scale = |st: &mut State, rs: &Value, to: i64| {
         let mut r = rs.clone();
         let from = int(&r["spec"]["replicas"]);
@@ -642,7 +638,6 @@ fn deployment(st: &mut State, d: &Value, now: Instant) {
         let all_pods = old_total + new_replicas;
         let mut budget = (all_pods - min_available - new_unavailable).max(0);
         budget = budget.max(old_unhealthy.min(all_pods - min_available).max(0));
-        let _ = available_all;
         let mut sorted = old.clone();
         sorted.sort_by_key(revision);
         for o in sorted.iter().filter(|r| int(&r["spec"]["replicas"]) > 0) {

@@ -3,8 +3,8 @@
 use super::discovery::{self, ResourceInfo};
 use super::faults::Recorded;
 use super::meta::{
-    bad_request, conflict_modified, details, not_found, now_micro, now_rfc3339, qualified,
-    random_suffix, status_failure,
+    bad_request, conflict_modified, details, not_found, now_rfc3339, qualified, random_suffix,
+    status_failure,
 };
 use super::query::{parse_query, Selector};
 use super::store::{Change, ObjKey};
@@ -1308,9 +1308,4 @@ fn remove_pointer(doc: &mut Value, path: &str) -> Result<(), String> {
         }
         _ => Err(format!("doc is missing path: {path}")),
     }
-}
-
-#[allow(unused)]
-fn micro() -> String {
-    now_micro()
 }
