@@ -41,6 +41,9 @@ const NODE: &str = "fake-node-1";
 pub struct Memory {
     pods: HashMap<String, PodSim>,
     progress: HashMap<String, Instant>,
+    /// Per Deployment: (new ReplicaSet, updated, old replicas, ready, available) last seen,
+    /// the baseline `DeploymentProgressing` compares against.
+    baseline: HashMap<String, (String, i64, i64, i64, i64)>,
     crds: HashMap<String, Instant>,
     job_backoff: HashMap<String, Instant>,
 }
@@ -160,44 +163,68 @@ fn set_count(status: &mut Value, field: &str, n: i64, omit_zero: bool) {
     }
 }
 
+/// Pod/Job/CRD-style condition: lastProbeTime and lastTransitionTime, updated in place.
 fn set_condition(
     status: &mut Value,
     cond_type: &str,
     status_str: &str,
     reason: &str,
     message: &str,
-    deployment_style: bool,
 ) {
     let now = now_rfc3339();
     if !status["conditions"].is_array() {
         status["conditions"] = json!([]);
     }
     let conds = status["conditions"].as_array_mut().expect("array");
-    let mut c =
-        json!({"type": cond_type, "status": status_str, "reason": reason, "message": message});
-    if deployment_style {
-        c["lastUpdateTime"] = json!(now);
-    } else {
-        c["lastProbeTime"] = json!(now);
-    }
-    c["lastTransitionTime"] = json!(now);
+    let mut c = json!({"type": cond_type, "status": status_str, "reason": reason, "message": message,
+        "lastProbeTime": now, "lastTransitionTime": now});
     match conds.iter_mut().find(|c| c["type"] == cond_type) {
         Some(old) => {
             if old["status"] == status_str {
                 c["lastTransitionTime"] = old["lastTransitionTime"].clone();
                 if old["reason"] == reason && old["message"] == message {
-                    c["lastUpdateTime"] = old["lastUpdateTime"].clone();
-                    if !deployment_style {
-                        c["lastProbeTime"] = old["lastProbeTime"].clone();
-                    }
+                    c["lastProbeTime"] = old["lastProbeTime"].clone();
                 }
             }
-            if !deployment_style || c.get("lastUpdateTime").is_some() {
-                *old = c;
-            }
+            *old = c;
         }
         None => conds.push(c),
     }
+}
+
+/// `SetDeploymentCondition`: an unchanged condition stays where it is; a changed one (or one
+/// `touch`ed because progress was made) is removed and re-appended, keeping lastTransitionTime
+/// when the status did not flip.
+fn set_deploy_condition(
+    status: &mut Value,
+    cond_type: &str,
+    status_str: &str,
+    reason: &str,
+    message: &str,
+    touch: bool,
+) {
+    let now = now_rfc3339();
+    if !status["conditions"].is_array() {
+        status["conditions"] = json!([]);
+    }
+    let conds = status["conditions"].as_array_mut().expect("array");
+    let mut c = json!({"type": cond_type, "status": status_str, "lastUpdateTime": now, "lastTransitionTime": now,
+        "reason": reason, "message": message});
+    if let Some(i) = conds.iter().position(|c| c["type"] == cond_type) {
+        let old = &conds[i];
+        if old["status"] == status_str
+            && old["reason"] == reason
+            && old["message"] == message
+            && !touch
+        {
+            return;
+        }
+        if old["status"] == status_str {
+            c["lastTransitionTime"] = old["lastTransitionTime"].clone();
+        }
+        conds.remove(i);
+    }
+    conds.push(c);
 }
 
 fn condition<'a>(v: &'a Value, t: &str) -> Option<&'a Value> {
@@ -392,7 +419,6 @@ fn crds(st: &mut State, now: Instant) {
             "True",
             "NoConflicts",
             "no conflicts found",
-            false,
         );
         set_condition(
             &mut status,
@@ -400,7 +426,6 @@ fn crds(st: &mut State, now: Instant) {
             "True",
             "InitialNamesAccepted",
             "the initial names have been accepted",
-            false,
         );
         for cond in status["conditions"].as_array_mut().into_iter().flatten() {
             cond.as_object_mut().map(|m| m.remove("lastProbeTime"));
@@ -533,13 +558,13 @@ fn deployment(st: &mut State, d: &Value, now: Instant) {
             dd["status"] = s;
         }
         let msg = format!("Created new replica set \"{rs_name}\"");
-        set_condition(
+        set_deploy_condition(
             &mut dd["status"],
             "Progressing",
             "True",
             "NewReplicaSetCreated",
             &msg,
-            true,
+            false,
         );
         st.ctl.progress.insert(uid(d).to_string(), now);
         save(st, "apps", "deployments", dd);
@@ -562,10 +587,6 @@ fn deployment(st: &mut State, d: &Value, now: Instant) {
     }
 
     let new_replicas = int(&new_rs["spec"]["replicas"]);
-    let available_all: i64 = rss
-        .iter()
-        .map(|r| int(&r["status"]["availableReplicas"]))
-        .sum();
     let scale = |st: &mut State, rs: &Value, to: i64| {
         let mut r = rs.clone();
         let from = int(&r["spec"]["replicas"]);
@@ -617,7 +638,6 @@ fn deployment(st: &mut State, d: &Value, now: Instant) {
         let all_pods = old_total + new_replicas;
         let mut budget = (all_pods - min_available - new_unavailable).max(0);
         budget = budget.max(old_unhealthy.min(all_pods - min_available).max(0));
-        let _ = available_all;
         let mut sorted = old.clone();
         sorted.sort_by_key(revision);
         for o in sorted.iter().filter(|r| int(&r["spec"]["replicas"]) > 0) {
@@ -665,33 +685,47 @@ fn deployment(st: &mut State, d: &Value, now: Instant) {
         true,
     );
     if available >= desired - unavailable {
-        set_condition(
+        set_deploy_condition(
             &mut status,
             "Available",
             "True",
             "MinimumReplicasAvailable",
             "Deployment has minimum availability.",
-            true,
+            false,
         );
     } else {
-        set_condition(
+        set_deploy_condition(
             &mut status,
             "Available",
             "False",
             "MinimumReplicasUnavailable",
             "Deployment does not have minimum availability.",
-            true,
+            false,
         );
     }
     let complete =
         updated == desired && replicas == desired && available == desired && spec_total == desired;
-    let progressed = moved
-        || int(&status["updatedReplicas"]) > int(&before["updatedReplicas"])
-        || int(&status["readyReplicas"]) > int(&before["readyReplicas"])
-        || int(&status["availableReplicas"]) > int(&before["availableReplicas"])
-        || replicas < int(&before["replicas"])
-            && updated == int(&before["updatedReplicas"])
-            && updated > 0;
+    let now_tuple = (
+        rs_name.clone(),
+        updated,
+        replicas - updated,
+        ready,
+        available,
+    );
+    let base = match st.ctl.baseline.get(uid(d)) {
+        Some(b) if b.0 == rs_name => b.clone(),
+        // A new ReplicaSet starts from nothing updated.
+        _ => (
+            rs_name.clone(),
+            0,
+            int(&before["replicas"]),
+            int(&before["readyReplicas"]),
+            int(&before["availableReplicas"]),
+        ),
+    };
+    let progressed =
+        moved || updated > base.1 || now_tuple.2 < base.2 || ready > base.3 || available > base.4;
+    st.ctl.baseline.insert(uid(d).to_string(), now_tuple);
     let deadline = scaled(
         st,
         d["spec"]["progressDeadlineSeconds"]
@@ -705,18 +739,18 @@ fn deployment(st: &mut State, d: &Value, now: Instant) {
         .to_string();
     if complete {
         let msg = format!("ReplicaSet \"{rs_name}\" has successfully progressed.");
-        set_condition(
+        set_deploy_condition(
             &mut status,
             "Progressing",
             "True",
             "NewReplicaSetAvailable",
             &msg,
-            true,
+            false,
         );
     } else if progressed {
         st.ctl.progress.insert(uid(d).to_string(), now);
         let msg = format!("ReplicaSet \"{rs_name}\" is progressing.");
-        set_condition(
+        set_deploy_condition(
             &mut status,
             "Progressing",
             "True",
@@ -726,13 +760,13 @@ fn deployment(st: &mut State, d: &Value, now: Instant) {
         );
     } else if current_reason != "ProgressDeadlineExceeded" && now.duration_since(last) > deadline {
         let msg = format!("ReplicaSet \"{rs_name}\" has timed out progressing.");
-        set_condition(
+        set_deploy_condition(
             &mut status,
             "Progressing",
             "False",
             "ProgressDeadlineExceeded",
             &msg,
-            true,
+            false,
         );
     }
     dd["status"] = status;
@@ -1070,7 +1104,7 @@ fn job(st: &mut State, j: &Value, now: Instant) {
         status["startTime"] = json!(now_rfc3339());
     }
     if succeeded >= completions {
-        set_condition(&mut status, "Complete", "True", "", "", false);
+        set_condition(&mut status, "Complete", "True", "", "");
         for c in status["conditions"].as_array_mut().into_iter().flatten() {
             if c["type"] == "Complete" {
                 c.as_object_mut().map(|m| {
@@ -1096,7 +1130,6 @@ fn job(st: &mut State, j: &Value, now: Instant) {
             "True",
             "BackoffLimitExceeded",
             "Job has reached the specified backoff limit",
-            false,
         );
         event(
             st,
@@ -1171,7 +1204,6 @@ fn schedule(st: &mut State, p: &Value) {
             "False",
             "Unschedulable",
             msg,
-            false,
         );
         null_probe_time(&mut pod);
         save(st, "", "pods", pod);
@@ -1179,7 +1211,7 @@ fn schedule(st: &mut State, p: &Value) {
         return;
     }
     pod["spec"]["nodeName"] = json!(NODE);
-    set_condition(&mut pod["status"], "PodScheduled", "True", "", "", false);
+    set_condition(&mut pod["status"], "PodScheduled", "True", "", "");
     null_probe_time(&mut pod);
     let saved = save(st, "", "pods", pod);
     let msg = format!("Successfully assigned {}/{} to {NODE}", ns(p), name(p));
@@ -1206,14 +1238,14 @@ fn null_probe_time(pod: &mut Value) {
 
 fn pod_conditions(pod: &mut Value, ready: bool, reason: &str) {
     let s = &mut pod["status"];
-    set_condition(s, "Initialized", "True", "", "", false);
+    set_condition(s, "Initialized", "True", "", "");
     let (st_str, r) = if ready {
         ("True", "")
     } else {
         ("False", reason)
     };
-    set_condition(s, "Ready", st_str, r, "", false);
-    set_condition(s, "ContainersReady", st_str, r, "", false);
+    set_condition(s, "Ready", st_str, r, "");
+    set_condition(s, "ContainersReady", st_str, r, "");
     null_probe_time(pod);
     // Order like the kubelet: Initialized, Ready, ContainersReady, PodScheduled.
     if let Some(conds) = pod["status"]["conditions"].as_array_mut() {

@@ -3,8 +3,8 @@
 use super::discovery::{self, ResourceInfo};
 use super::faults::Recorded;
 use super::meta::{
-    bad_request, conflict_modified, details, not_found, now_micro, now_rfc3339, qualified,
-    random_suffix, status_failure,
+    bad_request, conflict_modified, details, not_found, now_rfc3339, qualified, random_suffix,
+    status_failure,
 };
 use super::query::{parse_query, Selector};
 use super::store::{Change, ObjKey};
@@ -506,6 +506,8 @@ fn commit(
     defaults::apply_defaults(&t.info.kind, &mut obj);
     if t.info.kind == "Namespace" && old.is_none() {
         obj["status"] = json!({"phase": "Active"});
+    } else if old.is_none() && t.info.has_status() && obj.get("status").is_none() {
+        obj["status"] = json!({}); // a Go struct, never omitted
     }
     let causes = validate(&t.info.kind, &obj, old);
     if !causes.is_empty() {
@@ -697,6 +699,17 @@ fn patch(
     if ct == "application/apply-patch+yaml" {
         return apply(st, t, q, body);
     }
+    if q.contains_key("force") {
+        let causes = vec![super::validate::Cause {
+            reason: "FieldValueForbidden",
+            field: "force".into(),
+            message: "Forbidden: may not be specified for non-apply patch".into(),
+        }];
+        return (
+            422,
+            invalid_status("PatchOptions", "meta.k8s.io", "", &causes),
+        );
+    }
     let key = key_of(t);
     let Some(live) = st.store.get(&key).cloned() else {
         return (404, not_found(&t.info.group, &t.info.plural, &key.name));
@@ -760,7 +773,7 @@ fn apply(st: &mut State, t: &Target, q: &HashMap<String, String>, body: &Bytes) 
             invalid_status("PatchOptions", "meta.k8s.io", "", &causes),
         );
     };
-    let config = match parse_body(body, true) {
+    let mut config = match parse_body(body, true) {
         Ok(v) => v,
         Err(e) => return e,
     };
@@ -795,9 +808,27 @@ fn apply(st: &mut State, t: &Target, q: &HashMap<String, String>, body: &Bytes) 
     }
     let force = q.get("force").is_some_and(|f| f == "true");
     let now = now_rfc3339();
-    match ssa::apply(live.as_ref(), &config, force, &writer(t, &manager, &now)) {
+    let mut w = writer(t, &manager, &now);
+    if t.sub.as_deref() == Some("status") {
+        // Apply to the status subresource: only `status` counts, and the object must exist.
+        if live.is_none() {
+            return (404, not_found(&t.info.group, &t.info.plural, &key.name));
+        }
+        config = json!({
+            "apiVersion": config["apiVersion"], "kind": config["kind"],
+            "metadata": {"name": key.name}, "status": config.get("status").cloned().unwrap_or(json!({})),
+        });
+        w.skip_status = false;
+    }
+    match ssa::apply(live.as_ref(), &config, force, &w) {
         Err(conflicts) => (409, ssa::conflict_status(&conflicts)),
         Ok(mut obj) => {
+            if let (Some("status"), Some(l)) = (t.sub.as_deref(), &live) {
+                let mut out = l.clone();
+                out["status"] = obj["status"].clone();
+                out["metadata"]["managedFields"] = obj["metadata"]["managedFields"].clone();
+                obj = out;
+            }
             obj["metadata"]["name"] = json!(key.name);
             if let Some(ns) = &t.namespace {
                 obj["metadata"]["namespace"] = json!(ns);
@@ -1277,9 +1308,4 @@ fn remove_pointer(doc: &mut Value, path: &str) -> Result<(), String> {
         }
         _ => Err(format!("doc is missing path: {path}")),
     }
-}
-
-#[allow(unused)]
-fn micro() -> String {
-    now_micro()
 }

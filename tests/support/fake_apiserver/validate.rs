@@ -207,6 +207,9 @@ pub fn invalid_status(kind: &str, group: &str, name: &str, causes: &[Cause]) -> 
         format!("{kind}.{group}")
     };
     let mut d = details(group, kind, name);
+    if name.is_empty() {
+        d.as_object_mut().map(|m| m.remove("name"));
+    }
     d["causes"] = json!(causes
         .iter()
         .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
