@@ -2,8 +2,10 @@
 //! and pushes both images to the plain local registry; the pushed backend then stores and reads
 //! notes in the test bed's PostgreSQL, and the frontend serves its page and proxies the API.
 //!
-//! Also, without services: every `${tf.NAME}` the manifests and workflows use is an output of
-//! `terraform/infra`. A missing service fails the test with a pointer to `bash .ci/testbed up`.
+//! Also, without services: the manifests render through gantry's deploy phase (Terraform outputs
+//! substituted, both images pinned, apply order), and every `${tf.NAME}` the manifests and
+//! workflows use is an output of `terraform/infra`. A missing service fails the test with a
+//! pointer to `bash .ci/testbed up`.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -500,4 +502,138 @@ fn the_manifests_and_workflows_use_only_outputs_the_infra_stack_defines() {
             assert!(text.contains(path), "{workflow} lacks `{path}`");
         }
     }
+}
+
+#[test]
+fn the_manifests_render_with_the_infra_outputs_and_both_images_pinned() {
+    use gantry::adapters::runner::Runner;
+    use gantry::config::{Config, RawInputs, ValidationContext};
+    use gantry::context::GitHubContext;
+    use gantry::pipeline::{Cancel, Command as Verb, Decision, Handoff, RunContext};
+
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &Path::new(ROOT).join("examples/app/k8s"),
+        &dir.path().join("k8s"),
+    );
+    std::fs::create_dir_all(dir.path().join("infra")).unwrap();
+    std::fs::write(dir.path().join("infra/main.tf"), "").unwrap();
+    let inputs = std::collections::BTreeMap::from([
+        ("INPUT_ENVIRONMENT", "dev"),
+        ("INPUT_TERRAFORM-DIRECTORY", "infra"),
+        ("INPUT_MANIFESTS", "k8s"),
+    ]);
+    let raw = RawInputs::from_env(|name| inputs.get(name).map(|v| v.to_string())).with_defaults();
+    let validation = ValidationContext {
+        workspace: dir.path().to_path_buf(),
+        action_mode: false,
+        kubeconfig_env: None,
+    };
+    let config = Config::validate(&raw, &validation).unwrap_or_else(|e| panic!("{e}"));
+    let context = GitHubContext::local(dir.path(), None);
+    let sha = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c";
+    let decision = Decision {
+        command: Verb::Deploy,
+        reason: "local run".into(),
+        commit: Some(sha.into()),
+        pull_request: None,
+    };
+    let (runner, _log) = Runner::capturing(false);
+    let cancel = Cancel::never();
+    let run = RunContext {
+        config: &config,
+        context: &context,
+        decision: &decision,
+        runner: &runner,
+        cancel: &cancel,
+    };
+
+    // Values shaped like terraform/infra's outputs (database_port is a number there).
+    let ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/gantry/dev";
+    let mut handoff = Handoff::default();
+    for (name, value) in [
+        (
+            "database_endpoint",
+            json!("gantry-dev-postgres.abc.eu-west-1.rds.amazonaws.com"),
+        ),
+        ("database_port", json!(5432)),
+        ("database_name", json!("app")),
+        ("database_username", json!("app_admin")),
+        ("backend_repository_url", json!(format!("{ecr}/backend"))),
+        ("frontend_repository_url", json!(format!("{ecr}/frontend"))),
+    ] {
+        handoff.terraform_outputs.insert(name.into(), value);
+    }
+    let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+    for (name, c) in [("backend", 'b'), ("frontend", 'f')] {
+        handoff
+            .images
+            .insert(name.into(), format!("{ecr}/{name}@{}", digest(c)));
+    }
+
+    let rendered = gantry::deploy_phase::render(&run, &handoff).unwrap_or_else(|errors| {
+        panic!(
+            "{:#?}",
+            errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+        )
+    });
+    let order: Vec<String> = rendered
+        .manifests
+        .iter()
+        .map(|m| m.key.to_string())
+        .collect();
+    let position = |key: &str| {
+        order
+            .iter()
+            .position(|k| k == key)
+            .unwrap_or_else(|| panic!("{key} not in {order:?}"))
+    };
+    assert_eq!(order.len(), 5, "{order:?}");
+    assert!(
+        position("ConfigMap/notes-backend (namespace default)")
+            < position("Service/backend (namespace default)")
+    );
+    assert!(
+        position("Service/backend (namespace default)")
+            < position("Deployment/backend (namespace default)")
+    );
+    assert!(
+        position("Service/frontend (namespace default)")
+            < position("Deployment/frontend (namespace default)")
+    );
+
+    let object = |key: &str| &rendered.manifests[position(key)].object;
+    let data = &object("ConfigMap/notes-backend (namespace default)")["data"];
+    assert_eq!(
+        data["DATABASE_HOST"],
+        "gantry-dev-postgres.abc.eu-west-1.rds.amazonaws.com"
+    );
+    assert_eq!(data["DATABASE_PORT"], "5432");
+    assert_eq!(data["DATABASE_NAME"], "app");
+    assert_eq!(data["DATABASE_USER"], "app_admin");
+    assert_eq!(data["APP_VERSION"], sha);
+    assert_eq!(data["APP_ENVIRONMENT"], "dev");
+
+    for (name, c) in [("backend", 'b'), ("frontend", 'f')] {
+        let pod = &object(&format!("Deployment/{name} (namespace default)"))["spec"]["template"];
+        let container = &pod["spec"]["containers"][0];
+        assert_eq!(
+            container["image"],
+            format!("{ecr}/{name}@{}", digest(c)).as_str()
+        );
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert!(container["resources"]["requests"]["memory"].is_string());
+        assert_eq!(
+            object(&format!("Deployment/{name} (namespace default)"))["spec"]["replicas"],
+            2
+        );
+    }
+    assert_eq!(rendered.pinned.len(), 2);
+    let backend = &object("Deployment/backend (namespace default)")["spec"]["template"];
+    assert_eq!(backend["metadata"]["annotations"]["gantry.dev/commit"], sha);
+    assert_eq!(
+        backend["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"],
+        "notes-database"
+    );
 }

@@ -164,6 +164,7 @@ class Handler(BaseHTTPRequestHandler):
     def _create(self):
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
+            self.close_connection = True  # the body stays unread
             return self._json(413, {"error": f"the body is larger than {MAX_BODY} bytes"})
         try:
             body = json.loads(self.rfile.read(length) or b"null")

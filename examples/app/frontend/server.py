@@ -40,10 +40,14 @@ class Handler(BaseHTTPRequestHandler):
     def _proxy(self):
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
+            self.close_connection = True  # the body stays unread
             return self._send(413, b'{"error": "the body is too large"}', "application/json")
         body = self.rfile.read(length) if length else None
         headers = {h: self.headers[h] for h in FORWARDED_HEADERS if self.headers.get(h)}
-        request = urllib.request.Request(self.backend + self.path, data=body, headers=headers, method=self.command)
+        # Only the path and query go to the backend, whatever form the request target had.
+        parts = urllib.parse.urlsplit(self.path)
+        target = self.backend + parts.path + (f"?{parts.query}" if parts.query else "")
+        request = urllib.request.Request(target, data=body, headers=headers, method=self.command)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 status, data, ctype = response.status, response.read(), response.headers.get("Content-Type")
