@@ -43,6 +43,7 @@ struct Bed {
     pg_db: String,
     pg_user: String,
     pg_password: String,
+    pg_ca: String,
 }
 
 fn bed() -> Bed {
@@ -55,6 +56,7 @@ fn bed() -> Bed {
         pg_db: testbed_var("GANTRY_TEST_POSTGRES_DB"),
         pg_user: testbed_var("GANTRY_TEST_POSTGRES_USER"),
         pg_password: testbed_var("GANTRY_TEST_POSTGRES_PASSWORD"),
+        pg_ca: testbed_var("GANTRY_TEST_POSTGRES_CA"),
     };
     for (what, addr) in [
         ("the plain registry", bed.registry.clone()),
@@ -136,8 +138,15 @@ struct Container<'a> {
 }
 
 impl<'a> Container<'a> {
-    /// `docker run -d` on the host network (the test bed's PostgreSQL listens on loopback).
-    fn start(bed: &'a Bed, role: &str, image: &str, env: &[(&str, String)]) -> Container<'a> {
+    /// `docker run -d` on the host network (the test bed's PostgreSQL listens on loopback), with
+    /// read-only bind mounts `(host path, container path)`.
+    fn start(
+        bed: &'a Bed,
+        role: &str,
+        image: &str,
+        env: &[(&str, String)],
+        mounts: &[(&str, &str)],
+    ) -> Container<'a> {
         let name = format!("gantry-example-{role}-{}", random_hex(4));
         let container = Container {
             bed,
@@ -154,6 +163,9 @@ impl<'a> Container<'a> {
         ]);
         for (key, value) in env {
             command.args(["-e", &format!("{key}={value}")]);
+        }
+        for (host, inside) in mounts {
+            command.args(["--volume", &format!("{host}:{inside}:ro")]);
         }
         run_ok(command.arg(image));
         container
@@ -309,7 +321,8 @@ async fn gantry_builds_the_example_app_and_it_serves_notes_from_postgres() {
         images.insert(name, format!("{uri}@{digest}"));
     }
 
-    // (2) The pushed backend against the test bed's PostgreSQL: POST a note, read it back.
+    // (2) The pushed backend against the test bed's PostgreSQL, over TLS with the server's
+    // certificate verified (as against RDS): POST a note, read it back.
     let client = reqwest::Client::new();
     let backend_port = free_port();
     let backend_url = format!("http://127.0.0.1:{backend_port}");
@@ -324,8 +337,11 @@ async fn gantry_builds_the_example_app_and_it_serves_notes_from_postgres() {
             ("DATABASE_NAME", bed.pg_db.clone()),
             ("DATABASE_USER", bed.pg_user.clone()),
             ("DATABASE_PASSWORD", bed.pg_password.clone()),
+            ("DATABASE_SSLMODE", "verify-full".into()),
+            ("DATABASE_SSLROOTCERT", "/etc/notes/postgres-ca.crt".into()),
             ("APP_VERSION", sha.clone()),
         ],
+        &[(&bed.pg_ca, "/etc/notes/postgres-ca.crt")],
     );
     let health = backend
         .wait_healthy(&format!("{backend_url}/healthz"))
@@ -376,6 +392,37 @@ async fn gantry_builds_the_example_app_and_it_serves_notes_from_postgres() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 
+    // The other way to configure it: one DATABASE_URL, default sslmode (prefer), same data.
+    let url_port = free_port();
+    let by_url = Container::start(
+        &bed,
+        "backend-url",
+        &images["backend"],
+        &[
+            ("PORT", url_port.to_string()),
+            (
+                "DATABASE_URL",
+                format!(
+                    "postgresql://{}:{}@{}:{}/{}",
+                    bed.pg_user, bed.pg_password, bed.pg_host, bed.pg_port, bed.pg_db
+                ),
+            ),
+        ],
+        &[],
+    );
+    by_url
+        .wait_healthy(&format!("http://127.0.0.1:{url_port}/healthz"))
+        .await;
+    let same: Value = client
+        .get(format!("http://127.0.0.1:{url_port}/api/notes/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(same, created);
+
     // (3) The pushed frontend pointed at the backend: the page, and the API through it.
     let frontend_port = free_port();
     let frontend_url = format!("http://127.0.0.1:{frontend_port}");
@@ -387,6 +434,7 @@ async fn gantry_builds_the_example_app_and_it_serves_notes_from_postgres() {
             ("PORT", frontend_port.to_string()),
             ("BACKEND_URL", backend_url.clone()),
         ],
+        &[],
     );
     frontend
         .wait_healthy(&format!("{frontend_url}/healthz"))
