@@ -166,11 +166,13 @@ pub async fn execute<P: Phases>(
     };
     let outcome = pipeline::run_phases(phases, &run).await;
 
+    let redact = |text: &str| runner.redact(text);
     let report = ReportInput {
         environment: &config.environment,
         decision: &decision,
         outcome: &outcome,
         run_url: context.run_url(),
+        redact: &redact,
     };
     for (name, value) in summary::render_outputs(&report) {
         runner.set_output(&name, &value);
