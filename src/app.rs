@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use crate::adapters::github::Reporter as GitHubReporter;
 use crate::adapters::runner::{Runner, RunnerFileError, RunnerFiles, RunnerMode};
 use crate::config::{CommandChoice, Config, InputError, RawInputs, ValidationContext};
 use crate::context::{ContextError, GitHubContext};
@@ -164,6 +165,9 @@ pub async fn execute<P: Phases>(
         runner: &runner,
         cancel: &cancel,
     };
+    let mut github = GitHubReporter::new(&config, &context, &decision, &runner);
+    // The deployment is in progress from before the phases: its final status follows them.
+    github.start_deployment(None).await;
     let outcome = pipeline::run_phases(phases, &run).await;
 
     let redact = |text: &str| runner.redact(text);
@@ -177,7 +181,22 @@ pub async fn execute<P: Phases>(
     for (name, value) in summary::render_outputs(&report) {
         runner.set_output(&name, &value);
     }
-    runner.append_summary(&summary::render_summary(&report));
+    let mut markdown = summary::render_summary(&report);
+    // Reporting to GitHub never changes the exit code: its failures are warnings.
+    let recorded = github.finish(&report).await;
+    for (name, value) in &github.outputs {
+        runner.set_output(name, value);
+    }
+    if !recorded.is_empty() {
+        markdown.push_str("\n### Recorded on GitHub\n\n");
+        for line in recorded {
+            markdown.push_str(&format!(
+                "- {}\n",
+                summary::escape_markdown(&runner.redact(&line))
+            ));
+        }
+    }
+    runner.append_summary(&markdown);
     let status = outcome.status(decision.command);
     runner.info(&format!(
         "gantry: {} in {}",
@@ -217,7 +236,11 @@ fn refuse(runner: &Runner, problems: &[String], files_usable: bool) -> Exit {
         runner.set_output("failure-reason", "invalid-input");
         let mut md = String::from("## gantry · Invalid input · nothing was changed\n\n");
         for problem in problems {
-            md.push_str(&format!("- {}\n", summary::escape_markdown(problem)));
+            // Redacted before escaping: an escaped secret no longer matches the mask.
+            md.push_str(&format!(
+                "- {}\n",
+                summary::escape_markdown(&runner.redact(problem))
+            ));
         }
         runner.append_summary(&md);
         if let Err(err) = runner.finish() {

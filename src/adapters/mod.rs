@@ -2,6 +2,7 @@
 
 pub mod docker;
 pub mod ecr;
+pub mod github;
 pub mod registry;
 pub mod runner;
 pub mod terraform;
