@@ -251,7 +251,7 @@ fn the_command_is_decided_from_the_event() {
         (
             "workflow_dispatch",
             fixture("workflow_dispatch.json"),
-            vec![],
+            vec![("rollback-to", "41")],
             Command::Rollback,
             "asking for `rollback`",
         ),
@@ -344,6 +344,13 @@ fn malformed_requests_are_refused_before_anything_runs() {
             vec![],
             "command",
             "`nuke`, which gantry does not know",
+        ),
+        (
+            "workflow_dispatch",
+            fixture("workflow_dispatch.json"),
+            vec![],
+            "rollback-to",
+            "a manual rollback must name the release",
         ),
         (
             "push",
