@@ -496,3 +496,30 @@ fn a_local_context_reads_the_commit_from_git_files() {
         (None, Some("3333333333333333333333333333333333333333"))
     );
 }
+
+#[test]
+fn the_audit_trail_is_on_by_default_per_environment_and_false_turns_it_off() {
+    assert_eq!(
+        config(&[]).report.audit_branch.as_deref(),
+        Some("gantry/audit/prod")
+    );
+    assert_eq!(
+        config(&[("audit-branch", "audit/{environment}-trail")])
+            .report
+            .audit_branch
+            .as_deref(),
+        Some("audit/prod-trail")
+    );
+    assert_eq!(
+        config(&[("audit-branch", "false")]).report.audit_branch,
+        None
+    );
+    // Empty means "not given" for every input, so the default applies.
+    assert_eq!(
+        config(&[("audit-branch", "")])
+            .report
+            .audit_branch
+            .as_deref(),
+        Some("gantry/audit/prod")
+    );
+}

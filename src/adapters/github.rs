@@ -134,7 +134,13 @@ impl GitHub {
             .ok_or_else(|| Error::Repository(repository.to_string()))?;
         let client = Octocrab::builder()
             .base_uri(api_url)
-            .and_then(|b| b.personal_token(token.to_string()).build())
+            .and_then(|b| {
+                // A hung GitHub must not hold a finished deploy's job for long.
+                b.set_connect_timeout(Some(std::time::Duration::from_secs(10)))
+                    .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                    .personal_token(token.to_string())
+                    .build()
+            })
             .map_err(|source| Error::Client {
                 url: api_url.to_string(),
                 source,

@@ -448,7 +448,7 @@ pub const INPUTS: &[InputSpec] = &[
         Report,
         Text,
         Some("gantry/audit/{environment}"),
-        "Branch that receives a commit recording every deploy and rollback (`{environment}` is replaced). Empty: no audit trail.",
+        "Branch that receives a commit recording every deploy and rollback: `<environment>/release.json` and `<environment>/manifests.yaml` (`{environment}` is replaced). Created from the default branch's head when missing; never force-pushed. `false`: no audit trail.",
     ),
 ];
 
