@@ -506,3 +506,69 @@ async fn bad_requests_are_refused_before_anything_starts() {
         "nothing reached GitHub"
     );
 }
+
+#[tokio::test]
+async fn a_rollback_command_records_a_rollback_deployment_that_says_so() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("{REPO}/deployments")))
+        .and(body_partial_json(json!({
+            "task": "deploy:rollback",
+            "description": "gantry rollback of prod to release 41",
+            "payload": {"gantry": {"command": "rollback", "rollback_to": 41}}
+        })))
+        .respond_with(ok(201, json!({"id": 79})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{REPO}/deployments/79/statuses")))
+        .respond_with(ok(201, json!({"id": 1})))
+        .expect(2)
+        .mount(&server)
+        .await;
+    // Not a deploy of the pushed commit: no pull-request lookup.
+    Mock::given(method("GET"))
+        .and(path(format!("{REPO}/commits/{SHA}/pulls")))
+        .respond_with(ok(200, json!([])))
+        .expect(0)
+        .mount(&server)
+        .await;
+    mount_audit(&server, 1).await;
+    let mut scenario = report_support::success();
+    scenario.outcome.handoff.deploy = Some(DeployFacts {
+        release: Some(41),
+        previous_release: Some(42),
+        rollback: Some(gantry::pipeline::facts::RollbackFacts {
+            from_release: Some(42),
+            to_release: Some(41),
+            restored: vec!["Deployment/shop/api".into()],
+            deleted: vec![],
+            error: None,
+        }),
+        rendered_manifests: Some(report_support::MANIFESTS.into()),
+        ..DeployFacts::default()
+    });
+    let phases = ScenarioPhases::from(scenario);
+    let run = run(
+        &phases,
+        "push",
+        &server.uri(),
+        &[("command", "rollback"), ("rollback-to", "41")],
+    )
+    .await;
+    assert_eq!(run.exit, Exit::Success, "{}", run.log);
+    assert_eq!(run.outputs["release"], "41");
+    let requests = server.received_requests().await.unwrap();
+    let last = requests
+        .iter()
+        .filter(|r| r.url.path().ends_with("/statuses"))
+        .map(body_of)
+        .next_back()
+        .unwrap();
+    assert_eq!(last["state"], "success");
+    assert_eq!(last["description"], "rolled back to release 41");
+    assert!(run
+        .summary
+        .contains("## gantry · Rolled back · `prod` · release 41"));
+}

@@ -589,7 +589,7 @@ impl<'a> Reporter<'a> {
                 let message = records::audit_message(report);
                 match github.commit_files(&branch, &files, &message).await {
                     Ok(sha) => {
-                        lines.push(format!("Audit trail: commit `{sha}` on `{branch}`"));
+                        lines.push(format!("Audit trail: commit {sha} on {branch}"));
                         self.outputs.push(("audit-commit".into(), sha));
                     }
                     Err(err) => self.warn(
