@@ -82,8 +82,9 @@ pub async fn execute<P: Phases>(
     };
     let runner = Runner::with_writer(mode, debug, files, out);
     // Secrets are masked before anything else is printed, even before validation.
-    for secret in raw.secret_values() {
-        runner.add_mask(&secret);
+    let mut secrets = raw.secret_values();
+    for secret in &secrets {
+        runner.add_mask(secret);
     }
     if let Some(command) = command_override {
         raw.set(
@@ -134,6 +135,7 @@ pub async fn execute<P: Phases>(
 
     for secret in config.secrets() {
         runner.add_mask(secret);
+        secrets.push(secret.to_string());
     }
     runner.info(&format!(
         "gantry {}: {} `{}` ({}), commit {}",
@@ -170,7 +172,25 @@ pub async fn execute<P: Phases>(
     github.start_deployment(None).await;
     let outcome = pipeline::run_phases(phases, &run).await;
 
-    let redact = |text: &str| runner.redact(text);
+    // Phases write their summary notes already escaped, where a masked value may no longer
+    // match its mask (`a_b` became `a\_b`): those escaped forms are masked too.
+    secrets.extend(
+        outcome
+            .handoff
+            .sensitive_outputs
+            .values()
+            .map(crate::plan::summary::output_text),
+    );
+    let escaped_secrets = escaped_forms(&secrets);
+    let redact = |text: &str| {
+        let mut text = text.to_string();
+        for escaped in &escaped_secrets {
+            if text.contains(escaped.as_str()) {
+                text = text.replace(escaped.as_str(), "\\*\\*\\*");
+            }
+        }
+        runner.redact(&text)
+    };
     let report = ReportInput {
         environment: &config.environment,
         decision: &decision,
@@ -214,6 +234,27 @@ pub async fn execute<P: Phases>(
     } else {
         Exit::Failure
     }
+}
+
+/// The Markdown-escaped spellings of secrets that escaping changes, longest first, so they can
+/// be masked in text that was escaped before it was redacted.
+fn escaped_forms(secrets: &[String]) -> Vec<String> {
+    let mut forms: Vec<String> = secrets
+        .iter()
+        .flat_map(|secret| {
+            let mut candidates = vec![secret.clone()];
+            candidates.extend(secret.lines().map(|line| line.trim().to_string()));
+            candidates
+        })
+        .filter(|secret| secret.len() >= 4)
+        .filter_map(|secret| {
+            let escaped = summary::escape_markdown(&secret);
+            (escaped != secret).then_some(escaped)
+        })
+        .collect();
+    forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
+    forms.dedup();
+    forms
 }
 
 /// Reports every problem at once and exits with the usage code; writes the `status` and

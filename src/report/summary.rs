@@ -225,7 +225,7 @@ pub fn render_summary(input: &ReportInput<'_>) -> String {
         }
         md.push_str(&terraform_outputs(r, handoff));
         for note in infra_notes {
-            let _ = writeln!(md, "\n{note}");
+            let _ = writeln!(md, "\n{}", r(note));
         }
     }
 
@@ -243,7 +243,7 @@ pub fn render_summary(input: &ReportInput<'_>) -> String {
         if !build_notes.is_empty() {
             md.push('\n');
             for note in build_notes {
-                let _ = writeln!(md, "{note}");
+                let _ = writeln!(md, "{}", r(note));
             }
         }
     }
@@ -257,7 +257,7 @@ pub fn render_summary(input: &ReportInput<'_>) -> String {
         if !notes.is_empty() {
             md.push_str("\n### Kubernetes\n\n");
             for note in notes {
-                let _ = writeln!(md, "{note}");
+                let _ = writeln!(md, "{}", r(note));
             }
         }
     }
