@@ -25,6 +25,9 @@ pub struct DeployFacts {
     pub rollback: Option<RollbackFacts>,
     /// `plan`: what a server-side dry run says the release would change.
     pub dry_run: Option<Vec<PlannedChange>>,
+    /// Pre-flight findings: the problems that stopped the deploy, or notes (unverified
+    /// images, objects not dry-run checked) when it went ahead.
+    pub preflight: Vec<String>,
     /// Releases found interrupted (a killed run) and recorded as failed by this run.
     pub interrupted: Vec<u64>,
     /// `history`: the environment's releases, newest first.

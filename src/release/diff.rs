@@ -34,9 +34,7 @@ fn diff(a: &Value, b: &Value, path: String, out: &mut Vec<String>) {
                 if path == "metadata" && SERVER_METADATA.contains(&key.as_str()) {
                     continue;
                 }
-                if path == "metadata.annotations"
-                    && key == "deployment.kubernetes.io/revision"
-                {
+                if path == "metadata.annotations" && key == "deployment.kubernetes.io/revision" {
                     continue;
                 }
                 let child = if path.is_empty() {

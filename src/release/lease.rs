@@ -89,7 +89,10 @@ pub fn taken(
                         "app.kubernetes.io/managed-by".to_string(),
                         "gantry".to_string(),
                     ),
-                    (super::ENVIRONMENT_LABEL.to_string(), environment.to_string()),
+                    (
+                        super::ENVIRONMENT_LABEL.to_string(),
+                        environment.to_string(),
+                    ),
                 ]
                 .into(),
             ),

@@ -265,15 +265,12 @@ pub fn interrupted(history: &[Release]) -> Vec<&Release> {
 pub fn rollback_target(history: &[Release], chosen: Option<u64>) -> Result<&Release, String> {
     let current = last_deployed(history).map(|r| r.number);
     if let Some(number) = chosen {
-        let release = history
-            .iter()
-            .find(|r| r.number == number)
-            .ok_or_else(|| {
-                format!(
-                    "release {number} is not in the history ({}); `gantry history` lists them",
-                    describe_numbers(history)
-                )
-            })?;
+        let release = history.iter().find(|r| r.number == number).ok_or_else(|| {
+            format!(
+                "release {number} is not in the history ({}); `gantry history` lists them",
+                describe_numbers(history)
+            )
+        })?;
         return match release.status {
             ReleaseStatus::Deployed | ReleaseStatus::Superseded => Ok(release),
             other => Err(format!(
@@ -289,15 +286,17 @@ pub fn rollback_target(history: &[Release], chosen: Option<u64>) -> Result<&Rele
     history
         .iter()
         .filter(|r| {
-            matches!(r.status, ReleaseStatus::Superseded | ReleaseStatus::Deployed)
-                && Some(r.number) != current
+            matches!(
+                r.status,
+                ReleaseStatus::Superseded | ReleaseStatus::Deployed
+            ) && Some(r.number) != current
                 && current.is_none_or(|c| r.number < c)
         })
         .max_by_key(|r| r.number)
         .ok_or_else(|| match current {
-            Some(c) => format!(
-                "there is no good release before the current release {c} to roll back to"
-            ),
+            Some(c) => {
+                format!("there is no good release before the current release {c} to roll back to")
+            }
             None => "there is no deployed release to roll back to".to_string(),
         })
 }
@@ -374,8 +373,7 @@ pub fn records_to_drop(history: &[Release], keep: u32) -> Vec<u64> {
     let mut kept = 0u32;
     let mut drop = Vec::new();
     for release in numbers {
-        let protected =
-            Some(release.number) == current || release.status == ReleaseStatus::Pending;
+        let protected = Some(release.number) == current || release.status == ReleaseStatus::Pending;
         if kept < keep || protected {
             kept += 1;
         } else {
@@ -495,7 +493,10 @@ mod tests {
             .iter()
             .map(|r| format!("{}/{}", r.kind, r.name))
             .collect();
-        assert_eq!(gone, ["Deployment/worker", "Service/web", "Namespace/old-ns"]);
+        assert_eq!(
+            gone,
+            ["Deployment/worker", "Service/web", "Namespace/old-ns"]
+        );
     }
 
     #[test]

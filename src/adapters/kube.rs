@@ -1,0 +1,517 @@
+//! The Kubernetes API adapter: discovery, server-side apply, get/list/create/replace/delete of any kind as JSON, pod logs and events, with transient errors retried and API errors turned into messages a person can act on.
+//!
+//! Design note: gantry handles objects as JSON (`serde_json::Value`) because releases hold
+//! arbitrary kinds; typed k8s-openapi structs are used only where gantry reads fields
+//! (Leases, workloads, pods) — see [`Cluster::get_typed`]. Every write carries the `gantry`
+//! field manager. Requests that fail with 429, 5xx or a dropped connection are retried with
+//! a bounded exponential backoff; 4xx answers are returned at once, mapped to [`KubeError`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams,
+    PostParams, PropagationPolicy,
+};
+use kube::core::GroupVersionKind;
+use kube::discovery::Scope;
+use serde_json::Value;
+
+use crate::release::{ObjectRef, FIELD_MANAGER};
+
+/// A kind as the API server serves it.
+#[derive(Debug, Clone)]
+pub struct ResolvedKind {
+    pub resource: ApiResource,
+    pub namespaced: bool,
+}
+
+/// What went wrong talking to the API server, with the API's own words.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum KubeError {
+    #[error("{kind} ({api_version}) is not served by the cluster; install its CustomResourceDefinition first or fix apiVersion/kind")]
+    UnknownKind { api_version: String, kind: String },
+    #[error("{object} not found")]
+    NotFound { object: String },
+    #[error("{object}: server-side apply conflict: {conflicts}. Another field manager owns these fields; remove them from the manifest, or set `force-conflicts: true` to take them over")]
+    ApplyConflict { object: String, conflicts: String },
+    #[error(
+        "{object}: the object changed while gantry wrote it (resourceVersion conflict): {message}"
+    )]
+    Conflict { object: String, message: String },
+    #[error("{object} already exists")]
+    AlreadyExists { object: String },
+    #[error("{object} is invalid: {causes}")]
+    Invalid { object: String, causes: String },
+    #[error("{object}: forbidden for {identity}: {message}")]
+    Forbidden {
+        object: String,
+        identity: String,
+        message: String,
+    },
+    #[error("the cluster rejected the credentials of {identity} (401 Unauthorized); for EKS, the role needs an access entry on the cluster")]
+    Unauthorized { identity: String },
+    #[error("{object}: the API server answered {code} {reason}: {message}")]
+    Api {
+        object: String,
+        code: u16,
+        reason: String,
+        message: String,
+    },
+    #[error("cannot reach the cluster API ({object}): {message}")]
+    Unreachable { object: String, message: String },
+}
+
+impl KubeError {
+    /// Whether a retry may succeed (throttling, server errors, dropped connections).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            KubeError::Api { code, .. } => *code == 429 || *code >= 500,
+            KubeError::Unreachable { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// How many times a transient failure is retried, and the first backoff (doubled each time,
+/// at most 2 s).
+const RETRIES: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A connection to one cluster.
+pub struct Cluster {
+    client: kube::Client,
+    /// Who gantry authenticates as, for 401/403 messages.
+    identity: String,
+    kinds: Mutex<HashMap<(String, String), ResolvedKind>>,
+}
+
+/// Options of one server-side apply.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApplyOptions {
+    pub dry_run: bool,
+    pub force: bool,
+}
+
+impl Cluster {
+    pub fn new(client: kube::Client, identity: impl Into<String>) -> Self {
+        Cluster {
+            client,
+            identity: identity.into(),
+            kinds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Looks a kind up through discovery (cached): its resource name and scope.
+    pub async fn resolve(&self, api_version: &str, kind: &str) -> Result<ResolvedKind, KubeError> {
+        let cache_key = (api_version.to_string(), kind.to_string());
+        if let Some(found) = self
+            .kinds
+            .lock()
+            .ok()
+            .and_then(|k| k.get(&cache_key).cloned())
+        {
+            return Ok(found);
+        }
+        let (group, version) = match api_version.rsplit_once('/') {
+            Some((group, version)) => (group, version),
+            None => ("", api_version),
+        };
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let object = format!("{kind} ({api_version})");
+        let result = retry(|| async {
+            match kube::discovery::pinned_kind(&self.client, &gvk).await {
+                Ok(found) => Ok(found),
+                Err(kube::Error::Discovery(_)) => Err(KubeError::UnknownKind {
+                    api_version: api_version.to_string(),
+                    kind: kind.to_string(),
+                }),
+                Err(err) => match self.map_error(err, &object) {
+                    KubeError::NotFound { .. } => Err(KubeError::UnknownKind {
+                        api_version: api_version.to_string(),
+                        kind: kind.to_string(),
+                    }),
+                    other => Err(other),
+                },
+            }
+        })
+        .await?;
+        let resolved = ResolvedKind {
+            resource: result.0,
+            namespaced: result.1.scope == Scope::Namespaced,
+        };
+        if let Ok(mut kinds) = self.kinds.lock() {
+            kinds.insert(cache_key, resolved.clone());
+        }
+        Ok(resolved)
+    }
+
+    async fn api_for(&self, reference: &ObjectRef) -> Result<Api<DynamicObject>, KubeError> {
+        let resolved = self
+            .resolve(&reference.api_version, &reference.kind)
+            .await?;
+        Ok(match (&reference.namespace, resolved.namespaced) {
+            (Some(namespace), true) => {
+                Api::namespaced_with(self.client.clone(), namespace, &resolved.resource)
+            }
+            _ => Api::all_with(self.client.clone(), &resolved.resource),
+        })
+    }
+
+    /// Reads an object; `None` when it does not exist.
+    pub async fn get(&self, reference: &ObjectRef) -> Result<Option<Value>, KubeError> {
+        let api = self.api_for(reference).await?;
+        let object = reference.to_string();
+        retry(|| async {
+            match api.get_opt(&reference.name).await {
+                Ok(found) => Ok(found.map(to_json)),
+                Err(err) => Err(self.map_error(err, &object)),
+            }
+        })
+        .await
+    }
+
+    /// Reads an object into a typed struct.
+    pub async fn get_typed<K>(&self, reference: &ObjectRef) -> Result<Option<K>, KubeError>
+    where
+        K: serde::de::DeserializeOwned,
+    {
+        Ok(self
+            .get(reference)
+            .await?
+            .and_then(|value| serde_json::from_value(value).ok()))
+    }
+
+    /// Server-side apply of one object with the gantry field manager; returns the object as
+    /// the server has it (or would have it, for a dry run).
+    pub async fn apply(&self, object: &Value, options: ApplyOptions) -> Result<Value, KubeError> {
+        let reference = ObjectRef::of(object).ok_or_else(|| KubeError::Invalid {
+            object: "an object".into(),
+            causes: "apiVersion, kind and metadata.name are required".into(),
+        })?;
+        let api = self.api_for(&reference).await?;
+        let params = PatchParams {
+            dry_run: options.dry_run,
+            force: options.force,
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            field_validation: None,
+        };
+        let name = reference.to_string();
+        retry(|| async {
+            api.patch(&reference.name, &params, &Patch::Apply(object))
+                .await
+                .map(to_json)
+                .map_err(|err| self.map_error(err, &name))
+        })
+        .await
+    }
+
+    /// Creates an object; [`KubeError::AlreadyExists`] when its name is taken.
+    pub async fn create(&self, object: &Value) -> Result<Value, KubeError> {
+        let reference = ObjectRef::of(object).ok_or_else(|| KubeError::Invalid {
+            object: "an object".into(),
+            causes: "apiVersion, kind and metadata.name are required".into(),
+        })?;
+        let api = self.api_for(&reference).await?;
+        let typed: DynamicObject =
+            serde_json::from_value(object.clone()).map_err(|err| KubeError::Invalid {
+                object: reference.to_string(),
+                causes: err.to_string(),
+            })?;
+        let name = reference.to_string();
+        retry(|| async {
+            api.create(
+                &PostParams {
+                    dry_run: false,
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                },
+                &typed,
+            )
+            .await
+            .map(to_json)
+            .map_err(|err| self.map_error(err, &name))
+        })
+        .await
+    }
+
+    /// Replaces an object; with `metadata.resourceVersion` set, a concurrent change gives
+    /// [`KubeError::Conflict`] (optimistic concurrency).
+    pub async fn replace(&self, object: &Value) -> Result<Value, KubeError> {
+        let reference = ObjectRef::of(object).ok_or_else(|| KubeError::Invalid {
+            object: "an object".into(),
+            causes: "apiVersion, kind and metadata.name are required".into(),
+        })?;
+        let api = self.api_for(&reference).await?;
+        let typed: DynamicObject =
+            serde_json::from_value(object.clone()).map_err(|err| KubeError::Invalid {
+                object: reference.to_string(),
+                causes: err.to_string(),
+            })?;
+        let name = reference.to_string();
+        retry(|| async {
+            api.replace(
+                &reference.name,
+                &PostParams {
+                    dry_run: false,
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                },
+                &typed,
+            )
+            .await
+            .map(to_json)
+            .map_err(|err| self.map_error(err, &name))
+        })
+        .await
+    }
+
+    /// Deletes an object (dependents in the background); `false` if it was already gone.
+    pub async fn delete(&self, reference: &ObjectRef) -> Result<bool, KubeError> {
+        let api = match self.api_for(reference).await {
+            Ok(api) => api,
+            // A kind no longer served has no objects left to delete.
+            Err(KubeError::UnknownKind { .. }) => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
+        let name = reference.to_string();
+        retry(|| async {
+            match api.delete(&reference.name, &params).await {
+                Ok(_) => Ok(true),
+                Err(err) => match self.map_error(err, &name) {
+                    KubeError::NotFound { .. } => Ok(false),
+                    other => Err(other),
+                },
+            }
+        })
+        .await
+    }
+
+    /// Lists objects of a kind in a namespace (or cluster-wide) matching a label selector.
+    pub async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> Result<Vec<Value>, KubeError> {
+        let reference = ObjectRef {
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            namespace: namespace.map(str::to_string),
+            name: String::new(),
+        };
+        let api = self.api_for(&reference).await?;
+        let mut params = ListParams::default();
+        if let Some(selector) = label_selector {
+            params = params.labels(selector);
+        }
+        let what = format!("{kind} list");
+        retry(|| async {
+            api.list(&params)
+                .await
+                .map(|list| {
+                    list.items
+                        .into_iter()
+                        .map(|mut item| {
+                            // Lists omit apiVersion/kind per item.
+                            item.types = Some(kube::core::TypeMeta {
+                                api_version: api_version.to_string(),
+                                kind: kind.to_string(),
+                            });
+                            to_json(item)
+                        })
+                        .collect()
+                })
+                .map_err(|err| self.map_error(err, &what))
+        })
+        .await
+    }
+
+    /// The last lines of a container's log (the previous instance's for a crash loop).
+    pub async fn pod_logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: Option<&str>,
+        previous: bool,
+        tail_lines: i64,
+    ) -> Result<String, KubeError> {
+        let api: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.client.clone(), namespace);
+        let params = LogParams {
+            container: container.map(str::to_string),
+            previous,
+            tail_lines: Some(tail_lines),
+            limit_bytes: Some(64 * 1024),
+            ..LogParams::default()
+        };
+        let what = format!("log of pod {pod}");
+        retry(|| async {
+            api.logs(pod, &params)
+                .await
+                .map_err(|err| self.map_error(err, &what))
+        })
+        .await
+    }
+
+    /// Events about objects with these names in a namespace, oldest first.
+    pub async fn events_for(
+        &self,
+        namespace: &str,
+        names: &[&str],
+    ) -> Result<Vec<k8s_openapi::api::core::v1::Event>, KubeError> {
+        let api: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), namespace);
+        let what = format!("events in {namespace}");
+        let mut events = retry(|| async {
+            api.list(&ListParams::default())
+                .await
+                .map(|list| list.items)
+                .map_err(|err| self.map_error(err, &what))
+        })
+        .await?;
+        events.retain(|event| {
+            event
+                .involved_object
+                .name
+                .as_deref()
+                .is_some_and(|name| names.contains(&name))
+        });
+        events.sort_by_key(|event| {
+            event
+                .last_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        });
+        Ok(events)
+    }
+
+    /// Maps a client error to what it means for the object at hand.
+    pub fn map_error(&self, err: kube::Error, object: &str) -> KubeError {
+        map_error(err, object, &self.identity)
+    }
+}
+
+/// Maps a client error to a [`KubeError`] naming `object` and, for 401/403, `identity`.
+pub fn map_error(err: kube::Error, object: &str, identity: &str) -> KubeError {
+    let object = object.to_string();
+    match err {
+        kube::Error::Api(status) => {
+            let causes: Vec<String> = status
+                .details
+                .as_ref()
+                .map(|d| {
+                    d.causes
+                        .iter()
+                        .map(|c| {
+                            if c.field.is_empty() {
+                                c.message.clone()
+                            } else {
+                                format!("{}: {}", c.field, c.message)
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            match (status.code, status.reason.as_str()) {
+                (404, _) => KubeError::NotFound { object },
+                (401, _) => KubeError::Unauthorized {
+                    identity: identity.to_string(),
+                },
+                (403, _) => KubeError::Forbidden {
+                    object,
+                    identity: identity.to_string(),
+                    message: status.message.clone(),
+                },
+                (409, "AlreadyExists") => KubeError::AlreadyExists { object },
+                (409, _)
+                    if status.details.as_ref().is_some_and(|d| {
+                        d.causes.iter().any(|c| c.reason == "FieldManagerConflict")
+                    }) || status.message.starts_with("Apply failed") =>
+                {
+                    KubeError::ApplyConflict {
+                        object,
+                        conflicts: if causes.is_empty() {
+                            status.message.clone()
+                        } else {
+                            causes.join("; ")
+                        },
+                    }
+                }
+                (409, _) => KubeError::Conflict {
+                    object,
+                    message: status.message.clone(),
+                },
+                (422, _) => KubeError::Invalid {
+                    object,
+                    causes: if causes.is_empty() {
+                        status.message.clone()
+                    } else {
+                        causes.join("; ")
+                    },
+                },
+                (code, reason) => KubeError::Api {
+                    object,
+                    code,
+                    reason: reason.to_string(),
+                    message: status.message.clone(),
+                },
+            }
+        }
+        other => KubeError::Unreachable {
+            object,
+            message: error_chain(&other),
+        },
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn to_json<T: serde::Serialize>(object: T) -> Value {
+    serde_json::to_value(object).unwrap_or(Value::Null)
+}
+
+/// Runs `operation`, retrying transient failures with exponential backoff.
+pub async fn retry<T, F, Fut>(mut operation: F) -> Result<T, KubeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, KubeError>>,
+{
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 0;
+    loop {
+        match operation().await {
+            Err(err) if err.is_transient() && attempt < RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Applying a release: server-side apply of every object in dependency order, independent objects of one rank concurrently up to a bound, CustomResourceDefinitions waited until Established before what uses them.
+
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+use serde_json::Value;
+
+use crate::adapters::kube::{ApplyOptions, Cluster, KubeError};
+use crate::manifests::apply_rank;
+use crate::pipeline::facts::{ChangeAction, ObjectChange};
+use crate::release::ObjectRef;
+
+/// How long a CustomResourceDefinition may take to become Established.
+const CRD_ESTABLISH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The result of applying a set of objects.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Objects applied, in apply order.
+    pub changes: Vec<ObjectChange>,
+    /// The first rank that failed: every error of it (later ranks were not applied).
+    pub errors: Vec<KubeError>,
+    /// Whether anything was written (false for a dry run or a failure on the first object).
+    pub wrote: bool,
+}
+
+/// Applies `objects` (already in apply order) rank by rank; stops after the first rank with
+/// an error so nothing is applied on top of a missing dependency.
+pub async fn apply_all(
+    cluster: &Cluster,
+    objects: &[Value],
+    options: ApplyOptions,
+    concurrency: usize,
+    step: &str,
+) -> Applied {
+    let mut applied = Applied::default();
+    let mut index = 0;
+    while index < objects.len() {
+        let rank = rank_of(&objects[index]);
+        let end = objects[index..]
+            .iter()
+            .position(|o| rank_of(o) != rank)
+            .map(|offset| index + offset)
+            .unwrap_or(objects.len());
+        let group = &objects[index..end];
+        // Collected first: a stream built from a borrowing closure is not provably Send.
+        let pending: Vec<_> = group
+            .iter()
+            .enumerate()
+            .map(|(position, object)| indexed(position, apply_one(cluster, object, options)))
+            .collect();
+        let results: Vec<(usize, Result<ChangeAction, KubeError>)> = stream::iter(pending)
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        let mut ordered: Vec<(usize, Result<ChangeAction, KubeError>)> = results;
+        ordered.sort_by_key(|(position, _)| *position);
+        for (position, result) in ordered {
+            let name = ObjectRef::of(&group[position])
+                .map(|r| r.to_string())
+                .unwrap_or_default();
+            match result {
+                Ok(action) => {
+                    if !options.dry_run && action != ChangeAction::Unchanged {
+                        applied.wrote = true;
+                    }
+                    applied.changes.push(ObjectChange {
+                        object: name,
+                        action,
+                    });
+                }
+                Err(err) => applied.errors.push(err),
+            }
+        }
+        if !applied.errors.is_empty() {
+            return applied;
+        }
+        if !options.dry_run {
+            for crd in group
+                .iter()
+                .filter(|o| kind_of(o) == "CustomResourceDefinition")
+            {
+                if let Err(err) = wait_established(cluster, crd).await {
+                    applied.errors.push(err);
+                }
+            }
+            if !applied.errors.is_empty() {
+                return applied;
+            }
+        }
+        index = end;
+        if index < objects.len() && !options.dry_run {
+            super::crash_point(&format!("{step}-between-ranks"));
+        }
+    }
+    applied
+}
+
+async fn indexed<F: std::future::Future>(position: usize, future: F) -> (usize, F::Output) {
+    (position, future.await)
+}
+
+fn kind_of(object: &Value) -> &str {
+    object.get("kind").and_then(Value::as_str).unwrap_or("")
+}
+
+fn rank_of(object: &Value) -> u8 {
+    apply_rank(kind_of(object))
+}
+
+/// Applies one object and says whether it was created, changed or left as it was.
+async fn apply_one(
+    cluster: &Cluster,
+    object: &Value,
+    options: ApplyOptions,
+) -> Result<ChangeAction, KubeError> {
+    let reference = ObjectRef::of(object).ok_or_else(|| KubeError::Invalid {
+        object: "an object".into(),
+        causes: "apiVersion, kind and metadata.name are required".into(),
+    })?;
+    let before = match cluster.get(&reference).await {
+        Ok(found) => found,
+        // The namespace of a dry run may not exist yet; the apply itself tells.
+        Err(KubeError::NotFound { .. }) => None,
+        Err(err) => return Err(err),
+    };
+    let after = cluster.apply(object, options).await?;
+    Ok(match before {
+        None => ChangeAction::Created,
+        Some(before) => {
+            let version = |v: &Value| {
+                v.pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            let same = if options.dry_run {
+                crate::release::diff::changed_fields(&before, &after).is_empty()
+            } else {
+                version(&before) == version(&after)
+            };
+            if same {
+                ChangeAction::Unchanged
+            } else {
+                ChangeAction::Configured
+            }
+        }
+    })
+}
+
+/// Waits until a CustomResourceDefinition reports `Established=True`.
+async fn wait_established(cluster: &Cluster, crd: &Value) -> Result<(), KubeError> {
+    let reference = ObjectRef::of(crd).ok_or_else(|| KubeError::Invalid {
+        object: "a CustomResourceDefinition".into(),
+        causes: "metadata.name is required".into(),
+    })?;
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(current) = cluster.get(&reference).await? {
+            let established = current
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|conditions| {
+                    conditions.iter().any(|c| {
+                        c.get("type").and_then(Value::as_str) == Some("Established")
+                            && c.get("status").and_then(Value::as_str) == Some("True")
+                    })
+                });
+            if established {
+                return Ok(());
+            }
+        }
+        if started.elapsed() > CRD_ESTABLISH_TIMEOUT {
+            return Err(KubeError::Api {
+                object: reference.to_string(),
+                code: 0,
+                reason: "NotEstablished".into(),
+                message: format!(
+                    "not Established after {}s; its custom resources cannot be applied",
+                    CRD_ESTABLISH_TIMEOUT.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Deletes objects (already in delete order); returns the ones deleted and every error.
+pub async fn delete_all(cluster: &Cluster, objects: &[ObjectRef]) -> (Vec<String>, Vec<KubeError>) {
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
+    for object in objects {
+        match cluster.delete(object).await {
+            Ok(_) => deleted.push(object.to_string()),
+            Err(err) => errors.push(err),
+        }
+    }
+    (deleted, errors)
+}

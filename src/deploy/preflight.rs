@@ -1,0 +1,570 @@
+//! Pre-flight checks before the first write to the cluster: every container image resolves to a digest in its registry (and is pinned by it), the whole release passes a server-side dry run, and the deploy identity holds every permission the release needs. All problems are reported together.
+//!
+//! Design note: the image and permission lists are computed by pure functions
+//! ([`container_images`], [`parse_image`], [`required_access`]) and tested with tables; the
+//! checks themselves only ask the registry (v2 API) and the API server (dry run,
+//! SelfSubjectAccessReview).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use crate::adapters::kube::{ApplyOptions, Cluster, KubeError};
+use crate::adapters::registry::Registry;
+use crate::image::auth::Credentials;
+use crate::release::ObjectRef;
+
+/// One container image in the release, located for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerImage {
+    /// Index of the object in the release.
+    pub object_index: usize,
+    /// `Deployment/web (namespace shop)`.
+    pub object: String,
+    /// `containers[name=web]`, `initContainers[name=migrate]`.
+    pub container: String,
+    /// JSON pointer of the `image` field.
+    pub pointer: String,
+    pub image: String,
+}
+
+fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Pod" => Some("/spec"),
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController" => Some("/spec/template/spec"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template/spec"),
+        _ => None,
+    }
+}
+
+/// Every container image of the release (containers, init and ephemeral containers, in Pods,
+/// workloads, Jobs and CronJobs).
+pub fn container_images(objects: &[Value]) -> Vec<ContainerImage> {
+    let mut found = Vec::new();
+    for (index, object) in objects.iter().enumerate() {
+        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+        let Some(spec) = pod_spec_pointer(kind) else {
+            continue;
+        };
+        let name = ObjectRef::of(object)
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        for list in ["initContainers", "containers", "ephemeralContainers"] {
+            let Some(containers) = object
+                .pointer(&format!("{spec}/{list}"))
+                .and_then(Value::as_array)
+            else {
+                continue;
+            };
+            for (position, container) in containers.iter().enumerate() {
+                let Some(image) = container.get("image").and_then(Value::as_str) else {
+                    continue;
+                };
+                let container_name = container.get("name").and_then(Value::as_str).unwrap_or("?");
+                found.push(ContainerImage {
+                    object_index: index,
+                    object: name.clone(),
+                    container: format!("{list}[name={container_name}]"),
+                    pointer: format!("{spec}/{list}/{position}/image"),
+                    image: image.to_string(),
+                });
+            }
+        }
+    }
+    found
+}
+
+/// An image reference split the way registries address it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageName {
+    /// Registry host as written (`docker.io` for Docker Hub short names).
+    pub host: String,
+    /// Repository path (`library/nginx` for Docker Hub official images).
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl ImageName {
+    /// `host/repository@digest`, the pinned form.
+    pub fn pinned(&self, digest: &str) -> String {
+        format!("{}/{}@{digest}", self.host, self.repository)
+    }
+
+    /// The host the v2 API is served on (Docker Hub's differs from its name).
+    pub fn api_host(&self) -> &str {
+        if self.host == "docker.io" {
+            "registry-1.docker.io"
+        } else {
+            &self.host
+        }
+    }
+}
+
+/// Parses `[host[:port]/]path[:tag][@digest]` with Docker's normalisation rules.
+pub fn parse_image(image: &str) -> Option<ImageName> {
+    let image = image.trim();
+    if image.is_empty() || image.contains(char::is_whitespace) {
+        return None;
+    }
+    let (rest, digest) = match image.split_once('@') {
+        Some((rest, digest)) if digest.contains(':') => (rest, Some(digest.to_string())),
+        Some(_) => return None,
+        None => (image, None),
+    };
+    let (name, tag) = match rest.rfind(':') {
+        Some(colon) if !rest[colon..].contains('/') => {
+            (&rest[..colon], Some(rest[colon + 1..].to_string()))
+        }
+        _ => (rest, None),
+    };
+    if name.is_empty() || tag.as_deref() == Some("") {
+        return None;
+    }
+    let (host, repository) = match name.split_once('/') {
+        Some((first, path))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            (first.to_string(), path.to_string())
+        }
+        _ => (
+            "docker.io".to_string(),
+            if name.contains('/') {
+                name.to_string()
+            } else {
+                format!("library/{name}")
+            },
+        ),
+    };
+    Some(ImageName {
+        host,
+        repository,
+        tag: if digest.is_none() && tag.is_none() {
+            Some("latest".into())
+        } else {
+            tag
+        },
+        digest,
+    })
+}
+
+/// What the image check found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImageCheck {
+    /// Images that do not exist: the deploy must not start.
+    pub missing: Vec<String>,
+    /// Images whose registry could not be asked (unreachable, no credentials): reported.
+    pub unverified: Vec<String>,
+    /// `(object, container, from, to)` of images pinned by digest.
+    pub pinned: Vec<(String, String, String, String)>,
+}
+
+/// Credentials for registry hosts (ECR tokens, `registry-username`/`registry-password`).
+pub type HostCredentials = BTreeMap<String, Credentials>;
+
+/// Resolves every image of the release to a digest and pins it in `objects`. Images already
+/// pinned by digest are checked to exist.
+pub async fn check_images(
+    objects: &mut [Value],
+    registry: &Registry,
+    credentials: &HostCredentials,
+) -> ImageCheck {
+    let mut check = ImageCheck::default();
+    let images = container_images(objects);
+    let mut resolved: BTreeMap<String, Result<Option<String>, String>> = BTreeMap::new();
+    for image in &images {
+        if resolved.contains_key(&image.image) {
+            continue;
+        }
+        let answer = match parse_image(&image.image) {
+            None => Err("not a valid image reference".to_string()),
+            Some(name) => {
+                let reference = name
+                    .digest
+                    .clone()
+                    .or(name.tag.clone())
+                    .unwrap_or_else(|| "latest".into());
+                registry
+                    .manifest_digest(
+                        name.api_host(),
+                        &name.repository,
+                        &reference,
+                        credentials.get(&name.host),
+                    )
+                    .await
+                    .map_err(|err| err.to_string())
+            }
+        };
+        resolved.insert(image.image.clone(), answer);
+    }
+    for image in images {
+        match resolved.get(&image.image) {
+            Some(Ok(Some(digest))) => {
+                let Some(name) = parse_image(&image.image) else {
+                    continue;
+                };
+                let pinned = name.pinned(digest);
+                if pinned != image.image {
+                    if let Some(field) = objects
+                        .get_mut(image.object_index)
+                        .and_then(|o| o.pointer_mut(&image.pointer))
+                    {
+                        *field = Value::String(pinned.clone());
+                    }
+                    check
+                        .pinned
+                        .push((image.object, image.container, image.image, pinned));
+                }
+            }
+            Some(Ok(None)) => check.missing.push(format!(
+                "{} {}: image `{}` does not exist in its registry (no such tag or digest); push it or fix the reference",
+                image.object, image.container, image.image
+            )),
+            Some(Err(reason)) => check.unverified.push(format!(
+                "{} {}: image `{}` could not be verified: {reason}",
+                image.object, image.container, image.image
+            )),
+            None => {}
+        }
+    }
+    check.missing.dedup();
+    check
+}
+
+/// Sends the whole release as a server-side dry run; every rejection, with the API's causes.
+/// Objects in a namespace the release itself creates are not checked (the namespace does not
+/// exist for a dry run); they are listed in the second result.
+pub async fn dry_run(
+    cluster: &Cluster,
+    objects: &[Value],
+    force: bool,
+) -> (Vec<String>, Vec<String>) {
+    let created_namespaces: BTreeSet<String> = objects
+        .iter()
+        .filter(|o| o.get("kind").and_then(Value::as_str) == Some("Namespace"))
+        .filter_map(|o| o.pointer("/metadata/name").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    let mut missing_namespaces: BTreeMap<String, bool> = BTreeMap::new();
+    let mut errors = Vec::new();
+    let mut deferred = Vec::new();
+    for object in objects {
+        let Some(reference) = ObjectRef::of(object) else {
+            continue;
+        };
+        if let Some(namespace) = &reference.namespace {
+            if created_namespaces.contains(namespace) {
+                let missing = match missing_namespaces.get(namespace) {
+                    Some(missing) => *missing,
+                    None => {
+                        let missing = matches!(
+                            cluster
+                                .get(&ObjectRef {
+                                    api_version: "v1".into(),
+                                    kind: "Namespace".into(),
+                                    namespace: None,
+                                    name: namespace.clone(),
+                                })
+                                .await,
+                            Ok(None)
+                        );
+                        missing_namespaces.insert(namespace.clone(), missing);
+                        missing
+                    }
+                };
+                if missing {
+                    deferred.push(reference.to_string());
+                    continue;
+                }
+            }
+        }
+        if let Err(err) = cluster
+            .apply(
+                object,
+                ApplyOptions {
+                    dry_run: true,
+                    force,
+                },
+            )
+            .await
+        {
+            errors.push(err.to_string());
+        }
+    }
+    (errors, deferred)
+}
+
+/// One permission the deploy needs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Access {
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+    pub namespace: Option<String>,
+}
+
+impl Access {
+    fn new(verb: &str, group: &str, resource: &str, namespace: Option<&str>) -> Access {
+        Access {
+            verb: verb.into(),
+            group: group.into(),
+            resource: resource.into(),
+            namespace: namespace.map(str::to_string),
+        }
+    }
+
+    /// The RBAC rule that grants this access, in YAML flow form.
+    pub fn rule(&self) -> String {
+        let kind = if self.namespace.is_some() {
+            format!(
+                "Role in namespace {}",
+                self.namespace.as_deref().unwrap_or("")
+            )
+        } else {
+            "ClusterRole".into()
+        };
+        format!(
+            "{kind}: {{apiGroups: [\"{}\"], resources: [\"{}\"], verbs: [\"{}\"]}}",
+            self.group, self.resource, self.verb
+        )
+    }
+}
+
+/// A resource as discovery names it, for the permission list.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ResourceInScope {
+    pub group: String,
+    pub resource: String,
+    pub namespace: Option<String>,
+}
+
+/// Every permission a deploy of `applied` needs: get/create/patch on what it applies,
+/// delete on what it may prune or remove in a rollback, list/watch on what rollout
+/// tracking reads, and Secrets and Leases in the records namespace.
+pub fn required_access(
+    applied: &[ResourceInScope],
+    prunable: &[ResourceInScope],
+    workload_namespaces: &[String],
+    records_namespace: &str,
+) -> Vec<Access> {
+    let mut needed = BTreeSet::new();
+    for resource in applied {
+        for verb in ["get", "create", "patch", "delete"] {
+            needed.insert(Access::new(
+                verb,
+                &resource.group,
+                &resource.resource,
+                resource.namespace.as_deref(),
+            ));
+        }
+    }
+    for resource in prunable {
+        needed.insert(Access::new(
+            "delete",
+            &resource.group,
+            &resource.resource,
+            resource.namespace.as_deref(),
+        ));
+    }
+    for namespace in workload_namespaces {
+        let ns = Some(namespace.as_str());
+        for (group, resource) in [
+            ("", "pods"),
+            ("apps", "replicasets"),
+            ("apps", "controllerrevisions"),
+            ("apps", "deployments"),
+            ("apps", "statefulsets"),
+            ("apps", "daemonsets"),
+            ("batch", "jobs"),
+        ] {
+            needed.insert(Access::new("list", group, resource, ns));
+            needed.insert(Access::new("watch", group, resource, ns));
+        }
+        needed.insert(Access::new("get", "", "pods/log", ns));
+        needed.insert(Access::new("list", "", "events", ns));
+    }
+    let home = Some(records_namespace);
+    for verb in ["get", "list", "create", "patch", "delete"] {
+        needed.insert(Access::new(verb, "", "secrets", home));
+    }
+    for verb in ["get", "create", "update"] {
+        needed.insert(Access::new(verb, "coordination.k8s.io", "leases", home));
+    }
+    needed.into_iter().collect()
+}
+
+/// Asks the API server (SelfSubjectAccessReview) for each access; returns the missing ones.
+pub async fn missing_access(
+    cluster: &Cluster,
+    needed: &[Access],
+) -> Result<Vec<Access>, KubeError> {
+    let mut missing = Vec::new();
+    for access in needed {
+        let (resource, subresource) = match access.resource.split_once('/') {
+            Some((resource, sub)) => (resource, Some(sub)),
+            None => (access.resource.as_str(), None),
+        };
+        let mut attributes = json!({
+            "verb": access.verb,
+            "group": access.group,
+            "resource": resource,
+        });
+        if let Some(sub) = subresource {
+            attributes["subresource"] = json!(sub);
+        }
+        if let Some(namespace) = &access.namespace {
+            attributes["namespace"] = json!(namespace);
+        }
+        let review = json!({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "metadata": {"name": "gantry-preflight"},
+            "spec": {"resourceAttributes": attributes},
+        });
+        let answer = cluster.create(&review).await?;
+        if answer.pointer("/status/allowed").and_then(Value::as_bool) != Some(true) {
+            missing.push(access.clone());
+        }
+    }
+    Ok(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_parse_like_docker() {
+        type Row<'a> = (
+            &'a str,
+            Option<(&'a str, &'a str, Option<&'a str>, Option<&'a str>)>,
+        );
+        let table: [Row; 8] = [
+            (
+                "nginx",
+                Some(("docker.io", "library/nginx", Some("latest"), None)),
+            ),
+            (
+                "nginx:1.27",
+                Some(("docker.io", "library/nginx", Some("1.27"), None)),
+            ),
+            (
+                "team/api:v1",
+                Some(("docker.io", "team/api", Some("v1"), None)),
+            ),
+            (
+                "127.0.0.1:5000/shop/api:abc",
+                Some(("127.0.0.1:5000", "shop/api", Some("abc"), None)),
+            ),
+            (
+                "localhost/api",
+                Some(("localhost", "api", Some("latest"), None)),
+            ),
+            (
+                "1.dkr.ecr.eu-west-1.amazonaws.com/api@sha256:ab",
+                Some((
+                    "1.dkr.ecr.eu-west-1.amazonaws.com",
+                    "api",
+                    None,
+                    Some("sha256:ab"),
+                )),
+            ),
+            (
+                "reg.io/a:t@sha256:cd",
+                Some(("reg.io", "a", Some("t"), Some("sha256:cd"))),
+            ),
+            ("bad image", None),
+        ];
+        for (text, expected) in table {
+            let parsed = parse_image(text);
+            match expected {
+                None => assert_eq!(parsed, None, "{text}"),
+                Some((host, repository, tag, digest)) => {
+                    let parsed = parsed.unwrap_or_else(|| panic!("{text} did not parse"));
+                    assert_eq!(parsed.host, host, "{text}");
+                    assert_eq!(parsed.repository, repository, "{text}");
+                    assert_eq!(parsed.tag.as_deref(), tag, "{text}");
+                    assert_eq!(parsed.digest.as_deref(), digest, "{text}");
+                }
+            }
+        }
+        assert_eq!(
+            parse_image("nginx").unwrap().api_host(),
+            "registry-1.docker.io"
+        );
+    }
+
+    #[test]
+    fn images_are_found_in_every_pod_spec_kind() {
+        let objects = vec![
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"template": {"spec": {
+                    "initContainers": [{"name": "migrate", "image": "r/migrate:1"}],
+                    "containers": [{"name": "web", "image": "r/web:1"}]}}}}),
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly", "namespace": "shop"},
+                "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "run", "image": "r/job:1"}]}}}}}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"image": "not/an:image"}}),
+        ];
+        let found: Vec<(String, String, String)> = container_images(&objects)
+            .into_iter()
+            .map(|i| (i.container, i.pointer, i.image))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "initContainers[name=migrate]".into(),
+                    "/spec/template/spec/initContainers/0/image".into(),
+                    "r/migrate:1".into()
+                ),
+                (
+                    "containers[name=web]".into(),
+                    "/spec/template/spec/containers/0/image".into(),
+                    "r/web:1".into()
+                ),
+                (
+                    "containers[name=run]".into(),
+                    "/spec/jobTemplate/spec/template/spec/containers/0/image".into(),
+                    "r/job:1".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn required_access_covers_apply_prune_tracking_records_and_lock() {
+        let applied = [ResourceInScope {
+            group: "apps".into(),
+            resource: "deployments".into(),
+            namespace: Some("shop".into()),
+        }];
+        let prunable = [ResourceInScope {
+            group: "".into(),
+            resource: "services".into(),
+            namespace: Some("shop".into()),
+        }];
+        let needed = required_access(&applied, &prunable, &["shop".into()], "shop");
+        let has = |verb: &str, group: &str, resource: &str| {
+            needed
+                .iter()
+                .any(|a| a.verb == verb && a.group == group && a.resource == resource)
+        };
+        assert!(has("patch", "apps", "deployments"));
+        assert!(has("create", "apps", "deployments"));
+        assert!(has("delete", "", "services"));
+        assert!(!has("patch", "", "services"));
+        assert!(has("watch", "", "pods"));
+        assert!(has("get", "", "pods/log"));
+        assert!(has("create", "", "secrets"));
+        assert!(has("update", "coordination.k8s.io", "leases"));
+        assert_eq!(
+            Access::new("patch", "apps", "deployments", Some("shop")).rule(),
+            "Role in namespace shop: {apiGroups: [\"apps\"], resources: [\"deployments\"], verbs: [\"patch\"]}"
+        );
+    }
+}

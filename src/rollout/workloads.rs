@@ -1,0 +1,265 @@
+//! Per-kind rollout verdicts and ready/desired summaries, following kubectl's status viewers.
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+
+use super::Verdict;
+
+/// The Progressing condition reason the deployment controller sets when `progressDeadlineSeconds` passes.
+const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+const ROLLING_UPDATE: &str = "RollingUpdate";
+const ON_DELETE: &str = "OnDelete";
+
+fn name_of(name: &Option<String>) -> &str {
+    name.as_deref().unwrap_or("<unnamed>")
+}
+
+/// kubectl's `DeploymentStatusViewer`: generation observed, progress deadline exceeded (failure),
+/// updated < desired, old replicas pending termination, available < updated, else complete.
+/// The deadline message adds the controller's condition message to kubectl's sentence.
+///
+/// One addition: a *paused* deployment whose new template is not rolled out is reported
+/// [`Verdict::Complete`] with a message saying so. A paused deployment never progresses and the
+/// controller suspends its progress deadline, so waiting would only end in gantry's own timeout;
+/// like `OnDelete` for StatefulSets, pausing is the user's explicit choice not to roll out now.
+pub fn deployment_verdict(deployment: &Deployment) -> Verdict {
+    let name = name_of(&deployment.metadata.name);
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    let status = deployment.status.clone().unwrap_or_default();
+    if generation > status.observed_generation.unwrap_or(0) {
+        return Verdict::Progressing("Waiting for deployment spec update to be observed...".into());
+    }
+    let conditions = status.conditions.as_deref().unwrap_or_default();
+    let progressing = conditions.iter().find(|c| c.type_ == "Progressing");
+    if let Some(condition) = progressing {
+        if condition.reason.as_deref() == Some(PROGRESS_DEADLINE_EXCEEDED) {
+            let mut message = format!("deployment {name:?} exceeded its progress deadline");
+            if let Some(detail) = &condition.message {
+                message.push_str(&format!(": {detail}"));
+            }
+            return Verdict::Failed {
+                reason: PROGRESS_DEADLINE_EXCEEDED.into(),
+                message,
+            };
+        }
+    }
+    let spec = deployment.spec.as_ref();
+    let desired = spec.and_then(|s| s.replicas);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let replicas = status.replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    // `spec.paused` is authoritative once the generation is observed (pausing and resuming
+    // both bump the generation); the `DeploymentPaused` condition reason only echoes it.
+    let paused = spec.and_then(|s| s.paused).unwrap_or(false);
+    let rolled_out =
+        desired.is_none_or(|d| updated >= d) && replicas <= updated && available >= updated;
+    if paused && !rolled_out {
+        return Verdict::Complete(format!(
+            "deployment {name:?} is paused: its new template is rolled out only after `kubectl rollout resume`, so gantry does not wait ({updated} of {} replicas updated)",
+            desired.unwrap_or(replicas)
+        ));
+    }
+    if let Some(desired) = desired {
+        if updated < desired {
+            return Verdict::Progressing(format!(
+                "Waiting for deployment {name:?} rollout to finish: {updated} out of {desired} new replicas have been updated..."
+            ));
+        }
+    }
+    if replicas > updated {
+        return Verdict::Progressing(format!(
+            "Waiting for deployment {name:?} rollout to finish: {} old replicas are pending termination...",
+            replicas - updated
+        ));
+    }
+    if available < updated {
+        return Verdict::Progressing(format!(
+            "Waiting for deployment {name:?} rollout to finish: {available} of {updated} updated replicas are available..."
+        ));
+    }
+    Verdict::Complete(format!("deployment {name:?} successfully rolled out"))
+}
+
+/// kubectl's `StatefulSetStatusViewer`: generation observed, ready < desired, then the partition
+/// rule (updated >= replicas - partition), else the current/update revision rule.
+///
+/// kubectl returns an error for the `OnDelete` strategy; gantry reports [`Verdict::Complete`] once
+/// the spec is observed, explaining that pods are replaced only when someone deletes them, so
+/// there is nothing to wait for.
+pub fn statefulset_verdict(statefulset: &StatefulSet) -> Verdict {
+    let name = name_of(&statefulset.metadata.name);
+    let generation = statefulset.metadata.generation.unwrap_or(0);
+    let status = statefulset.status.clone().unwrap_or_default();
+    let observed = status.observed_generation.unwrap_or(0);
+    if observed == 0 || generation > observed {
+        return Verdict::Progressing(
+            "Waiting for statefulset spec update to be observed...".into(),
+        );
+    }
+    let spec = statefulset.spec.as_ref();
+    let strategy = spec.and_then(|s| s.update_strategy.as_ref());
+    let strategy_type = strategy
+        .and_then(|s| s.type_.as_deref())
+        .unwrap_or(ROLLING_UPDATE);
+    if strategy_type == ON_DELETE {
+        return Verdict::Complete(format!(
+            "statefulset {name:?} uses the OnDelete update strategy: its pods are replaced only when they are deleted, so gantry does not wait for them"
+        ));
+    }
+    let desired = spec.and_then(|s| s.replicas);
+    let ready = status.ready_replicas.unwrap_or(0);
+    let updated = status.updated_replicas.unwrap_or(0);
+    if let Some(desired) = desired {
+        if ready < desired {
+            return Verdict::Progressing(format!(
+                "Waiting for {} pods to be ready...",
+                desired - ready
+            ));
+        }
+    }
+    if let Some(rolling_update) = strategy.and_then(|s| s.rolling_update.as_ref()) {
+        if let (Some(desired), Some(partition)) = (desired, rolling_update.partition) {
+            let to_update = desired - partition;
+            if updated < to_update {
+                return Verdict::Progressing(format!(
+                    "Waiting for partitioned roll out to finish: {updated} out of {to_update} new pods have been updated..."
+                ));
+            }
+        }
+        return Verdict::Complete(format!(
+            "partitioned roll out complete: {updated} new pods have been updated..."
+        ));
+    }
+    let update_revision = status.update_revision.unwrap_or_default();
+    let current_revision = status.current_revision.unwrap_or_default();
+    if update_revision != current_revision {
+        return Verdict::Progressing(format!(
+            "waiting for statefulset rolling update to complete {updated} pods at revision {update_revision}..."
+        ));
+    }
+    Verdict::Complete(format!(
+        "statefulset rolling update complete {} pods at revision {current_revision}...",
+        status.current_replicas.unwrap_or(0)
+    ))
+}
+
+/// kubectl's `DaemonSetStatusViewer`: generation observed, updated < desired scheduled,
+/// available < desired scheduled, else complete.
+///
+/// kubectl returns an error for the `OnDelete` strategy; gantry reports [`Verdict::Complete`] once
+/// the spec is observed, explaining that pods are replaced only when deleted.
+pub fn daemonset_verdict(daemonset: &DaemonSet) -> Verdict {
+    let name = name_of(&daemonset.metadata.name);
+    let generation = daemonset.metadata.generation.unwrap_or(0);
+    let status = daemonset.status.clone().unwrap_or_default();
+    if generation > status.observed_generation.unwrap_or(0) {
+        return Verdict::Progressing("Waiting for daemon set spec update to be observed...".into());
+    }
+    let strategy_type = daemonset
+        .spec
+        .as_ref()
+        .and_then(|s| s.update_strategy.as_ref())
+        .and_then(|s| s.type_.as_deref())
+        .unwrap_or(ROLLING_UPDATE);
+    if strategy_type == ON_DELETE {
+        return Verdict::Complete(format!(
+            "daemon set {name:?} uses the OnDelete update strategy: its pods are replaced only when they are deleted, so gantry does not wait for them"
+        ));
+    }
+    let desired = status.desired_number_scheduled;
+    let updated = status.updated_number_scheduled.unwrap_or(0);
+    let available = status.number_available.unwrap_or(0);
+    if updated < desired {
+        return Verdict::Progressing(format!(
+            "Waiting for daemon set {name:?} rollout to finish: {updated} out of {desired} new pods have been updated..."
+        ));
+    }
+    if available < desired {
+        return Verdict::Progressing(format!(
+            "Waiting for daemon set {name:?} rollout to finish: {available} of {desired} updated pods are available..."
+        ));
+    }
+    Verdict::Complete(format!("daemon set {name:?} successfully rolled out"))
+}
+
+/// A Job is complete when its `Complete` condition is true and failed when its `Failed` (or,
+/// since Kubernetes 1.31, `FailureTarget`) condition is true, with the condition's reason (e.g.
+/// `BackoffLimitExceeded`, `DeadlineExceeded`). kubectl has no Job viewer; this mirrors
+/// `kubectl wait --for=condition=complete`.
+pub fn job_verdict(job: &Job) -> Verdict {
+    let name = name_of(&job.metadata.name);
+    let status = job.status.clone().unwrap_or_default();
+    let conditions = status.conditions.unwrap_or_default();
+    let is_true = |kind: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == kind && c.status == "True")
+    };
+    if is_true("Complete").is_some() {
+        return Verdict::Complete(format!(
+            "job {name:?} completed: {} succeeded",
+            status.succeeded.unwrap_or(0)
+        ));
+    }
+    if let Some(failed) = is_true("Failed").or_else(|| is_true("FailureTarget")) {
+        let reason = failed.reason.clone().unwrap_or_else(|| "Failed".into());
+        let detail = failed.message.clone().unwrap_or_else(|| reason.clone());
+        return Verdict::Failed {
+            reason,
+            message: format!("job {name:?} failed: {detail}"),
+        };
+    }
+    let suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+    Verdict::Progressing(format!(
+        "Waiting for job {name:?} to complete: {} active, {} succeeded, {} failed{}",
+        status.active.unwrap_or(0),
+        status.succeeded.unwrap_or(0),
+        status.failed.unwrap_or(0),
+        if suspended { " (suspended)" } else { "" }
+    ))
+}
+
+/// Ready/desired replicas, like the READY column of `kubectl get deployment` (e.g. `"2/3"`).
+pub fn deployment_ready(deployment: &Deployment) -> String {
+    let ready = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let desired = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    format!("{ready}/{desired}")
+}
+
+/// Ready/desired replicas, like the READY column of `kubectl get statefulset`.
+pub fn statefulset_ready(statefulset: &StatefulSet) -> String {
+    let ready = statefulset
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let desired = statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    format!("{ready}/{desired}")
+}
+
+/// Ready/desired pods, like the READY and DESIRED columns of `kubectl get daemonset`.
+pub fn daemonset_ready(daemonset: &DaemonSet) -> String {
+    let status = daemonset.status.as_ref();
+    let ready = status.map(|s| s.number_ready).unwrap_or(0);
+    let desired = status.map(|s| s.desired_number_scheduled).unwrap_or(0);
+    format!("{ready}/{desired}")
+}
+
+/// Succeeded/completions, like the COMPLETIONS column of `kubectl get job`.
+pub fn job_ready(job: &Job) -> String {
+    let succeeded = job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0);
+    let completions = job.spec.as_ref().and_then(|s| s.completions).unwrap_or(1);
+    format!("{succeeded}/{completions}")
+}

@@ -1,0 +1,4 @@
+//! Shared test support for integration tests; include with `mod support;`.
+#![allow(dead_code)]
+
+pub mod fake_apiserver;
