@@ -419,6 +419,7 @@ pub fn deploy_markdown(r: Redact<'_>, facts: &DeployFacts, manifests_limit: usiz
             list.join(", ")
         );
     }
+    md.push_str(&preflight_markdown(r, &facts.preflight));
     if !facts.workloads.is_empty() {
         md.push_str("| Workload | Status | Replicas | Message |\n|---|---|---|---|\n");
         for w in &facts.workloads {
@@ -528,6 +529,19 @@ pub fn deploy_markdown(r: Redact<'_>, facts: &DeployFacts, manifests_limit: usiz
         }
         md.push_str("\n</details>\n\n");
     }
+    md
+}
+
+/// The pre-flight findings: what stopped the deploy, or notes when it went ahead.
+pub fn preflight_markdown(r: Redact<'_>, findings: &[String]) -> String {
+    if findings.is_empty() {
+        return String::new();
+    }
+    let mut md = format!("**Pre-flight** ({}):\n\n", findings.len());
+    for finding in findings {
+        let _ = writeln!(md, "- {}", markdown::text(r, finding));
+    }
+    md.push('\n');
     md
 }
 

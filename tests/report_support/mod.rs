@@ -286,6 +286,7 @@ pub fn rollback_failed() -> Scenario {
             applied: applied(),
             workloads: workloads(("failed", "1/3", "container api is crash looping")),
             failure: Some(failure()),
+            preflight: vec!["CronJob/shop/report not dry-run checked: its CRD is not installed yet".into()],
             rollback: Some(RollbackFacts {
                 from_release: Some(42),
                 to_release: Some(41),
@@ -399,6 +400,9 @@ pub fn plan_with_changes() -> Scenario {
     images(&mut handoff, ImageStatus::BuiltNotPushed);
     handoff.deploy = Some(DeployFacts {
         previous_release: Some(41),
+        preflight: vec![
+            "image 123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/web@sha256:bb22 not verified: it is pushed by the deploy run".into(),
+        ],
         dry_run: Some(dry_run(true)),
         ..DeployFacts::default()
     });
