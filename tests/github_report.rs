@@ -22,6 +22,7 @@ const TOKEN: &str = "ghs_e2e_token_value";
 /// Phases that hand over the facts of a scenario without touching anything.
 struct ScenarioPhases {
     deploy_status: PhaseStatus,
+    changed: bool,
     facts: Option<DeployFacts>,
     handoff: Handoff,
 }
@@ -38,6 +39,7 @@ impl ScenarioPhases {
         let facts = handoff.deploy.take();
         ScenarioPhases {
             deploy_status: deploy.result.status.clone(),
+            changed: true,
             facts,
             handoff,
         }
@@ -58,7 +60,7 @@ impl Phases for ScenarioPhases {
     async fn deploy(&self, _run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
         handoff.deploy = self.facts.clone();
         let mut result = PhaseResult::new(self.deploy_status.clone());
-        result.changed = true;
+        result.changed = self.changed;
         result
     }
 }
@@ -571,4 +573,44 @@ async fn a_rollback_command_records_a_rollback_deployment_that_says_so() {
     assert!(run
         .summary
         .contains("## gantry · Rolled back · `prod` · release 41"));
+}
+
+#[tokio::test]
+async fn a_deploy_stopped_before_it_changed_anything_writes_no_audit_commit() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!("{REPO}/deployments")))
+        .respond_with(ok(201, json!({"id": 80})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("{REPO}/deployments/80/statuses")))
+        .respond_with(ok(201, json!({"id": 1})))
+        .expect(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{REPO}/commits/{SHA}/pulls")))
+        .respond_with(ok(200, json!([])))
+        .mount(&server)
+        .await;
+    mount_audit(&server, 0).await;
+    let mut phases = ScenarioPhases::from(report_support::success());
+    phases.deploy_status = PhaseStatus::failed(
+        "preflight-failed",
+        "image api@sha256:aa11 is not in the registry",
+    );
+    phases.changed = false;
+    let run = run(&phases, "push", &server.uri(), &[]).await;
+    assert_eq!(run.exit, Exit::Failure);
+    let requests = server.received_requests().await.unwrap();
+    let last = requests
+        .iter()
+        .filter(|r| r.url.path().ends_with("/statuses"))
+        .map(body_of)
+        .next_back()
+        .unwrap();
+    assert_eq!(last["state"], "failure");
+    assert_eq!(last["description"], "release 42 failed (preflight-failed)");
 }

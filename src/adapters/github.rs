@@ -576,7 +576,14 @@ impl<'a> Reporter<'a> {
             self.comment(&github, report, &mut lines).await;
         }
         if let Some(branch) = self.config.report.audit_branch.clone() {
-            if self.deploys() && report.outcome.handoff.deploy.is_some() {
+            // Only when the environment may have changed: a deploy stopped by pre-flight or an
+            // earlier phase left what runs as the last record says.
+            let deploy_changed = report.outcome.phases.iter().any(|p| {
+                p.name == crate::pipeline::PhaseName::Deploy
+                    && (p.result.changed
+                        || p.result.status == crate::pipeline::PhaseStatus::Succeeded)
+            });
+            if self.deploys() && deploy_changed && report.outcome.handoff.deploy.is_some() {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())

@@ -107,6 +107,7 @@ pub fn final_status(input: &ReportInput<'_>) -> (&'static str, String) {
         None if status == RunStatus::RolledBack => {
             format!("{release_text} failed ({reason}); rolled back")
         }
+        None if release.is_some() => format!("{release_text} failed ({reason})"),
         None => format!("failed ({reason})"),
     };
     ("failure", text)
