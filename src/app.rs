@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use crate::adapters::github::Reporter as GitHubReporter;
 use crate::adapters::runner::{Runner, RunnerFileError, RunnerFiles, RunnerMode};
 use crate::config::{CommandChoice, Config, InputError, RawInputs, ValidationContext};
 use crate::context::{ContextError, GitHubContext};
@@ -81,8 +82,9 @@ pub async fn execute<P: Phases>(
     };
     let runner = Runner::with_writer(mode, debug, files, out);
     // Secrets are masked before anything else is printed, even before validation.
-    for secret in raw.secret_values() {
-        runner.add_mask(&secret);
+    let mut secrets = raw.secret_values();
+    for secret in &secrets {
+        runner.add_mask(secret);
     }
     if let Some(command) = command_override {
         raw.set(
@@ -133,6 +135,7 @@ pub async fn execute<P: Phases>(
 
     for secret in config.secrets() {
         runner.add_mask(secret);
+        secrets.push(secret.to_string());
     }
     runner.info(&format!(
         "gantry {}: {} `{}` ({}), commit {}",
@@ -164,18 +167,56 @@ pub async fn execute<P: Phases>(
         runner: &runner,
         cancel: &cancel,
     };
+    let mut github = GitHubReporter::new(&config, &context, &decision, &runner);
+    // The deployment is in progress from before the phases: its final status follows them.
+    github.start_deployment(None).await;
     let outcome = pipeline::run_phases(phases, &run).await;
 
+    // Phases write their summary notes already escaped, where a masked value may no longer
+    // match its mask (`a_b` became `a\_b`): those escaped forms are masked too.
+    secrets.extend(
+        outcome
+            .handoff
+            .sensitive_outputs
+            .values()
+            .map(crate::plan::summary::output_text),
+    );
+    let escaped_secrets = escaped_forms(&secrets);
+    let redact = |text: &str| {
+        let mut text = text.to_string();
+        for escaped in &escaped_secrets {
+            if text.contains(escaped.as_str()) {
+                text = text.replace(escaped.as_str(), "\\*\\*\\*");
+            }
+        }
+        runner.redact(&text)
+    };
     let report = ReportInput {
         environment: &config.environment,
         decision: &decision,
         outcome: &outcome,
         run_url: context.run_url(),
+        redact: &redact,
     };
     for (name, value) in summary::render_outputs(&report) {
         runner.set_output(&name, &value);
     }
-    runner.append_summary(&summary::render_summary(&report));
+    let mut markdown = summary::render_summary(&report);
+    // Reporting to GitHub never changes the exit code: its failures are warnings.
+    let recorded = github.finish(&report).await;
+    for (name, value) in &github.outputs {
+        runner.set_output(name, value);
+    }
+    if !recorded.is_empty() {
+        markdown.push_str("\n### Recorded on GitHub\n\n");
+        for line in recorded {
+            markdown.push_str(&format!(
+                "- {}\n",
+                summary::escape_markdown(&runner.redact(&line))
+            ));
+        }
+    }
+    runner.append_summary(&markdown);
     let status = outcome.status(decision.command);
     runner.info(&format!(
         "gantry: {} in {}",
@@ -193,6 +234,27 @@ pub async fn execute<P: Phases>(
     } else {
         Exit::Failure
     }
+}
+
+/// The Markdown-escaped spellings of secrets that escaping changes, longest first, so they can
+/// be masked in text that was escaped before it was redacted.
+fn escaped_forms(secrets: &[String]) -> Vec<String> {
+    let mut forms: Vec<String> = secrets
+        .iter()
+        .flat_map(|secret| {
+            let mut candidates = vec![secret.clone()];
+            candidates.extend(secret.lines().map(|line| line.trim().to_string()));
+            candidates
+        })
+        .filter(|secret| secret.len() >= 4)
+        .filter_map(|secret| {
+            let escaped = summary::escape_markdown(&secret);
+            (escaped != secret).then_some(escaped)
+        })
+        .collect();
+    forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
+    forms.dedup();
+    forms
 }
 
 /// Reports every problem at once and exits with the usage code; writes the `status` and
@@ -215,7 +277,11 @@ fn refuse(runner: &Runner, problems: &[String], files_usable: bool) -> Exit {
         runner.set_output("failure-reason", "invalid-input");
         let mut md = String::from("## gantry · Invalid input · nothing was changed\n\n");
         for problem in problems {
-            md.push_str(&format!("- {}\n", summary::escape_markdown(problem)));
+            // Redacted before escaping: an escaped secret no longer matches the mask.
+            md.push_str(&format!(
+                "- {}\n",
+                summary::escape_markdown(&runner.redact(problem))
+            ));
         }
         runner.append_summary(&md);
         if let Err(err) = runner.finish() {

@@ -251,7 +251,7 @@ fn the_command_is_decided_from_the_event() {
         (
             "workflow_dispatch",
             fixture("workflow_dispatch.json"),
-            vec![],
+            vec![("rollback-to", "41")],
             Command::Rollback,
             "asking for `rollback`",
         ),
@@ -344,6 +344,13 @@ fn malformed_requests_are_refused_before_anything_runs() {
             vec![],
             "command",
             "`nuke`, which gantry does not know",
+        ),
+        (
+            "workflow_dispatch",
+            fixture("workflow_dispatch.json"),
+            vec![],
+            "rollback-to",
+            "a manual rollback must name the release",
         ),
         (
             "push",
@@ -487,5 +494,32 @@ fn a_local_context_reads_the_commit_from_git_files() {
     assert_eq!(
         (detached.git_ref, detached.sha.as_deref()),
         (None, Some("3333333333333333333333333333333333333333"))
+    );
+}
+
+#[test]
+fn the_audit_trail_is_on_by_default_per_environment_and_false_turns_it_off() {
+    assert_eq!(
+        config(&[]).report.audit_branch.as_deref(),
+        Some("gantry/audit/prod")
+    );
+    assert_eq!(
+        config(&[("audit-branch", "audit/{environment}-trail")])
+            .report
+            .audit_branch
+            .as_deref(),
+        Some("audit/prod-trail")
+    );
+    assert_eq!(
+        config(&[("audit-branch", "false")]).report.audit_branch,
+        None
+    );
+    // Empty means "not given" for every input, so the default applies.
+    assert_eq!(
+        config(&[("audit-branch", "")])
+            .report
+            .audit_branch
+            .as_deref(),
+        Some("gantry/audit/prod")
     );
 }

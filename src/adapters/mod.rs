@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod docker;
 pub mod ecr;
 pub mod eks;
+pub mod github;
 pub mod kube;
 pub mod registry;
 pub mod runner;

@@ -448,7 +448,7 @@ pub const INPUTS: &[InputSpec] = &[
         Report,
         Text,
         Some("gantry/audit/{environment}"),
-        "Branch that receives a commit recording every deploy and rollback (`{environment}` is replaced). Empty: no audit trail.",
+        "Branch that receives a commit recording every deploy and rollback: `<environment>/release.json` and `<environment>/manifests.yaml` (`{environment}` is replaced). Created from the default branch's head when missing; never force-pushed. `false`: no audit trail.",
     ),
 ];
 
@@ -460,11 +460,11 @@ pub struct OutputSpec {
 }
 
 /// Every output gantry declares. Per-image and Terraform outputs are added dynamically and
-/// documented in README.md (`image-<name>-digest`, `tf-<output>`).
+/// documented in docs/report.md (`image-<name>-uri`, `image-<name>-digest`, `tf-<output>`).
 pub const OUTPUTS: &[OutputSpec] = &[
     OutputSpec {
         name: "status",
-        description: "Outcome of the run: deployed, planned, failed or rolled-back.",
+        description: "Outcome of the run: deployed, planned, destroyed, listed, failed or rolled-back.",
     },
     OutputSpec {
         name: "environment",
@@ -492,7 +492,11 @@ pub const OUTPUTS: &[OutputSpec] = &[
     },
     OutputSpec {
         name: "images",
-        description: "JSON object keyed by image name: uri, tag, digest, built or reused, duration.",
+        description: "JSON object keyed by image name: the image as deployed, `repository@digest`.",
+    },
+    OutputSpec {
+        name: "image-details",
+        description: "JSON list of the built images: name, uri, tag, digest, status (built, built-not-pushed or reused) and duration_ms.",
     },
     OutputSpec {
         name: "plan-fingerprint",
@@ -501,6 +505,18 @@ pub const OUTPUTS: &[OutputSpec] = &[
     OutputSpec {
         name: "plan-changes",
         description: "JSON object with the Terraform plan counts: create, update, delete, replace, read.",
+    },
+    OutputSpec {
+        name: "deployment-id",
+        description: "Id of the GitHub Deployment recorded for this deploy or rollback (empty without one).",
+    },
+    OutputSpec {
+        name: "comment-url",
+        description: "URL of the pull-request comment written or updated by this run (empty without one).",
+    },
+    OutputSpec {
+        name: "audit-commit",
+        description: "SHA of the commit recording this deploy or rollback on the audit branch (empty without one).",
     },
     OutputSpec {
         name: "phases",

@@ -1098,8 +1098,10 @@ impl Validator<'_> {
                 );
             }
         }
+        // An empty input means "not given" (the default applies), so `false` turns it off.
         let audit_branch = self
             .text("audit-branch")
+            .filter(|branch| !matches!(branch.as_str(), "false" | "False" | "FALSE"))
             .map(|branch| branch.replace("{environment}", environment));
         // With an invalid environment (already reported) the expanded name means nothing.
         let environment_known = !environment.is_empty();

@@ -130,6 +130,15 @@ pub fn decide(config: &Config, cx: &GitHubContext) -> Result<Decision, Validatio
             "a rollback restores a recorded release and builds nothing; choose the release with rollback-to instead of version".to_string(),
         );
     }
+    if command == Command::Rollback
+        && config.rollback_to.is_none()
+        && matches!(cx.event, Event::WorkflowDispatch(_))
+    {
+        error(
+            "rollback-to",
+            "a manual rollback must name the release to restore; set rollback-to to its number (the summary of a `command: history` run lists the releases)".to_string(),
+        );
+    }
     if command == Command::Destroy {
         match &config.confirm_destroy {
             Some(confirmation) if *confirmation == config.environment => {}

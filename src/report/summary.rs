@@ -1,21 +1,32 @@
 //! The job summary and the step outputs of a run, rendered from its outcome (pure).
 //!
 //! Untrusted text (branch names, commit messages, error messages that quote them) is escaped
-//! with [`escape_markdown`] so it cannot break the tables or inject HTML.
+//! with [`escape_markdown`] so it cannot break the tables or inject HTML, after masked values
+//! have been replaced (see [`super::markdown`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::pipeline::{Decision, PhaseStatus, RunOutcome, RunStatus};
+use crate::image::report::short_digest;
+use crate::image::BuiltImage;
+use crate::pipeline::facts::{
+    ChangeAction, DeployFacts, PlannedAction, PlannedChange, RollbackFacts, RolloutFailure,
+};
+use crate::pipeline::{Command, Decision, Handoff, PhaseName, PhaseStatus, RunOutcome, RunStatus};
+use crate::plan::PlanSummary;
+
+use super::markdown::{self, Redact};
 
 /// What the report needs besides the outcome.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ReportInput<'a> {
     pub environment: &'a str,
     pub decision: &'a Decision,
     pub outcome: &'a RunOutcome,
     pub run_url: Option<String>,
+    /// The runner's redaction, applied to every untrusted text before it is escaped.
+    pub redact: Redact<'a>,
 }
 
 /// Escapes text for Markdown table cells and paragraphs: HTML, table pipes, emphasis and
@@ -54,53 +65,113 @@ pub fn human_duration(duration: Duration) -> String {
     }
 }
 
-fn headline(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Deployed => "Deployed",
-        RunStatus::Planned => "Planned",
-        RunStatus::Destroyed => "Destroyed",
-        RunStatus::Listed => "Release history",
-        RunStatus::Failed => "Failed",
-        RunStatus::RolledBack => "Failed and rolled back",
+/// The outcome a person reads first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Headline {
+    Deployed,
+    RolledBackByCommand,
+    Planned,
+    Destroyed,
+    Listed,
+    FailedRolledBack,
+    FailedRollbackFailed,
+    FailedAfterChanges,
+    FailedNothingChanged,
+}
+
+impl Headline {
+    pub fn of(input: &ReportInput<'_>) -> Headline {
+        let status = input.outcome.status(input.decision.command);
+        let deploy = input.outcome.handoff.deploy.as_ref();
+        let rollback_failed = deploy
+            .and_then(|d| d.rollback.as_ref())
+            .is_some_and(|r| r.error.is_some());
+        match status {
+            RunStatus::Deployed if input.decision.command == Command::Rollback => {
+                Headline::RolledBackByCommand
+            }
+            RunStatus::Deployed => Headline::Deployed,
+            RunStatus::Planned => Headline::Planned,
+            RunStatus::Destroyed => Headline::Destroyed,
+            RunStatus::Listed => Headline::Listed,
+            _ if rollback_failed => Headline::FailedRollbackFailed,
+            RunStatus::RolledBack => Headline::FailedRolledBack,
+            _ if deploy.and_then(|d| d.rollback.as_ref()).is_some() => Headline::FailedRolledBack,
+            _ if input.outcome.changed() => Headline::FailedAfterChanges,
+            _ => Headline::FailedNothingChanged,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Headline::Deployed => "Deployed",
+            Headline::RolledBackByCommand => "Rolled back",
+            Headline::Planned => "Planned",
+            Headline::Destroyed => "Destroyed",
+            Headline::Listed => "Release history",
+            Headline::FailedRolledBack => "Failed and rolled back",
+            Headline::FailedRollbackFailed => "Failed, and the rollback failed too",
+            Headline::FailedAfterChanges => "Failed after changing the environment",
+            Headline::FailedNothingChanged => "Failed, nothing changed",
+        }
     }
 }
 
-/// Renders the job summary Markdown for a run.
+/// Renders the job summary Markdown for a run (redacted before escaping; cut with
+/// [`crate::report::workflow::truncate_summary`] by the runner if ever over 1 MiB).
 pub fn render_summary(input: &ReportInput<'_>) -> String {
-    let status = input.outcome.status(input.decision.command);
+    let r = input.redact;
+    let outcome = input.outcome;
+    let handoff = &outcome.handoff;
+    let deploy = handoff.deploy.as_ref();
+    let headline = Headline::of(input);
     let mut md = String::new();
+    let release = deploy
+        .and_then(|d| d.release)
+        .map(|n| format!(" · release {n}"))
+        .unwrap_or_default();
     let _ = writeln!(
         md,
-        "## gantry · {} · `{}`\n",
-        headline(status),
-        escape_markdown(input.environment)
+        "## gantry · {} · {}{release}\n",
+        headline.title(),
+        markdown::code(r, input.environment)
     );
     let commit = input
         .decision
         .commit
         .as_deref()
-        .map(|sha| {
-            format!(
-                "`{}`",
-                escape_markdown(crate::context::char_prefix(sha, 12))
-            )
-        })
+        .map(|sha| markdown::code(r, crate::context::char_prefix(sha, 12)))
         .unwrap_or_else(|| "unknown".into());
     let _ = writeln!(
         md,
-        "**Command:** {} ({}) · **Commit:** {commit} · **Total time:** {}\n",
+        "**Commit:** {commit} · **Command:** {} ({}) · **Total time:** {}\n",
         input.decision.command.as_str(),
-        escape_markdown(&input.decision.reason),
-        human_duration(input.outcome.duration)
+        markdown::text(r, &input.decision.reason),
+        human_duration(outcome.duration)
     );
-    if status == RunStatus::Failed {
-        if input.outcome.changed() {
-            md.push_str("> [!WARNING]\n> The run failed after it had started changing the environment; see the failing phase below for what changed.\n\n");
-        } else {
-            md.push_str("> [!CAUTION]\n> The run failed before anything was changed; the environment is as it was.\n\n");
+    match headline {
+        Headline::FailedNothingChanged => md.push_str(
+            "> [!CAUTION]\n> The run failed before anything was changed; the environment is as it was.\n\n",
+        ),
+        Headline::FailedAfterChanges => md.push_str(
+            "> [!WARNING]\n> The run failed after it had started changing the environment; see the failing phase below for what changed.\n\n",
+        ),
+        Headline::FailedRolledBack => {
+            let to = deploy
+                .and_then(|d| d.rollback.as_ref())
+                .map(rollback_target)
+                .unwrap_or_else(|| "the last good release".into());
+            let _ = writeln!(
+                md,
+                "> [!WARNING]\n> The deploy failed and was rolled back: {to} is running again.\n"
+            );
         }
+        Headline::FailedRollbackFailed => md.push_str(
+            "> [!CAUTION]\n> The deploy failed **and the automatic rollback failed**: the environment may run a mix of releases. Fix the cause, then deploy again or run `command: rollback`.\n\n",
+        ),
+        _ => {}
     }
-    if let Some(failure) = input.outcome.first_failure() {
+    if let Some(failure) = outcome.first_failure() {
         if let PhaseStatus::Failed {
             message,
             failure_reason,
@@ -112,21 +183,19 @@ pub fn render_summary(input: &ReportInput<'_>) -> String {
         {
             let _ = writeln!(
                 md,
-                "**Failure** in {} (`{}`): {}\n",
+                "**Failure** in {} ({}): {}\n",
                 failure.name.as_str(),
-                escape_markdown(failure_reason),
-                escape_markdown(message)
+                markdown::code(r, failure_reason),
+                markdown::text(r, message)
             );
         }
     }
     md.push_str("| Phase | Status | Duration | Details |\n|---|---|---|---|\n");
-    for phase in &input.outcome.phases {
+    for phase in &outcome.phases {
         let details = match &phase.result.status {
-            PhaseStatus::Skipped { reason } => escape_markdown(reason),
+            PhaseStatus::Skipped { reason } => markdown::text(r, reason),
             PhaseStatus::Failed { failure_reason, .. }
-            | PhaseStatus::RolledBack { failure_reason, .. } => {
-                format!("`{}`", escape_markdown(failure_reason))
-            }
+            | PhaseStatus::RolledBack { failure_reason, .. } => markdown::code(r, failure_reason),
             PhaseStatus::Succeeded => String::new(),
         };
         let duration = match phase.result.status {
@@ -140,24 +209,496 @@ pub fn render_summary(input: &ReportInput<'_>) -> String {
             phase.result.status.label()
         );
     }
-    for phase in &input.outcome.phases {
-        if !phase.result.notes.is_empty() {
-            let _ = writeln!(md, "\n### {}\n", phase.name.as_str());
-            for note in &phase.result.notes {
-                let _ = writeln!(md, "{note}");
+
+    // Infra
+    let infra_notes = phase_notes(outcome, PhaseName::Infra, |note| {
+        handoff
+            .plan
+            .as_ref()
+            .is_some_and(|p| *note == p.to_markdown())
+            || *note == crate::plan::summary::outputs_markdown(&handoff.terraform_outputs)
+    });
+    if handoff.plan.is_some() || !handoff.terraform_outputs.is_empty() || !infra_notes.is_empty() {
+        md.push_str("\n### Infrastructure\n\n");
+        if let Some(plan) = &handoff.plan {
+            md.push_str(&plan_markdown(r, plan));
+        }
+        md.push_str(&terraform_outputs(r, handoff));
+        for note in infra_notes {
+            let _ = writeln!(md, "\n{}", r(note));
+        }
+    }
+
+    // Build
+    let build_notes = phase_notes(outcome, PhaseName::Build, |_| false);
+    let standard = crate::image::report::notes(&handoff.built_images);
+    let build_notes: Vec<&String> = if build_notes.iter().copied().eq(standard.iter()) {
+        Vec::new()
+    } else {
+        build_notes
+    };
+    if !handoff.built_images.is_empty() || !build_notes.is_empty() {
+        md.push_str("\n### Images\n\n");
+        md.push_str(&images_table(r, &handoff.built_images));
+        if !build_notes.is_empty() {
+            md.push('\n');
+            for note in build_notes {
+                let _ = writeln!(md, "{}", r(note));
+            }
+        }
+    }
+
+    // Deploy
+    if let Some(facts) = deploy {
+        md.push_str("\n### Kubernetes\n\n");
+        md.push_str(&deploy_markdown(r, facts, SUMMARY_MANIFESTS_LIMIT));
+    } else {
+        let notes = phase_notes(outcome, PhaseName::Deploy, |_| false);
+        if !notes.is_empty() {
+            md.push_str("\n### Kubernetes\n\n");
+            for note in notes {
+                let _ = writeln!(md, "{}", r(note));
             }
         }
     }
     if let Some(url) = &input.run_url {
-        let _ = writeln!(md, "\n[Run log]({url})");
+        let _ = writeln!(md, "\n[Run log]({})", r(url));
     }
     md
 }
 
-/// The step outputs of a run (phase outputs included).
+/// How much of the rendered manifests the summary shows (the audit branch has them all).
+const SUMMARY_MANIFESTS_LIMIT: usize = 64 * 1024;
+
+fn rollback_target(rollback: &RollbackFacts) -> String {
+    match rollback.to_release {
+        Some(n) => format!("release {n}"),
+        None => "the state before the first release (its objects were removed)".into(),
+    }
+}
+
+/// The notes a phase wrote for the summary, without those `duplicate` says the report already
+/// renders from the structured hand-off.
+fn phase_notes(
+    outcome: &RunOutcome,
+    name: PhaseName,
+    duplicate: impl Fn(&String) -> bool,
+) -> Vec<&String> {
+    outcome
+        .phases
+        .iter()
+        .filter(|p| p.name == name)
+        .flat_map(|p| p.result.notes.iter())
+        .filter(|note| !duplicate(note) && !note.trim().is_empty())
+        .collect()
+}
+
+/// The Terraform plan: counts, fingerprint, one collapsible list of addresses per action.
+pub fn plan_markdown(r: Redact<'_>, plan: &PlanSummary) -> String {
+    let mut md = format!(
+        "**Terraform plan:** {} (fingerprint {})\n",
+        plan.counts.sentence(),
+        markdown::code(r, crate::context::char_prefix(plan.fingerprint(), 12))
+    );
+    for (action, list) in &plan.addresses {
+        let _ = writeln!(
+            md,
+            "\n<details><summary>{} ({})</summary>\n",
+            action.as_str(),
+            list.len()
+        );
+        for address in list {
+            let _ = writeln!(md, "- {}", markdown::code(r, address));
+        }
+        md.push_str("\n</details>\n");
+    }
+    if !plan.outputs.is_empty() {
+        let changed: Vec<String> = plan
+            .outputs
+            .iter()
+            .map(|output| {
+                let marker = if output.sensitive { " (sensitive)" } else { "" };
+                format!(
+                    "{} {}{marker}",
+                    markdown::code(r, &output.name),
+                    output.action.as_str()
+                )
+            })
+            .collect();
+        let _ = writeln!(md, "\nOutput changes: {}", changed.join(", "));
+    }
+    md
+}
+
+fn terraform_outputs(r: Redact<'_>, handoff: &Handoff) -> String {
+    let mut md = String::new();
+    if !handoff.terraform_outputs.is_empty() {
+        md.push_str("\n| Terraform output | Value |\n|---|---|\n");
+        for (name, value) in &handoff.terraform_outputs {
+            let _ = writeln!(
+                md,
+                "| {} | {} |",
+                markdown::code(r, name),
+                markdown::code(r, &crate::plan::summary::output_text(value))
+            );
+        }
+    }
+    if !handoff.sensitive_outputs.is_empty() {
+        let names: Vec<String> = handoff
+            .sensitive_outputs
+            .keys()
+            .map(|name| markdown::code(r, name))
+            .collect();
+        let _ = writeln!(
+            md,
+            "\nSensitive outputs (masked, not shown): {}",
+            names.join(", ")
+        );
+    }
+    md
+}
+
+/// The images table: repository, tag, short digest, built or reused, duration.
+pub fn images_table(r: Redact<'_>, images: &[BuiltImage]) -> String {
+    if images.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "| Image | Repository | Tag | Digest | Result | Duration |\n|---|---|---|---|---|---|\n",
+    );
+    for image in images {
+        let digest = image
+            .digest
+            .as_deref()
+            .map(|d| markdown::code(r, &short_digest(d)))
+            .unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {digest} | {} | {} |",
+            markdown::text(r, &image.name),
+            markdown::code(r, &image.uri),
+            markdown::code(r, short_tag(&image.tag)),
+            image.status.as_str(),
+            human_duration(Duration::from_millis(image.duration_ms)),
+        );
+    }
+    md
+}
+
+fn short_tag(tag: &str) -> &str {
+    if tag.len() == 40 && tag.bytes().all(|b| b.is_ascii_hexdigit()) {
+        &tag[..12]
+    } else {
+        tag
+    }
+}
+
+/// Everything the deploy phase reported: release, workloads, applied and pruned objects,
+/// failure evidence, rollback, dry run, history and the rendered manifests (cut at
+/// `manifests_limit` bytes).
+pub fn deploy_markdown(r: Redact<'_>, facts: &DeployFacts, manifests_limit: usize) -> String {
+    let mut md = String::new();
+    match (facts.release, facts.previous_release) {
+        (Some(release), Some(previous)) => {
+            let _ = writeln!(md, "**Release:** {release} (previous: {previous})\n");
+        }
+        (Some(release), None) => {
+            let _ = writeln!(md, "**Release:** {release} (the first)\n");
+        }
+        (None, Some(previous)) => {
+            let _ = writeln!(md, "**Release:** none created (current: {previous})\n");
+        }
+        (None, None) => {}
+    }
+    if !facts.interrupted.is_empty() {
+        let list: Vec<String> = facts.interrupted.iter().map(u64::to_string).collect();
+        let _ = writeln!(
+            md,
+            "> [!NOTE]\n> Interrupted release{} {} (a killed run) recorded as failed.\n",
+            plural(list.len()),
+            list.join(", ")
+        );
+    }
+    md.push_str(&preflight_markdown(r, &facts.preflight));
+    if !facts.workloads.is_empty() {
+        md.push_str("| Workload | Status | Replicas | Message |\n|---|---|---|---|\n");
+        for w in &facts.workloads {
+            let _ = writeln!(
+                md,
+                "| {} | {} {} | {} | {} |",
+                markdown::code(r, &w.object),
+                status_icon(&w.status),
+                markdown::text(r, &w.status),
+                w.replicas
+                    .as_deref()
+                    .map(|x| markdown::text(r, x))
+                    .unwrap_or_else(|| "–".into()),
+                markdown::text(r, &w.message)
+            );
+        }
+        md.push('\n');
+    }
+    if !facts.applied.is_empty() {
+        let count = |a: ChangeAction| facts.applied.iter().filter(|c| c.action == a).count();
+        let _ = writeln!(
+            md,
+            "<details><summary>Applied {} object{}: {} created, {} configured, {} unchanged</summary>\n",
+            facts.applied.len(),
+            plural(facts.applied.len()),
+            count(ChangeAction::Created),
+            count(ChangeAction::Configured),
+            count(ChangeAction::Unchanged)
+        );
+        md.push_str("| # | Object | Result |\n|---|---|---|\n");
+        for (i, change) in facts.applied.iter().enumerate() {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                i + 1,
+                markdown::code(r, &change.object),
+                change.action.as_str()
+            );
+        }
+        md.push_str("\n</details>\n\n");
+    }
+    if !facts.pruned.is_empty() {
+        let _ = writeln!(
+            md,
+            "**Pruned** ({}, no longer in the manifests):\n",
+            facts.pruned.len()
+        );
+        for object in &facts.pruned {
+            let _ = writeln!(md, "- {}", markdown::code(r, object));
+        }
+        md.push('\n');
+    }
+    if let Some(failure) = &facts.failure {
+        md.push_str(&failure_markdown(r, failure));
+    }
+    if let Some(rollback) = &facts.rollback {
+        md.push_str(&rollback_markdown(r, rollback));
+    }
+    if let Some(changes) = &facts.dry_run {
+        md.push_str(&dry_run_markdown(r, changes));
+    }
+    if !facts.history.is_empty() {
+        md.push_str(
+            "| Release | Status | Commit | Created | Description |\n|---|---|---|---|---|\n",
+        );
+        for h in &facts.history {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                h.release,
+                markdown::text(r, &h.status),
+                h.commit
+                    .as_deref()
+                    .map(|c| markdown::code(r, crate::context::char_prefix(c, 12)))
+                    .unwrap_or_else(|| "–".into()),
+                markdown::text(r, &h.created),
+                markdown::text(r, &h.description)
+            );
+        }
+        md.push('\n');
+    }
+    if let Some(manifests) = &facts.rendered_manifests {
+        let documents = format!("\n{manifests}")
+            .split("\n---")
+            .filter(|doc| !doc.trim().is_empty())
+            .count();
+        let _ = writeln!(
+            md,
+            "<details><summary>Rendered manifests ({documents} document{}, {} bytes)</summary>\n",
+            plural(documents),
+            manifests.len()
+        );
+        let mut lines: Vec<String> = Vec::new();
+        let mut size = 0;
+        let mut cut = false;
+        for line in manifests.lines() {
+            size += line.len() + 1;
+            if size > manifests_limit {
+                cut = true;
+                break;
+            }
+            lines.push(line.to_string());
+        }
+        md.push_str(&markdown::fenced(r, "yaml", &lines));
+        if cut {
+            md.push_str("\n(cut here; the audit branch has the full file)\n");
+        }
+        md.push_str("\n</details>\n\n");
+    }
+    md
+}
+
+/// The pre-flight findings: what stopped the deploy, or notes when it went ahead.
+pub fn preflight_markdown(r: Redact<'_>, findings: &[String]) -> String {
+    if findings.is_empty() {
+        return String::new();
+    }
+    let mut md = format!("**Pre-flight** ({}):\n\n", findings.len());
+    for finding in findings {
+        let _ = writeln!(md, "- {}", markdown::text(r, finding));
+    }
+    md.push('\n');
+    md
+}
+
+fn status_icon(status: &str) -> &'static str {
+    match status {
+        "complete" => "✅",
+        "failed" => "❌",
+        "progressing" => "⏳",
+        _ => "➖",
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// The failing pod's reason, message, log excerpt and events.
+pub fn failure_markdown(r: Redact<'_>, failure: &RolloutFailure) -> String {
+    let mut md = String::from("#### Rollout failure\n\n");
+    let mut place = vec![markdown::code(r, &failure.object)];
+    if let Some(pod) = &failure.pod {
+        place.push(format!("pod {}", markdown::code(r, pod)));
+    }
+    if let Some(container) = &failure.container {
+        place.push(format!("container {}", markdown::code(r, container)));
+    }
+    let _ = writeln!(
+        md,
+        "**{}** in {}: {}\n",
+        markdown::text(r, &failure.reason),
+        place.join(" · "),
+        markdown::text(r, &failure.message)
+    );
+    if !failure.log_tail.is_empty() {
+        let _ = writeln!(
+            md,
+            "<details open><summary>Log (last {} line{})</summary>\n",
+            failure.log_tail.len(),
+            plural(failure.log_tail.len())
+        );
+        md.push_str(&markdown::fenced(r, "text", &failure.log_tail));
+        md.push_str("\n</details>\n\n");
+    }
+    if !failure.events.is_empty() {
+        let _ = writeln!(
+            md,
+            "<details open><summary>Events ({})</summary>\n",
+            failure.events.len()
+        );
+        md.push_str(&markdown::fenced(r, "text", &failure.events));
+        md.push_str("\n</details>\n\n");
+    }
+    md
+}
+
+/// What a rollback restored, deleted, or why it failed.
+pub fn rollback_markdown(r: Redact<'_>, rollback: &RollbackFacts) -> String {
+    let mut md = String::from("#### Rollback\n\n");
+    let from = rollback
+        .from_release
+        .map(|n| format!("release {n}"))
+        .unwrap_or_else(|| "the failed release".into());
+    match &rollback.error {
+        None => {
+            let _ = writeln!(
+                md,
+                "Rolled back from {from} to {}.\n",
+                rollback_target(rollback)
+            );
+        }
+        Some(error) => {
+            let _ = writeln!(
+                md,
+                "Rolling back from {from} to {} **failed**: {}\n",
+                rollback_target(rollback),
+                markdown::text(r, error)
+            );
+        }
+    }
+    for (title, list) in [
+        ("Restored", &rollback.restored),
+        ("Deleted (created by the failed release)", &rollback.deleted),
+    ] {
+        if !list.is_empty() {
+            let items: Vec<String> = list.iter().map(|o| markdown::code(r, o)).collect();
+            let _ = writeln!(md, "- {title}: {}", items.join(", "));
+        }
+    }
+    md.push('\n');
+    md
+}
+
+/// Counts of a server-side dry run, as a sentence.
+pub fn dry_run_sentence(changes: &[PlannedChange]) -> String {
+    let count = |a: PlannedAction| changes.iter().filter(|c| c.action == a).count();
+    format!(
+        "{} to create, {} to change, {} to prune, {} unchanged",
+        count(PlannedAction::Create),
+        count(PlannedAction::Change),
+        count(PlannedAction::Prune),
+        count(PlannedAction::Unchanged)
+    )
+}
+
+/// A fingerprint of the dry run (sha256 of its sorted lines, 12 hex digits), so a reviewer can
+/// tell two plans apart at a glance.
+pub fn dry_run_fingerprint(changes: &[PlannedChange]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut lines: Vec<String> = changes
+        .iter()
+        .map(|c| format!("{} {} {}", c.action.as_str(), c.object, c.fields.join(",")))
+        .collect();
+    lines.sort();
+    let digest = Sha256::digest(lines.join("\n").as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The Kubernetes dry run: counts and a table of the objects that would change.
+pub fn dry_run_markdown(r: Redact<'_>, changes: &[PlannedChange]) -> String {
+    let mut md = format!(
+        "**Kubernetes dry run:** {} (fingerprint `{}`)\n\n",
+        dry_run_sentence(changes),
+        dry_run_fingerprint(changes)
+    );
+    let changing: Vec<&PlannedChange> = changes
+        .iter()
+        .filter(|c| c.action != PlannedAction::Unchanged)
+        .collect();
+    if !changing.is_empty() {
+        md.push_str("| Object | Action | Changed fields |\n|---|---|---|\n");
+        for c in changing {
+            let fields: Vec<String> = c.fields.iter().map(|f| markdown::code(r, f)).collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                markdown::code(r, &c.object),
+                c.action.as_str(),
+                fields.join("<br>")
+            );
+        }
+        md.push('\n');
+    }
+    md
+}
+
+/// The step outputs of a run (phase outputs included), each value redacted.
 pub fn render_outputs(input: &ReportInput<'_>) -> BTreeMap<String, String> {
     let outcome = input.outcome;
+    let handoff = &outcome.handoff;
     let mut outputs = BTreeMap::new();
+    for phase in &outcome.phases {
+        outputs.extend(phase.result.outputs.clone());
+    }
     let status = outcome.status(input.decision.command);
     outputs.insert("status".into(), status.as_str().into());
     outputs.insert("environment".into(), input.environment.into());
@@ -167,6 +708,20 @@ pub fn render_outputs(input: &ReportInput<'_>) -> BTreeMap<String, String> {
         "failure-reason".into(),
         outcome.failure_reason().unwrap_or_default().into(),
     );
+    let deploy = handoff.deploy.as_ref();
+    let number = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
+    outputs.insert("release".into(), number(deploy.and_then(|d| d.release)));
+    outputs.insert(
+        "previous-release".into(),
+        number(deploy.and_then(|d| d.previous_release)),
+    );
+    if deploy
+        .and_then(|d| d.rollback.as_ref())
+        .is_some_and(|r| r.error.is_none())
+        && input.decision.command == Command::Deploy
+    {
+        outputs.insert("rolled-back".into(), "true".into());
+    }
     let phases: serde_json::Map<String, serde_json::Value> = outcome
         .phases
         .iter()
@@ -200,12 +755,57 @@ pub fn render_outputs(input: &ReportInput<'_>) -> BTreeMap<String, String> {
     );
     outputs.insert(
         "images".into(),
-        serde_json::to_string(&outcome.handoff.images).unwrap_or_else(|_| "{}".into()),
+        serde_json::to_string(&handoff.images).unwrap_or_else(|_| "{}".into()),
     );
-    for phase in &outcome.phases {
-        outputs.extend(phase.result.outputs.clone());
+    if let Some(plan) = &handoff.plan {
+        outputs
+            .entry("plan-fingerprint".into())
+            .or_insert_with(|| plan.fingerprint().to_string());
+        outputs
+            .entry("plan-changes".into())
+            .or_insert_with(|| plan.counts_json());
+    }
+    for (name, value) in &handoff.terraform_outputs {
+        outputs
+            .entry(format!("{}{name}", crate::infra::OUTPUT_PREFIX))
+            .or_insert_with(|| crate::plan::summary::output_text(value));
+    }
+    for image in &handoff.built_images {
+        outputs
+            .entry(format!("image-{}-digest", image.name))
+            .or_insert_with(|| image.digest.clone().unwrap_or_default());
     }
     outputs
+        .into_iter()
+        .map(|(name, value)| {
+            let value = (input.redact)(&value);
+            (name, value)
+        })
+        .collect()
+}
+
+/// The images of a run for the audit record: by image name, its uri, tag, digest,
+/// `reference` (`uri@digest`), status (built / built-not-pushed / reused) and duration; images
+/// only known by reference (handed over without build details) carry just the reference.
+pub fn images_json(handoff: &Handoff) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (name, reference) in &handoff.images {
+        map.insert(name.clone(), serde_json::json!({ "reference": reference }));
+    }
+    for image in &handoff.built_images {
+        map.insert(
+            image.name.clone(),
+            serde_json::json!({
+                "uri": image.uri,
+                "tag": image.tag,
+                "digest": image.digest,
+                "reference": image.reference(),
+                "status": image.status,
+                "duration_ms": image.duration_ms,
+            }),
+        );
+    }
+    serde_json::Value::Object(map)
 }
 
 #[cfg(test)]
