@@ -51,7 +51,8 @@ pub fn render_with(
             .collect(),
         run.decision.commit.as_deref(),
         &run.config.environment,
-    );
+    )
+    .with_images(&handoff.images);
     let mut errors = Vec::new();
     for file in &deploy.manifest_files {
         let text = std::fs::read_to_string(file).unwrap_or_default();

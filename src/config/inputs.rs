@@ -483,12 +483,16 @@ pub const OUTPUTS: &[OutputSpec] = &[
         description: "Release number that was deployed before this run.",
     },
     OutputSpec {
+        name: "restored-release",
+        description: "After a rollback: the release number running again (empty when a failed first release was removed).",
+    },
+    OutputSpec {
         name: "rolled-back",
         description: "true when a failed rollout was rolled back to previous-release.",
     },
     OutputSpec {
         name: "failure-reason",
-        description: "Machine-readable reason of a failure, e.g. invalid-input, init-failed, plan-failed, state-locked, destroy-blocked, apply-failed, build-failed, rollout-failed, not-implemented.",
+        description: "Machine-readable reason of a failure, e.g. invalid-input, init-failed, plan-failed, state-locked, destroy-blocked, apply-failed, build-failed, preflight-failed, locked, rollout-failed, rollout-timeout, rollback-failed, recovery-failed, cluster-unreachable, invalid-manifests, cancelled.",
     },
     OutputSpec {
         name: "images",

@@ -480,7 +480,8 @@ impl Config {
         let infra = v.infra(&base, &env_name);
         let terraform_available = infra.directory.is_some() && phases.contains(&Phase::Infra);
         let build = v.build(&base, terraform_available);
-        let deploy = v.deploy(&base, cx, terraform_available);
+        let image_names: Vec<String> = build.images.iter().map(|i| i.name.clone()).collect();
+        let deploy = v.deploy(&base, cx, terraform_available, &image_names);
         let report = v.report(&env_name);
 
         if v.errors.is_empty() {
@@ -931,6 +932,7 @@ impl Validator<'_> {
         base: &Path,
         cx: &ValidationContext,
         terraform_available: bool,
+        image_names: &[String],
     ) -> DeployConfig {
         let manifests = values::parse_list(self.raw.get("manifests").unwrap_or(""));
         let mut manifest_files = BTreeSet::new();
@@ -949,7 +951,7 @@ impl Validator<'_> {
         }
 
         let manifest_files: Vec<PathBuf> = manifest_files.into_iter().collect();
-        self.manifests(&manifest_files, terraform_available);
+        self.manifests(&manifest_files, terraform_available, image_names);
 
         let namespace = self.text("namespace").unwrap_or_else(|| "default".into());
         if !is_dns_label(&namespace) {
@@ -1017,7 +1019,7 @@ impl Validator<'_> {
 
     /// Checks what can be checked of the manifests before any phase runs: YAML, the fields
     /// every object needs, duplicates, and the placeholder names (their values come later).
-    fn manifests(&mut self, files: &[PathBuf], terraform_available: bool) {
+    fn manifests(&mut self, files: &[PathBuf], terraform_available: bool, image_names: &[String]) {
         let assume_namespaced = |api_version: &str, kind: &str| {
             crate::manifests::builtin_scope(api_version, kind).or(Some(true))
         };
@@ -1034,8 +1036,25 @@ impl Validator<'_> {
                     self.error(
                         "manifests",
                         format!(
-                            "{location}: unknown placeholder `${{{}}}`; use ${{tf.OUTPUT}}, ${{gantry.sha}}, ${{gantry.short-sha}} or ${{gantry.environment}} (write `$${{` for a literal `${{`)",
+                            "{location}: unknown placeholder `${{{}}}`; use ${{tf.OUTPUT}}, ${{image.NAME}}, ${{gantry.sha}}, ${{gantry.short-sha}} or ${{gantry.environment}} (write `$${{` for a literal `${{`)",
                             placeholder.name
+                        ),
+                    );
+                } else if placeholder
+                    .name
+                    .strip_prefix("image.")
+                    .is_some_and(|name| !image_names.iter().any(|known| known == name))
+                {
+                    self.error(
+                        "manifests",
+                        format!(
+                            "{location}: `${{{}}}` names no image of the `images` input ({}); it must be the `name` of a built image",
+                            placeholder.name,
+                            if image_names.is_empty() {
+                                "which is empty".to_string()
+                            } else {
+                                format!("known: {}", image_names.join(", "))
+                            }
                         ),
                     );
                 } else if placeholder.name.starts_with("tf.") && !terraform_available {

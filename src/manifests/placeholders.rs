@@ -1,4 +1,4 @@
-//! The one placeholder syntax of manifests: `${tf.OUTPUT}`, `${gantry.sha}`, `${gantry.short-sha}`, `${gantry.environment}`; `$${` writes a literal `${`.
+//! The one placeholder syntax of manifests: `${tf.OUTPUT}`, `${image.NAME}`, `${gantry.sha}`, `${gantry.short-sha}`, `${gantry.environment}`; `$${` writes a literal `${`.
 //!
 //! Placeholders are found in the file text (so an unknown name is reported at its line) and
 //! substituted in the parsed string values (so a value can never break the YAML around it).
@@ -81,6 +81,14 @@ impl Placeholders {
         Placeholders { values }
     }
 
+    /// Adds `${image.NAME}` for every built image: `repository@digest`.
+    pub fn with_images(mut self, images: &BTreeMap<String, String>) -> Self {
+        for (name, reference) in images {
+            self.values.insert(format!("image.{name}"), reference.clone());
+        }
+        self
+    }
+
     /// Whether `name` has a value.
     pub fn knows(&self, name: &str) -> bool {
         self.values.contains_key(name)
@@ -150,7 +158,10 @@ pub fn is_known_form(name: &str) -> bool {
     matches!(
         name,
         "gantry.sha" | "gantry.short-sha" | "gantry.environment"
-    ) || name.strip_prefix("tf.").is_some_and(|output| {
+    ) || name
+        .strip_prefix("tf.")
+        .or_else(|| name.strip_prefix("image."))
+        .is_some_and(|output| {
         !output.is_empty()
             && output
                 .bytes()
@@ -173,6 +184,23 @@ mod tests {
             Some("0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"),
             "prod",
         )
+    }
+
+    #[test]
+    fn image_placeholders_become_the_built_reference() {
+        let images = BTreeMap::from([(
+            "api".to_string(),
+            "127.0.0.1:5000/shop/api@sha256:5f70".to_string(),
+        )]);
+        let placeholders = Placeholders::new(&BTreeMap::new(), None, "dev").with_images(&images);
+        assert!(placeholders.knows("image.api"));
+        assert!(!placeholders.knows("image.web"));
+        assert_eq!(
+            placeholders.substitute_str("${image.api}"),
+            "127.0.0.1:5000/shop/api@sha256:5f70"
+        );
+        assert!(is_known_form("image.api"));
+        assert!(!is_known_form("image."));
     }
 
     #[test]
