@@ -3,7 +3,8 @@
 //! `kubectl apply --server-side` way), (2) detection latency: from the first fatal pod status
 //! the API serves to gantry starting the rollback, (3) a no-op rerun vs the first deploy.
 //!
-//! Run: `cargo bench --bench deploy` (prints medians and ratios).
+//! Run: `bash .ci/testbed up && source /var/tmp/gantry-testbed/env && cargo bench --bench deploy`
+//! (prints medians and ratios; the pre-flight part needs the local registry).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -12,12 +13,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gantry::adapters::kube::{ApplyOptions, Cluster};
+use gantry::adapters::registry::Registry;
 use gantry::adapters::runner::Runner;
+use gantry::deploy::ImageVerification;
 use gantry::deploy::{apply, Engine, Origin, Settings};
 use gantry::pipeline::Cancel;
 use gantry::rollout::Tolerances;
 use serde_json::{json, Value};
 use support::fake_apiserver::{Behavior, FakeApiServer};
+use support::registry::push_image;
 
 const NS: &str = "bench";
 
@@ -176,6 +180,77 @@ async fn detection_bench(rounds: usize) {
     );
 }
 
+/// 50 objects: 5 Deployments (one image each), 5 Services, 40 ConfigMaps.
+fn release_of_50(registry: &str, repositories: &[String]) -> Vec<Value> {
+    let mut objects = Vec::new();
+    for i in 0..40 {
+        objects.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("cm-{i}"), "namespace": NS}, "data": {"v": "x".repeat(100)}}));
+    }
+    for i in 0..repositories.len() {
+        objects.push(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": format!("svc-{i}"), "namespace": NS},
+            "spec": {"selector": {"app": format!("app-{i}")}, "ports": [{"port": 80}]}}));
+    }
+    for (i, repository) in repositories.iter().enumerate() {
+        objects.push(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": format!("app-{i}"), "namespace": NS},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": format!("app-{i}")}},
+                "template": {"metadata": {"labels": {"app": format!("app-{i}")}},
+                    "spec": {"containers": [{"name": "main", "image": format!("{registry}/{repository}:v1")}]}}}}));
+    }
+    objects
+}
+
+async fn preflight_bench(rounds: usize) {
+    let Ok(registry) = std::env::var("GANTRY_TEST_REGISTRY") else {
+        eprintln!("pre-flight: skipped: GANTRY_TEST_REGISTRY is not set (bash .ci/testbed up && source /var/tmp/gantry-testbed/env)");
+        std::process::exit(2);
+    };
+    let http = reqwest::Client::new();
+    let repositories: Vec<String> = (0..5).map(|i| format!("gantry-bench/app-{i}")).collect();
+    for repository in &repositories {
+        push_image(&http, &format!("http://{registry}"), None, repository, "v1").await;
+    }
+    let mut preflights = Vec::new();
+    let mut applies = Vec::new();
+    for _ in 0..rounds {
+        let fake = FakeApiServer::start().await;
+        fake.put_object(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+        let cluster = Arc::new(Cluster::new(fake.client(), "bench"));
+        let (runner, _log) = Runner::capturing(false);
+        let cancel = Cancel::never();
+        let engine = Engine {
+            cluster: cluster.clone(),
+            settings: settings(),
+            runner: &runner,
+            cancel: &cancel,
+            me: "bench".into(),
+            images: Some(ImageVerification {
+                registry: Registry::new(None).expect("registry client"),
+                credentials: Default::default(),
+            }),
+        };
+        let mut objects = release_of_50(&registry, &repositories);
+        let started = Instant::now();
+        let checked = engine.preflight(&mut objects).await;
+        preflights.push(started.elapsed());
+        assert!(checked.is_ok(), "{checked:?}");
+        let started = Instant::now();
+        let applied =
+            apply::apply_all(&cluster, &objects, ApplyOptions::default(), 8, "bench").await;
+        applies.push(started.elapsed());
+        assert!(applied.errors.is_empty(), "{:?}", applied.errors);
+    }
+    let (p, a) = (median(preflights), median(applies));
+    println!(
+        "pre-flight of 50 objects and 5 images {:.0} ms vs the apply it protects {:.0} ms: ratio {:.2}x",
+        p.as_secs_f64() * 1000.0,
+        a.as_secs_f64() * 1000.0,
+        p.as_secs_f64() / a.as_secs_f64()
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; any other argument is ignored.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -186,5 +261,6 @@ fn main() {
     runtime.block_on(async {
         apply_bench(3).await;
         detection_bench(3).await;
+        preflight_bench(3).await;
     });
 }

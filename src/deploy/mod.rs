@@ -300,7 +300,7 @@ impl Engine<'_> {
 
     /// Pre-flight before the first write: images resolve (and are pinned), the dry run passes,
     /// the identity may do everything the release needs. Every problem at once.
-    async fn preflight(&self, objects: &mut [Value]) -> Result<Vec<String>, Vec<String>> {
+    pub async fn preflight(&self, objects: &mut [Value]) -> Result<Vec<String>, Vec<String>> {
         let mut problems = Vec::new();
         let mut notes = Vec::new();
         if let Some(images) = &self.images {

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::adapters::kube::{ApplyOptions, Cluster, KubeError};
@@ -253,8 +254,8 @@ pub async fn dry_run(
         .collect();
     created_namespaces.extend(also_created.iter().cloned());
     let mut missing_namespaces: BTreeMap<String, bool> = BTreeMap::new();
-    let mut errors = Vec::new();
     let mut deferred = Vec::new();
+    let mut checked = Vec::new();
     for object in objects {
         let Some(reference) = ObjectRef::of(object) else {
             continue;
@@ -285,19 +286,22 @@ pub async fn dry_run(
                 }
             }
         }
-        if let Err(err) = cluster
-            .apply(
-                object,
-                ApplyOptions {
-                    dry_run: true,
-                    force,
-                },
-            )
-            .await
-        {
-            errors.push(err.to_string());
-        }
+        checked.push(object);
     }
+    // The dry runs are independent: sent concurrently, reported in release order.
+    let options = ApplyOptions {
+        dry_run: true,
+        force,
+    };
+    let pending: Vec<_> = checked
+        .into_iter()
+        .map(|object| cluster.apply(object, options))
+        .collect();
+    let errors: Vec<String> = futures::stream::iter(pending)
+        .buffered(8)
+        .filter_map(|result| async move { result.err().map(|err| err.to_string()) })
+        .collect()
+        .await;
     (errors, deferred)
 }
 
@@ -405,35 +409,51 @@ pub async fn missing_access(
     cluster: &Cluster,
     needed: &[Access],
 ) -> Result<Vec<Access>, KubeError> {
+    // Independent reviews, asked concurrently (collected first: a stream built from a
+    // borrowing closure is not provably Send).
+    let reviews: Vec<_> = needed
+        .iter()
+        .map(|access| review(cluster, access))
+        .collect();
+    let answers: Vec<Result<Option<Access>, KubeError>> =
+        futures::stream::iter(reviews).buffered(8).collect().await;
     let mut missing = Vec::new();
-    for access in needed {
-        let (resource, subresource) = match access.resource.split_once('/') {
-            Some((resource, sub)) => (resource, Some(sub)),
-            None => (access.resource.as_str(), None),
-        };
-        let mut attributes = json!({
-            "verb": access.verb,
-            "group": access.group,
-            "resource": resource,
-        });
-        if let Some(sub) = subresource {
-            attributes["subresource"] = json!(sub);
-        }
-        if let Some(namespace) = &access.namespace {
-            attributes["namespace"] = json!(namespace);
-        }
-        let review = json!({
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SelfSubjectAccessReview",
-            "metadata": {"name": "gantry-preflight"},
-            "spec": {"resourceAttributes": attributes},
-        });
-        let answer = cluster.create(&review).await?;
-        if answer.pointer("/status/allowed").and_then(Value::as_bool) != Some(true) {
-            missing.push(access.clone());
+    for answer in answers {
+        if let Some(access) = answer? {
+            missing.push(access);
         }
     }
     Ok(missing)
+}
+
+/// One SelfSubjectAccessReview; `Some(access)` when it is not allowed.
+async fn review(cluster: &Cluster, access: &Access) -> Result<Option<Access>, KubeError> {
+    let (resource, subresource) = match access.resource.split_once('/') {
+        Some((resource, sub)) => (resource, Some(sub)),
+        None => (access.resource.as_str(), None),
+    };
+    let mut attributes = json!({
+        "verb": access.verb,
+        "group": access.group,
+        "resource": resource,
+    });
+    if let Some(sub) = subresource {
+        attributes["subresource"] = json!(sub);
+    }
+    if let Some(namespace) = &access.namespace {
+        attributes["namespace"] = json!(namespace);
+    }
+    let review = json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "metadata": {"name": "gantry-preflight"},
+        "spec": {"resourceAttributes": attributes},
+    });
+    let answer = cluster.create(&review).await?;
+    Ok(
+        (answer.pointer("/status/allowed").and_then(Value::as_bool) != Some(true))
+            .then(|| access.clone()),
+    )
 }
 
 #[cfg(test)]

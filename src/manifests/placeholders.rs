@@ -84,7 +84,8 @@ impl Placeholders {
     /// Adds `${image.NAME}` for every built image: `repository@digest`.
     pub fn with_images(mut self, images: &BTreeMap<String, String>) -> Self {
         for (name, reference) in images {
-            self.values.insert(format!("image.{name}"), reference.clone());
+            self.values
+                .insert(format!("image.{name}"), reference.clone());
         }
         self
     }
@@ -162,11 +163,11 @@ pub fn is_known_form(name: &str) -> bool {
         .strip_prefix("tf.")
         .or_else(|| name.strip_prefix("image."))
         .is_some_and(|output| {
-        !output.is_empty()
-            && output
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    })
+            !output.is_empty()
+                && output
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
 }
 
 #[cfg(test)]
