@@ -224,7 +224,8 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
                     ));
                 }
                 let mut result = PhaseResult::new(PhaseStatus::skipped(format!(
-                    "no cluster configured: rendered {} objects and applied none (set cluster-name or kubeconfig to deploy)",
+                    "{}: rendered {} objects and applied none (set cluster-name or kubeconfig to deploy)",
+                    crate::pipeline::NO_CLUSTER,
                     rendered.manifests.len()
                 )));
                 result.notes = notes(&rendered, false);

@@ -464,7 +464,7 @@ pub struct OutputSpec {
 pub const OUTPUTS: &[OutputSpec] = &[
     OutputSpec {
         name: "status",
-        description: "Outcome of the run: deployed, planned, destroyed, listed, failed or rolled-back.",
+        description: "Outcome of the run: deployed, rendered (deploy without a cluster: nothing applied), planned, destroyed, listed, failed or rolled-back.",
     },
     OutputSpec {
         name: "environment",

@@ -231,6 +231,8 @@ impl CancelHandle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
     Deployed,
+    /// A deploy without a cluster (a local run): rendered and checked, nothing applied.
+    Rendered,
     Planned,
     Destroyed,
     Listed,
@@ -242,6 +244,7 @@ impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Deployed => "deployed",
+            RunStatus::Rendered => "rendered",
             RunStatus::Planned => "planned",
             RunStatus::Destroyed => "destroyed",
             RunStatus::Listed => "listed",
@@ -274,12 +277,21 @@ impl RunOutcome {
             Some(PhaseStatus::RolledBack { .. }) => RunStatus::RolledBack,
             Some(_) => RunStatus::Failed,
             None => match command {
+                Command::Deploy if self.deploy_rendered_only() => RunStatus::Rendered,
                 Command::Deploy | Command::Rollback => RunStatus::Deployed,
                 Command::Plan => RunStatus::Planned,
                 Command::Destroy => RunStatus::Destroyed,
                 Command::History => RunStatus::Listed,
             },
         }
+    }
+
+    /// Whether the deploy phase only rendered the release because no cluster is configured.
+    fn deploy_rendered_only(&self) -> bool {
+        self.phases.iter().any(|p| {
+            p.name == PhaseName::Deploy
+                && matches!(&p.result.status, PhaseStatus::Skipped { reason } if reason.starts_with(NO_CLUSTER))
+        })
     }
 
     pub fn failure_reason(&self) -> Option<&str> {
@@ -301,6 +313,9 @@ impl RunOutcome {
             .any(|p| matches!(p.result.status, PhaseStatus::RolledBack { .. }))
     }
 }
+
+/// How the deploy phase's skip reason starts when no cluster is configured (a local run).
+pub const NO_CLUSTER: &str = "no cluster configured";
 
 /// Why a phase does not run for this command and configuration, or `None` if it runs.
 pub fn skip_reason(phase: Phase, config: &Config, command: Command) -> Option<String> {
@@ -395,5 +410,41 @@ pub async fn run_phases<P: Phases>(phases: &P, run: &RunContext<'_>) -> RunOutco
         phases: outcomes,
         handoff,
         duration: started.elapsed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(deploy: PhaseStatus) -> RunOutcome {
+        let phase = |name, status| PhaseOutcome {
+            name,
+            result: PhaseResult::new(status),
+            duration: Duration::ZERO,
+        };
+        RunOutcome {
+            phases: vec![
+                phase(PhaseName::Infra, PhaseStatus::Succeeded),
+                phase(PhaseName::Build, PhaseStatus::Succeeded),
+                phase(PhaseName::Deploy, deploy),
+            ],
+            handoff: Handoff::default(),
+            duration: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_deploy_without_a_cluster_is_rendered_not_deployed() {
+        let rendered = outcome(PhaseStatus::skipped(format!(
+            "{NO_CLUSTER}: rendered 3 objects and applied none"
+        )));
+        assert_eq!(rendered.status(Command::Deploy), RunStatus::Rendered);
+        assert!(rendered.status(Command::Deploy).is_success());
+        let skipped = outcome(PhaseStatus::skipped("manifests is empty"));
+        assert_eq!(skipped.status(Command::Deploy), RunStatus::Deployed);
+        let applied = outcome(PhaseStatus::Succeeded);
+        assert_eq!(applied.status(Command::Deploy), RunStatus::Deployed);
+        assert_eq!(applied.status(Command::Plan), RunStatus::Planned);
     }
 }

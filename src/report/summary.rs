@@ -69,6 +69,7 @@ pub fn human_duration(duration: Duration) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Headline {
     Deployed,
+    Rendered,
     RolledBackByCommand,
     Planned,
     Destroyed,
@@ -91,6 +92,7 @@ impl Headline {
                 Headline::RolledBackByCommand
             }
             RunStatus::Deployed => Headline::Deployed,
+            RunStatus::Rendered => Headline::Rendered,
             RunStatus::Planned => Headline::Planned,
             RunStatus::Destroyed => Headline::Destroyed,
             RunStatus::Listed => Headline::Listed,
@@ -105,6 +107,7 @@ impl Headline {
     pub fn title(self) -> &'static str {
         match self {
             Headline::Deployed => "Deployed",
+            Headline::Rendered => "Rendered, nothing applied (no cluster configured)",
             Headline::RolledBackByCommand => "Rolled back",
             Headline::Planned => "Planned",
             Headline::Destroyed => "Destroyed",
