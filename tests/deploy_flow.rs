@@ -11,29 +11,13 @@ use gantry::deploy::{Ending, Engine, Origin, Outcome, Settings};
 use gantry::pipeline::facts::{ChangeAction, PlannedAction};
 use gantry::pipeline::{Cancel, CancelHandle};
 use gantry::release::{self, ReleaseStatus};
-use gantry::rollout::Tolerances;
 use serde_json::{json, Value};
 use support::fake_apiserver::{Behavior, FakeApiServer, Fault, RequestMatcher};
 
 const NS: &str = "shop";
 
 fn settings() -> Settings {
-    Settings {
-        environment: "dev".into(),
-        namespace: NS.into(),
-        rollout_timeout: Duration::from_secs(30),
-        rollback: true,
-        prune: true,
-        force_conflicts: false,
-        history_max: 10,
-        lock_timeout: Duration::from_secs(2),
-        apply_concurrency: 4,
-        tolerances: Tolerances {
-            pull_error: Duration::from_millis(200),
-            restart_threshold: 2,
-            unschedulable: Duration::from_millis(500),
-        },
-    }
+    support::deploy::settings(NS)
 }
 
 fn config_map(name: &str, value: &str) -> Value {
@@ -138,18 +122,7 @@ impl Harness {
 
     /// Release statuses by number, as stored in the cluster.
     fn history(&self) -> Vec<(u64, ReleaseStatus)> {
-        let mut found: Vec<(u64, ReleaseStatus)> = self
-            .fake
-            .list("v1", "Secret")
-            .iter()
-            .filter(|s| s["type"] == release::SECRET_TYPE)
-            .map(|s| {
-                let r = release::from_secret(s).unwrap();
-                (r.number, r.status)
-            })
-            .collect();
-        found.sort_by_key(|(n, _)| *n);
-        found
+        support::deploy::history(&self.fake)
     }
 
     fn lease_holder(&self) -> Option<String> {

@@ -3,7 +3,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use gantry::adapters::kube::Cluster;
 use gantry::adapters::registry::Registry;
@@ -35,16 +34,8 @@ fn unique(name: &str) -> String {
 
 fn settings() -> Settings {
     Settings {
-        environment: "dev".into(),
-        namespace: NS.into(),
-        rollout_timeout: Duration::from_secs(30),
-        rollback: true,
-        prune: true,
-        force_conflicts: false,
-        history_max: 10,
-        lock_timeout: Duration::from_secs(2),
-        apply_concurrency: 4,
         tolerances: Tolerances::default(),
+        ..support::deploy::settings(NS)
     }
 }
 

@@ -100,19 +100,7 @@ fn text(output: &Output) -> String {
     )
 }
 
-fn history(fake: &FakeApiServer) -> Vec<(u64, ReleaseStatus)> {
-    let mut found: Vec<(u64, ReleaseStatus)> = fake
-        .list("v1", "Secret")
-        .iter()
-        .filter(|s| s["type"] == release::SECRET_TYPE)
-        .map(|s| {
-            let r = release::from_secret(s).unwrap();
-            (r.number, r.status)
-        })
-        .collect();
-    found.sort_by_key(|(n, _)| *n);
-    found
-}
+use support::deploy::history;
 
 fn image(fake: &FakeApiServer) -> String {
     fake.get("apps/v1", "Deployment", Some(NS), "web").unwrap()["spec"]["template"]["spec"]

@@ -465,22 +465,7 @@ pub async fn check_access_within(conn: &ClusterConnection, timeout: Duration) ->
         }
         other => ClusterError::Unreachable {
             server: conn.server.clone(),
-            message: error_chain(&other),
+            message: crate::adapters::kube::error_chain(&other),
         },
     })
-}
-
-/// An error and its sources on one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -217,8 +217,11 @@ impl Cluster {
         .await
     }
 
-    /// Creates an object; [`KubeError::AlreadyExists`] when its name is taken.
-    pub async fn create(&self, object: &Value) -> Result<Value, KubeError> {
+    /// The reference, API handle and typed form of an object to write.
+    async fn prepare(
+        &self,
+        object: &Value,
+    ) -> Result<(ObjectRef, Api<DynamicObject>, DynamicObject), KubeError> {
         let reference = ObjectRef::of(object).ok_or_else(|| KubeError::Invalid {
             object: "an object".into(),
             causes: "apiVersion, kind and metadata.name are required".into(),
@@ -229,18 +232,25 @@ impl Cluster {
                 object: reference.to_string(),
                 causes: err.to_string(),
             })?;
+        Ok((reference, api, typed))
+    }
+
+    fn write_params() -> PostParams {
+        PostParams {
+            dry_run: false,
+            field_manager: Some(FIELD_MANAGER.to_string()),
+        }
+    }
+
+    /// Creates an object; [`KubeError::AlreadyExists`] when its name is taken.
+    pub async fn create(&self, object: &Value) -> Result<Value, KubeError> {
+        let (reference, api, typed) = self.prepare(object).await?;
         let name = reference.to_string();
         retry(|| async {
-            api.create(
-                &PostParams {
-                    dry_run: false,
-                    field_manager: Some(FIELD_MANAGER.to_string()),
-                },
-                &typed,
-            )
-            .await
-            .map(to_json)
-            .map_err(|err| self.map_error(err, &name))
+            api.create(&Self::write_params(), &typed)
+                .await
+                .map(to_json)
+                .map_err(|err| self.map_error(err, &name))
         })
         .await
     }
@@ -248,29 +258,13 @@ impl Cluster {
     /// Replaces an object; with `metadata.resourceVersion` set, a concurrent change gives
     /// [`KubeError::Conflict`] (optimistic concurrency).
     pub async fn replace(&self, object: &Value) -> Result<Value, KubeError> {
-        let reference = ObjectRef::of(object).ok_or_else(|| KubeError::Invalid {
-            object: "an object".into(),
-            causes: "apiVersion, kind and metadata.name are required".into(),
-        })?;
-        let api = self.api_for(&reference).await?;
-        let typed: DynamicObject =
-            serde_json::from_value(object.clone()).map_err(|err| KubeError::Invalid {
-                object: reference.to_string(),
-                causes: err.to_string(),
-            })?;
+        let (reference, api, typed) = self.prepare(object).await?;
         let name = reference.to_string();
         retry(|| async {
-            api.replace(
-                &reference.name,
-                &PostParams {
-                    dry_run: false,
-                    field_manager: Some(FIELD_MANAGER.to_string()),
-                },
-                &typed,
-            )
-            .await
-            .map(to_json)
-            .map_err(|err| self.map_error(err, &name))
+            api.replace(&reference.name, &Self::write_params(), &typed)
+                .await
+                .map(to_json)
+                .map_err(|err| self.map_error(err, &name))
         })
         .await
     }
@@ -491,7 +485,8 @@ pub fn map_error(err: kube::Error, object: &str, identity: &str) -> KubeError {
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error and its sources on one line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -167,41 +167,25 @@ pub async fn lock(
         let current: Option<Lease> = cluster.get_typed(&reference).await?;
         let now = Timestamp::now();
         let state = lease::state(current.as_ref(), me, now);
+        let take = |previous: Option<&Lease>| {
+            with_type(lease::taken(
+                &reference.name,
+                &at.namespace,
+                &at.environment,
+                me,
+                now,
+                previous,
+            ))
+        };
         let mut taken_over_from = None;
         let attempt = match &state {
-            LockState::Free => {
-                let mine = lease::taken(
-                    &reference.name,
-                    &at.namespace,
-                    &at.environment,
-                    me,
-                    now,
-                    None,
-                );
-                Some(cluster.create(&with_type(mine)).await)
-            }
+            LockState::Free => Some(cluster.create(&take(None)).await),
             LockState::Expired { holder } => {
                 taken_over_from = Some(holder.clone());
-                let mine = lease::taken(
-                    &reference.name,
-                    &at.namespace,
-                    &at.environment,
-                    me,
-                    now,
-                    current.as_ref(),
-                );
-                Some(cluster.replace(&with_type(mine)).await)
+                Some(cluster.replace(&take(current.as_ref())).await)
             }
             LockState::Released | LockState::Ours => {
-                let mine = lease::taken(
-                    &reference.name,
-                    &at.namespace,
-                    &at.environment,
-                    me,
-                    now,
-                    current.as_ref(),
-                );
-                Some(cluster.replace(&with_type(mine)).await)
+                Some(cluster.replace(&take(current.as_ref())).await)
             }
             LockState::Held { .. } => None,
         };
