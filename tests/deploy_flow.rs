@@ -240,6 +240,7 @@ async fn rerunning_the_same_release_changes_nothing_in_the_cluster() {
     assert_succeeded(&h.deploy(objects.clone()).await, &h.log);
     let before = h.object("apps/v1", "Deployment", "web").unwrap();
     let replica_sets_before = h.fake.list("apps/v1", "ReplicaSet").len();
+    let secrets_before = h.fake.list("v1", "Secret");
     let outcome = h.deploy(objects).await;
     assert_succeeded(&outcome, &h.log);
     assert!(
@@ -251,18 +252,90 @@ async fn rerunning_the_same_release_changes_nothing_in_the_cluster() {
         "{:?}",
         outcome.facts.applied
     );
+    assert!(!outcome.changed);
+    assert_eq!(outcome.facts.release, Some(1));
     let after = h.object("apps/v1", "Deployment", "web").unwrap();
     assert_eq!(
-        before["metadata"]["generation"],
-        after["metadata"]["generation"]
+        after["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
     );
     assert_eq!(
-        before["metadata"]["managedFields"],
-        after["metadata"]["managedFields"]
+        after["metadata"]["generation"],
+        before["metadata"]["generation"]
+    );
+    assert_eq!(
+        after["metadata"]["managedFields"],
+        before["metadata"]["managedFields"]
     );
     assert_eq!(
         h.fake.list("apps/v1", "ReplicaSet").len(),
         replica_sets_before
+    );
+    // No new release record: the release records are exactly as they were.
+    assert_eq!(h.fake.list("v1", "Secret"), secrets_before);
+    assert_eq!(h.history(), [(1, ReleaseStatus::Deployed)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_restores_objects_someone_changed_by_hand() {
+    let h = Harness::new().await;
+    let objects = release_objects("127.0.0.1:1/web:v1", "a");
+    assert_succeeded(&h.deploy(objects.clone()).await, &h.log);
+    let mut edited = h.object("v1", "Service", "web").unwrap();
+    edited["spec"]["ports"][0]["targetPort"] = json!(9999);
+    h.fake.put_object(edited);
+    let outcome = h.deploy(objects).await;
+    assert_succeeded(&outcome, &h.log);
+    assert_eq!(
+        h.object("v1", "Service", "web").unwrap()["spec"]["ports"][0]["targetPort"],
+        8080
+    );
+    assert!(h.log.contents().contains("had drifted from release 1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_of_a_cancelled_release_are_pruned_by_the_next_deploy() {
+    let h = Harness::new().await;
+    assert_succeeded(
+        &h.deploy(release_objects("127.0.0.1:1/web:v1", "a")).await,
+        &h.log,
+    );
+    h.fake.set_image_behavior("web:slow", Behavior::NeverReady);
+    h.fake.set_time_factor(1.0);
+    let mut second = release_objects("127.0.0.1:1/web:slow", "b");
+    second.push(service("left-by-cancelled-run"));
+    let handle = &h.cancel_handle;
+    let cancel_soon = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        handle.cancel();
+    };
+    let (cancelled, ()) = tokio::join!(h.deploy(second), cancel_soon);
+    assert!(
+        matches!(cancelled.ending, Ending::Failed { .. }),
+        "{:?}",
+        cancelled.ending
+    );
+    assert!(h.object("v1", "Service", "left-by-cancelled-run").is_some());
+    let h2 = Harness {
+        cancel: Cancel::never(),
+        ..h
+    };
+    let outcome = h2.deploy(release_objects("127.0.0.1:1/web:v3", "c")).await;
+    assert_succeeded(&outcome, &h2.log);
+    assert!(
+        h2.object("v1", "Service", "left-by-cancelled-run")
+            .is_none(),
+        "{:?}\n{}",
+        outcome.facts.pruned,
+        h2.log.contents()
+    );
+    assert_eq!(
+        h2.history(),
+        [
+            (1, ReleaseStatus::Superseded),
+            (2, ReleaseStatus::Failed),
+            (3, ReleaseStatus::Deployed)
+        ]
     );
 }
 

@@ -230,15 +230,16 @@ async fn killed_while_recording_the_release_deployed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_between_recording_deployed_and_superseded() {
-    let (fake, _) = kill_deploy_then_rerun("before-superseded-record").await;
+    let (fake, rerun) = kill_deploy_then_rerun("before-superseded-record").await;
+    // Release 2 was recorded healthy: the rerun repairs release 1's record and, finding
+    // exactly release 2 deployed, records nothing new.
     assert_eq!(
         history(&fake),
-        [
-            (1, ReleaseStatus::Superseded),
-            (2, ReleaseStatus::Superseded),
-            (3, ReleaseStatus::Deployed)
-        ]
+        [(1, ReleaseStatus::Superseded), (2, ReleaseStatus::Deployed)],
+        "{}",
+        text(&rerun)
     );
+    assert!(text(&rerun).contains("already deployed with exactly these manifests"));
 }
 
 /// Kills the automatic rollback of a broken v2 at `step`, then deploys a healthy v3.
@@ -312,9 +313,18 @@ async fn an_interrupted_rollback_command_is_finished_by_the_next_run() {
     assert!(rerun.status.success(), "{}", text(&rerun));
     assert_eq!(image(&fake), "127.0.0.1:1/shop/web:v1");
     assert!(fake.get("v1", "Service", Some(NS), "added-by-v2").is_none());
-    let statuses = history(&fake);
-    assert_eq!(statuses[2], (3, ReleaseStatus::Superseded), "{statuses:?}");
-    assert_eq!(statuses.last().unwrap().1, ReleaseStatus::Deployed);
+    // Release 3 (the rollback to 1) was finished and is current; the deploy of v1 that
+    // followed is exactly release 3, so it records nothing new.
+    assert_eq!(
+        history(&fake),
+        [
+            (1, ReleaseStatus::Superseded),
+            (2, ReleaseStatus::Superseded),
+            (3, ReleaseStatus::Deployed)
+        ],
+        "{}",
+        text(&rerun)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::adapters::kube::{ApplyOptions, Cluster, KubeError};
 use crate::adapters::runner::Runner;
 use crate::pipeline::facts::{
-    DeployFacts, PlannedAction, PlannedChange, RollbackFacts, RolloutFailure,
+    ChangeAction, DeployFacts, PlannedAction, PlannedChange, RollbackFacts, RolloutFailure,
 };
 use crate::pipeline::Cancel;
 use crate::release::{self, ObjectRef, Release, ReleaseStatus, RollbackPlan};
@@ -464,7 +464,14 @@ impl Engine<'_> {
         };
         crash_point("before-pending-record");
         let last_good = release::last_deployed(&history).cloned();
+        // Objects a failed or cancelled run after the last good release may have left.
+        let leftovers = release::applied_since_last_good(&history);
         outcome.facts.previous_release = last_good.as_ref().map(|r| r.number);
+        if let Some(current) = last_good.as_ref().filter(|r| r.manifests == objects) {
+            if leftovers.is_empty() {
+                return self.redeploy_current(current.clone(), outcome).await;
+            }
+        }
         let number = release::next_number(&history);
         outcome.facts.release = Some(number);
         let stamp = now();
@@ -526,12 +533,14 @@ impl Engine<'_> {
                 None,
             ))
         } else {
-            // Prune: what the last good release (and any interrupted one) had, this one has not.
+            // Prune: what the last good release (or a failed or cancelled one after it) had,
+            // this one has not.
             if self.settings.prune {
-                let previous: Vec<Value> = last_good
+                let mut previous: Vec<Value> = last_good
                     .as_ref()
                     .map(|r| r.manifests.clone())
                     .unwrap_or_default();
+                previous.extend(leftovers.iter().cloned());
                 let gone = release::objects_to_delete(&previous, &objects);
                 let (deleted, errors) = apply::delete_all(&self.cluster, &gone).await;
                 for object in &deleted {
@@ -641,7 +650,9 @@ impl Engine<'_> {
             return outcome.failed(&reason, text);
         }
         crash_point("before-rollback");
-        let plan = release::rollback_plan(&record, last_good.as_ref());
+        let mut failed_view = record.clone();
+        failed_view.manifests.extend(leftovers.iter().cloned());
+        let plan = release::rollback_plan(&failed_view, last_good.as_ref());
         let rolled = self.execute_rollback(plan, Some(number)).await;
         crash_point("before-rollback-record");
         let rollback_error = rolled.error.clone();
@@ -686,6 +697,88 @@ impl Engine<'_> {
                 ),
             ),
         }
+    }
+
+    /// A rerun of exactly the release that is deployed: re-applied (a no-op unless someone
+    /// changed the objects, which this corrects) and verified healthy, without a new record.
+    async fn redeploy_current(&self, current: Release, mut outcome: Outcome) -> Outcome {
+        self.runner.info(&format!(
+            "release {} is already deployed with exactly these manifests: re-applying to verify, no new release",
+            current.number
+        ));
+        outcome.facts.release = Some(current.number);
+        outcome.facts.previous_release = Some(current.number);
+        let applied = apply::apply_all(
+            &self.cluster,
+            &current.manifests,
+            ApplyOptions {
+                dry_run: false,
+                force: self.settings.force_conflicts,
+            },
+            self.settings.apply_concurrency,
+            "apply",
+        )
+        .await;
+        outcome.facts.applied = applied.changes.clone();
+        outcome.changed = applied.wrote;
+        let drifted: Vec<&str> = applied
+            .changes
+            .iter()
+            .filter(|c| c.action != ChangeAction::Unchanged)
+            .map(|c| c.object.as_str())
+            .collect();
+        if !drifted.is_empty() {
+            self.runner.warning(&format!(
+                "{} object{} had drifted from release {} and {} restored: {}",
+                drifted.len(),
+                if drifted.len() == 1 { "" } else { "s" },
+                current.number,
+                if drifted.len() == 1 { "was" } else { "were" },
+                drifted.join(", ")
+            ));
+        }
+        if !applied.errors.is_empty() {
+            return outcome.failed(
+                "apply-failed",
+                format!(
+                    "re-applying release {} failed: {}",
+                    current.number,
+                    join(&applied.errors)
+                ),
+            );
+        }
+        let tracked = track::track_all(
+            &self.cluster,
+            &current.manifests,
+            &self.settings.tolerances,
+            self.settings.rollout_timeout,
+            self.cancel,
+            self.runner,
+        )
+        .await;
+        outcome.facts.workloads = tracked.workloads.clone();
+        outcome.facts.rendered_manifests = Some(audit_yaml(&current.manifests));
+        if tracked.healthy() {
+            return outcome;
+        }
+        let reason = if tracked.cancelled {
+            "cancelled"
+        } else if tracked.failure.is_some() {
+            "rollout-failed"
+        } else {
+            "rollout-timeout"
+        };
+        if let Some((namespace, mut failure)) = tracked.failure {
+            track::diagnose(&self.cluster, &namespace, &mut failure).await;
+            outcome.facts.failure = Some(failure);
+        }
+        outcome.failed(
+            reason,
+            format!(
+                "release {} (deployed, unchanged) is not healthy; nothing older to roll back to was asked for: use the rollback command",
+                current.number
+            ),
+        )
     }
 
     /// Re-applies the last good release and deletes what the failed release added (or

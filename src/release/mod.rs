@@ -245,6 +245,17 @@ pub fn last_deployed(history: &[Release]) -> Option<&Release> {
         .max_by_key(|r| r.number)
 }
 
+/// Manifests of releases newer than the last good one (failed, cancelled or rolled back):
+/// objects of theirs may still be in the cluster, so pruning and rollbacks consider them.
+pub fn applied_since_last_good(history: &[Release]) -> Vec<Value> {
+    let after = last_deployed(history).map(|r| r.number).unwrap_or(0);
+    history
+        .iter()
+        .filter(|r| r.number > after && r.status != ReleaseStatus::Deployed)
+        .flat_map(|r| r.manifests.iter().cloned())
+        .collect()
+}
+
 /// The number the next release gets: one more than any recorded.
 pub fn next_number(history: &[Release]) -> u64 {
     history.iter().map(|r| r.number).max().unwrap_or(0) + 1
@@ -568,6 +579,24 @@ mod tests {
         assert!(rollback_target(&[release(1, Deployed, &[])], None)
             .unwrap_err()
             .contains("no good release before the current release 1"));
+    }
+
+    #[test]
+    fn objects_of_failed_releases_after_the_last_good_are_still_considered() {
+        use ReleaseStatus::*;
+        let history = [
+            release(1, Failed, &[object("Service", "ancient")]),
+            release(2, Deployed, &[object("Deployment", "web")]),
+            release(3, Failed, &[object("Service", "cancelled-run")]),
+            release(4, RolledBack, &[object("ConfigMap", "rolled")]),
+        ];
+        let names: Vec<String> = applied_since_last_good(&history)
+            .iter()
+            .filter_map(ObjectRef::of)
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["cancelled-run", "rolled"]);
+        assert!(applied_since_last_good(&history[..2]).is_empty());
     }
 
     #[test]
