@@ -294,7 +294,7 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
             &crate::report::workflow::random_token(),
         ),
         images: match command {
-            Command::Deploy => image_verification(run).await,
+            Command::Deploy => image_verification(run, &objects).await,
             _ => None,
         },
     };
@@ -436,8 +436,11 @@ async fn discover_scopes(
 
 /// The registry client and credentials for the pre-flight image check: the
 /// `registry-username`/`registry-password` for the `registry` host, and ECR tokens (from the
-/// standard AWS credential chain) for ECR hosts of the release's images.
-async fn image_verification(run: &RunContext<'_>) -> Option<deploy::ImageVerification> {
+/// standard AWS credential chain) for the ECR hosts among the release's images.
+async fn image_verification(
+    run: &RunContext<'_>,
+    objects: &[serde_json::Value],
+) -> Option<deploy::ImageVerification> {
     use crate::adapters::registry::Registry;
     use crate::image::auth::{decode_ecr_token, Credentials};
     let build = &run.config.build;
@@ -458,24 +461,13 @@ async fn image_verification(run: &RunContext<'_>) -> Option<deploy::ImageVerific
             );
         }
     }
-    let ecr_hosts: std::collections::BTreeSet<String> = run
-        .config
-        .deploy
-        .manifest_files
-        .iter()
-        .filter_map(|file| std::fs::read_to_string(file).ok())
-        .flat_map(|text| {
-            text.split_whitespace()
-                .filter_map(|word| {
-                    word.trim_matches(|c| c == '"' || c == '\'')
-                        .split('/')
-                        .next()
-                        .map(str::to_string)
-                })
-                .filter(|host| crate::image::reference::is_ecr_host(host))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let ecr_hosts: std::collections::BTreeSet<String> =
+        deploy::preflight::container_images(objects)
+            .iter()
+            .filter_map(|image| deploy::preflight::parse_image(&image.image))
+            .map(|name| name.host)
+            .filter(|host| crate::image::reference::is_ecr_host(host))
+            .collect();
     if !ecr_hosts.is_empty() {
         let ecr = crate::adapters::ecr::Ecr::connect(
             build.aws_region.as_deref(),

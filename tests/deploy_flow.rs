@@ -482,8 +482,15 @@ async fn the_rollback_command_restores_a_chosen_release_as_a_new_one() {
             (3, ReleaseStatus::Deployed)
         ]
     );
-    // A release that never deployed cannot be restored; the history says which exist.
+    // A release that never deployed cannot be restored; the history says which exist, and
+    // nothing is written (not even the lock).
+    h.fake.clear_requests();
     let refused = h.engine().rollback(Some(9), &Origin::default()).await;
+    assert!(
+        h.fake.requests().iter().all(|r| r.method == "GET"),
+        "{:?}",
+        h.fake.requests()
+    );
     let Ending::Failed { message, .. } = refused.ending else {
         panic!()
     };

@@ -876,11 +876,20 @@ impl Engine<'_> {
     /// `rollback`: restores a chosen (or the previous good) release as a new release.
     pub async fn rollback(&self, chosen: Option<u64>, origin: &Origin) -> Outcome {
         let mut outcome = Outcome::new();
+        let at = self.location();
+        // The target is checked before anything is written (the lock is a write).
+        match store::history(&self.cluster, &at).await {
+            Ok((history, _)) => {
+                if let Err(err) = release::rollback_target(&history, chosen) {
+                    return outcome.failed("no-release", err);
+                }
+            }
+            Err(err) => return outcome.failed("cluster-error", err.to_string()),
+        }
         let lock = match self.take_lock().await {
             Ok(lock) => lock,
             Err(err) => return outcome.failed("locked", err),
         };
-        let at = self.location();
         let result = async {
             let (history, warnings) = store::history(&self.cluster, &at)
                 .await
