@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 
-use crate::adapters::docker::{self, BuildRequest, Docker};
+use crate::adapters::docker::{self, BuildRequest, Builder, Docker};
 use crate::adapters::ecr::{self, CreateSettings, Ecr};
 use crate::adapters::registry::{self, Registry};
 use crate::config::{ImageSpec, SmokeTest};
@@ -29,6 +29,8 @@ pub enum Error {
     Reference(#[from] reference::Error),
     #[error("{0}")]
     DockerUnreachable(#[source] docker::Error),
+    #[error("{0}")]
+    BuilderSetting(#[source] docker::Error),
     #[error("image `{image}`: {source}")]
     Build {
         image: String,
@@ -80,7 +82,7 @@ impl Error {
             }
             Error::Reference(_) => "repository-missing",
             Error::DockerUnreachable(_) => "docker-unreachable",
-            Error::Build { .. } => "build-failed",
+            Error::Build { .. } | Error::BuilderSetting(_) => "build-failed",
             Error::SmokeFailed { .. } | Error::SmokeRun { .. } => "smoke-test-failed",
             Error::Push {
                 source: docker::Error::PushUnauthorized { .. },
@@ -191,6 +193,25 @@ async fn execute(
         None
     } else {
         Some(Docker::connect().await.map_err(Error::DockerUnreachable)?)
+    };
+    let builder = match &docker {
+        Some(docker) => {
+            let setting = std::env::var("GANTRY_BUILDER").ok();
+            let choice =
+                docker
+                    .choose_builder(setting.as_deref())
+                    .await
+                    .map_err(|err| match err {
+                        docker::Error::BuilderSetting(_) => Error::BuilderSetting(err),
+                        err => Error::DockerUnreachable(err),
+                    })?;
+            run.runner.info(&format!(
+                "Building with {} ({})",
+                choice.builder, choice.reason
+            ));
+            choice.builder
+        }
+        None => Builder::Classic,
     };
 
     // 3. Registry credentials, masked before any use, and the registry address.
@@ -347,6 +368,7 @@ async fn execute(
                 docker,
                 &targets[index],
                 index,
+                builder,
                 &labels,
                 &smoke_names,
             ));
@@ -434,6 +456,7 @@ async fn build_one(
     docker: &Docker,
     target: &Target<'_>,
     index: usize,
+    builder: Builder,
     labels: &HashMap<String, String>,
     smoke_names: &std::sync::Mutex<Vec<String>>,
 ) -> Result<Built> {
@@ -451,6 +474,7 @@ async fn build_one(
         build_args: spec.build_args.clone().into_iter().collect(),
         labels: labels.clone(),
         tag: target.image.tagged(&target.image.tag),
+        builder,
     };
     let image_id = docker
         .build(&request, |line| {

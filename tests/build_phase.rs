@@ -1,4 +1,4 @@
-//! The build phase against the test bed: a real dockerd (classic builder), the plain and the TLS + htpasswd registries, and moto for ECR.
+//! The build phase against the test bed: a real dockerd (BuildKit by default, the classic builder through `GANTRY_BUILDER=classic`), the plain and the TLS + htpasswd registries, and moto for ECR.
 //!
 //! Every test uses fresh repository names and a random commit, since the registries persist.
 //! A missing service fails the test with a pointer to `bash .ci/testbed up`.
@@ -97,6 +97,11 @@ fn bed() -> Bed {
         "the TLS registry CA {ca} is missing; run `bash .ci/testbed up`"
     );
     bed
+}
+
+/// Whether a build step appears in the log (classic `Step 1/N`, BuildKit `#1 ...`).
+fn started_a_build(log: &str) -> bool {
+    log.contains("Step 1/") || log.contains("] #1 ")
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -374,18 +379,30 @@ async fn two_images_build_in_parallel_push_to_the_plain_registry_and_a_rerun_reu
     assert_eq!(details[1]["tag"], repo.sha.as_str());
     assert_eq!(first.handoff.built_images.len(), 2);
     assert!(first.notes().contains("| api |") && first.notes().contains("| built |"));
-    // Both builds streamed into the log, prefixed by image.
+    // Both builds ran under BuildKit and streamed into the log, prefixed by image.
     assert!(
-        first
-            .log
-            .contains("[api] Step 1/8 : FROM gantry-test/busybox:latest\n"),
+        first.log.contains("Building with BuildKit"),
         "{}",
         first.log
     );
-    assert!(first
-        .log
-        .contains("[web] Step 1/8 : FROM gantry-test/busybox:latest AS base"));
-    assert!(first.log.contains("[web] Step 3/8 : FROM base AS final"));
+    let step = |image: &str, name: &str| {
+        first
+            .log
+            .lines()
+            .any(|l| l.starts_with(&format!("[{image}] #")) && l.ends_with(name))
+    };
+    assert!(
+        step("api", "] FROM docker.io/gantry-test/busybox:latest")
+            && step("api", "/3] COPY app.txt /app/app.txt"),
+        "{}",
+        first.log
+    );
+    assert!(
+        step("web", "[base 2/2] COPY index.html /www/index.html")
+            && step("web", "[final 1/1] RUN test -f /www/index.html"),
+        "{}",
+        first.log
+    );
 
     // Build args reached the build, OCI labels are set, the target stage was built.
     let image = format!("{}/{api}:{}", bed.registry, repo.sha);
@@ -411,7 +428,7 @@ async fn two_images_build_in_parallel_push_to_the_plain_registry_and_a_rerun_reu
     // The same commit again: nothing is built, both digests are reused.
     let second = repo.run(Command::Deploy, &inputs, Handoff::default()).await;
     second.assert_succeeded();
-    assert!(!second.log.contains("Step 1/"), "{}", second.log);
+    assert!(!started_a_build(&second.log), "{}", second.log);
     assert_eq!(second.handoff.images, first.handoff.images);
     let details: serde_json::Value =
         serde_json::from_str(&second.result.outputs["image-details"]).unwrap();
@@ -486,7 +503,7 @@ async fn wrong_registry_password_is_explained_as_401() {
     assert!(message.contains("registry-password"), "{message}");
     assert!(!message.contains(&wrong) && !outcome.notes().contains(&wrong));
     // Detected by the lookup, before anything was built.
-    assert!(!outcome.log.contains("Step 1/"), "{}", outcome.log);
+    assert!(!started_a_build(&outcome.log), "{}", outcome.log);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -507,11 +524,25 @@ async fn failing_dockerfile_step_shows_the_step_and_pushes_nothing() {
     let (reason, message) = outcome.failure();
     assert_eq!(reason, "build-failed");
     assert!(
-        message.contains("Step 3/7 : RUN echo first-line && echo second-line && exit 3 failed"),
+        outcome.log.contains("Building with BuildKit"),
+        "{}",
+        outcome.log
+    );
+    assert!(
+        message.contains("step `[3/4] RUN echo first-line && echo second-line && exit 3` failed: "),
         "{message}"
     );
-    assert!(message.contains("non-zero code: 3"), "{message}");
-    assert!(message.contains("first-line\nsecond-line"), "{message}");
+    assert!(message.contains("exit code: 3"), "{message}");
+    assert!(
+        message.contains("last lines of its output:\nfirst-line\nsecond-line"),
+        "{message}"
+    );
+    // The step's output streamed into the log as it ran.
+    assert!(
+        outcome.log.contains("[failing] #") && outcome.log.contains(" first-line"),
+        "{}",
+        outcome.log
+    );
     assert!(message.contains("Nothing was pushed; the deployed environment is untouched."));
     assert!(outcome.notes().contains("Nothing was pushed"));
     assert!(served_digest(&bed.registry, &api, &repo.sha, None)
@@ -584,7 +615,7 @@ async fn create_repository_false_with_a_missing_repository_fails_before_building
         message.contains(&api) && message.contains("create-repository"),
         "{message}"
     );
-    assert!(!outcome.log.contains("Step 1/"));
+    assert!(!started_a_build(&outcome.log), "{}", outcome.log);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -639,7 +670,7 @@ async fn terraform_output_repositories_resolve_and_a_missing_output_fails_before
     let (reason, message) = outcome.failure();
     assert_eq!(reason, "repository-missing");
     assert!(message.contains("`api_repository`"), "{message}");
-    assert!(!outcome.log.contains("Step 1/"));
+    assert!(!started_a_build(&outcome.log), "{}", outcome.log);
 
     let mut handoff = Handoff::default();
     handoff.terraform_outputs.insert(
@@ -674,7 +705,7 @@ async fn a_chosen_version_is_looked_up_never_built() {
         message.contains("never rebuilt") && message.contains(&api),
         "{message}"
     );
-    assert!(!outcome.log.contains("Step 1/"));
+    assert!(!started_a_build(&outcome.log), "{}", outcome.log);
 }
 
 #[tokio::test]
@@ -844,7 +875,7 @@ fn the_binary_reports_an_unreachable_docker_socket_before_any_build() {
         "{text}"
     );
     assert!(text.contains("failure-reason=docker-unreachable"), "{text}");
-    assert!(!text.contains("Step 1/"), "{text}");
+    assert!(!started_a_build(&text), "{text}");
 }
 
 #[tokio::test]
@@ -869,4 +900,113 @@ async fn a_plain_registry_named_by_host_is_pushed_to_anonymously_without_aws() {
         outcome.handoff.images["api"],
         format!("{}/{api}@{served}", bed.registry)
     );
+}
+
+/// Makes the workspace a git checkout with one commit, so the binary finds a tag.
+fn git_commit(workspace: &Path) {
+    for args in [
+        &["init", "-q"][..],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "t",
+        ],
+    ] {
+        let status = Process::new("git")
+            .args(args)
+            .current_dir(workspace)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
+}
+
+/// Runs the binary's build phase with `GANTRY_BUILDER=builder`, pushing to the plain registry.
+fn run_binary_with_builder(repo: &Repo, bed: &Bed, builder: &str, images: &str) -> (i32, String) {
+    git_commit(&repo.workspace);
+    let out = Process::new(env!("CARGO_BIN_EXE_gantry"))
+        .current_dir(&repo.workspace)
+        .env("GANTRY_BUILDER", builder)
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("DOCKER_HOST")
+        .args([
+            "deploy",
+            "--environment",
+            "dev",
+            "--phases",
+            "build",
+            &format!("--images={images}"),
+            "--registry",
+            &bed.registry,
+            "--aws-endpoint-url",
+            "http://127.0.0.1:9",
+        ])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn the_classic_builder_through_gantry_builder_builds_and_pushes() {
+    let bed = bed();
+    let repo = Repo::new(&["api"]);
+    let api = repo.repo("api");
+    let images = format!("- name: api\n  repository: {api}\n  context: api\n");
+    let (code, text) = run_binary_with_builder(&repo, &bed, "classic", &images);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("Building with the classic builder (GANTRY_BUILDER=classic)"),
+        "{text}"
+    );
+    assert!(text.contains("[api] Step 1/"), "{text}");
+    assert!(!text.contains("[api] #1 "), "{text}");
+    assert!(
+        text.contains(&format!("{}/{api}@sha256:", bed.registry)),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_classic_builder_reports_the_failing_step_and_pushes_nothing() {
+    let bed = bed();
+    let repo = Repo::new(&["failing"]);
+    let failing = repo.repo("failing");
+    let images = format!("- name: failing\n  repository: {failing}\n  context: failing\n");
+    let (code, text) = run_binary_with_builder(&repo, &bed, "classic", &images);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("RUN echo first-line && echo second-line && exit 3 failed"),
+        "{text}"
+    );
+    assert!(text.contains("Step 3/"), "{text}");
+    assert!(text.contains("non-zero code: 3"), "{text}");
+    assert!(text.contains("first-line\nsecond-line"), "{text}");
+    assert!(text.contains("failure-reason=build-failed"), "{text}");
+    assert!(text.contains("Nothing was pushed"), "{text}");
+}
+
+#[test]
+fn an_unknown_gantry_builder_value_is_refused_before_any_build() {
+    let bed = bed();
+    let repo = Repo::new(&["api"]);
+    let api = repo.repo("api");
+    let images = format!("- name: api\n  repository: {api}\n  context: api\n");
+    let (code, text) = run_binary_with_builder(&repo, &bed, "kaniko", &images);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("GANTRY_BUILDER=\"kaniko\" is not a builder"),
+        "{text}"
+    );
+    assert!(!started_a_build(&text), "{text}");
 }

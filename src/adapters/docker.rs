@@ -1,10 +1,11 @@
-//! The Docker Engine API through bollard: ping, build from a context tar that honours `.dockerignore`, tag, push with registry credentials, and smoke-test containers.
+//! The Docker Engine API through bollard: ping, choose the builder, build from a context tar that honours `.dockerignore`, tag, push with registry credentials, and smoke-test containers.
 //!
-//! Builder: the classic builder (`version=1`). The 20.10 daemon accepts BuildKit (`version=2`)
-//! for a tar context, but it then streams its progress as protobuf `moby.buildkit.trace`
-//! messages that bollard decodes only with its `buildkit` feature (a tonic/gRPC stack); without
-//! decoding them gantry could not show the failing step and its output, which the build phase
-//! promises. The context tar is made here, so `.dockerignore` is honoured either way.
+//! Builder: BuildKit (`version=2`, with the gRPC session bollard opens itself over `/session`)
+//! when the daemon supports it (API >= 1.39 on Linux), the classic builder (`version=1`)
+//! otherwise; `GANTRY_BUILDER=classic|buildkit` overrides the choice. BuildKit's progress comes
+//! as protobuf `moby.buildkit.v1.StatusResponse` messages (bollard's `buildkit` feature decodes
+//! them) and is followed by [`buildlog::BuildKitLog`]. The context tar is made here, so
+//! `.dockerignore` is honoured either way.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,10 +16,11 @@ use bollard::container::{
     WaitContainerOptions,
 };
 use bollard::image::{BuildImageOptions, BuilderVersion, PushImageOptions, TagImageOptions};
+use bollard::models::{BuildInfo, BuildInfoAux};
 use futures::StreamExt;
 
 use crate::image::auth::Credentials;
-use crate::image::buildlog::{self, BuildLog};
+use crate::image::buildlog::{self, BuildKitLog, BuildLog};
 use crate::image::dockerignore::Matcher;
 
 /// Why a Docker call failed.
@@ -34,6 +36,8 @@ pub enum Error {
     },
     #[error("{0}")]
     BuildFailed(String),
+    #[error("GANTRY_BUILDER={0:?} is not a builder: use `buildkit`, `classic`, or leave it unset to let gantry choose")]
+    BuilderSetting(String),
     #[error("the build ended without an image id")]
     NoImage,
     #[error("could not tag {image} as {target}: {source}")]
@@ -67,6 +71,70 @@ pub struct BuildRequest {
     pub labels: HashMap<String, String>,
     /// The local tag (`repo:tag`) given to the result.
     pub tag: String,
+    pub builder: Builder,
+}
+
+/// Which builder runs the builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builder {
+    /// The classic builder (`version=1`).
+    Classic,
+    /// BuildKit (`version=2`).
+    BuildKit,
+}
+
+impl std::fmt::Display for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Builder::Classic => "the classic builder",
+            Builder::BuildKit => "BuildKit",
+        })
+    }
+}
+
+/// The builder chosen, and why (for the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuilderChoice {
+    pub builder: Builder,
+    pub reason: String,
+}
+
+/// Chooses the builder from `GANTRY_BUILDER`'s value (`setting`) and the daemon's API version
+/// and OS: BuildKit needs API 1.39 (Docker 18.09) and a Linux daemon.
+pub fn choose_builder(setting: Option<&str>, api_version: &str, os: &str) -> Result<BuilderChoice> {
+    let choice = |builder, reason: String| Ok(BuilderChoice { builder, reason });
+    match setting.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) if s.eq_ignore_ascii_case("classic") => {
+            return choice(Builder::Classic, "GANTRY_BUILDER=classic".into())
+        }
+        Some(s) if s.eq_ignore_ascii_case("buildkit") => {
+            return choice(Builder::BuildKit, "GANTRY_BUILDER=buildkit".into())
+        }
+        Some(s) if s.eq_ignore_ascii_case("auto") => {}
+        Some(other) => return Err(Error::BuilderSetting(other.to_string())),
+        None => {}
+    }
+    let mut parts = api_version.trim().splitn(2, '.');
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let api_ok = (major, minor) >= (1, 39);
+    let linux = os.trim().eq_ignore_ascii_case("linux");
+    if api_ok && linux {
+        choice(
+            Builder::BuildKit,
+            format!("the daemon supports it: API {api_version}, {os}"),
+        )
+    } else if !linux {
+        choice(
+            Builder::Classic,
+            format!("BuildKit needs a Linux daemon, this one runs on {os:?}"),
+        )
+    } else {
+        choice(
+            Builder::Classic,
+            format!("BuildKit needs Docker API 1.39 or later, the daemon speaks {api_version:?}"),
+        )
+    }
 }
 
 /// The outcome of a smoke test.
@@ -134,11 +202,28 @@ impl Docker {
         Ok(version.version.unwrap_or_default())
     }
 
-    /// Builds with the classic builder; each output line goes to `on_line`. Returns the image id.
+    /// Chooses the builder for this daemon (see [`choose_builder`]); `setting` is
+    /// `GANTRY_BUILDER`'s value.
+    pub async fn choose_builder(&self, setting: Option<&str>) -> Result<BuilderChoice> {
+        let version = self
+            .client
+            .version()
+            .await
+            .map_err(|err| Error::Unreachable {
+                detail: err.to_string(),
+            })?;
+        choose_builder(
+            setting,
+            version.api_version.as_deref().unwrap_or(""),
+            version.os.as_deref().unwrap_or(""),
+        )
+    }
+
+    /// Builds with the request's builder; each output line goes to `on_line`. Returns the image id.
     pub async fn build(
         &self,
         request: &BuildRequest,
-        mut on_line: impl FnMut(&str) + Send,
+        on_line: impl FnMut(&str) + Send,
     ) -> Result<String> {
         let (context, dockerfile) = (request.context.clone(), request.dockerfile.clone());
         // Reading the context is blocking file I/O; keep it off the async workers.
@@ -149,6 +234,7 @@ impl Docker {
                     path: request.context.clone(),
                     source: std::io::Error::other(err.to_string()),
                 })??;
+        let buildkit = request.builder == Builder::BuildKit;
         let options = BuildImageOptions {
             dockerfile,
             t: request.tag.clone(),
@@ -158,37 +244,21 @@ impl Docker {
             rm: true,
             forcerm: true,
             pull: false,
-            version: BuilderVersion::BuilderV1,
+            version: if buildkit {
+                BuilderVersion::BuilderBuildKit
+            } else {
+                BuilderVersion::BuilderV1
+            },
+            session: buildkit
+                .then(|| format!("gantry-{}", crate::report::workflow::random_token())),
             ..Default::default()
         };
-        let mut log = BuildLog::default();
-        let mut stream = self.client.build_image(options, None, Some(tar.into()));
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(text) = &info.stream {
-                        for line in buildlog::lines(text) {
-                            on_line(line);
-                            log.push_line(line);
-                        }
-                    }
-                    if let Some(id) = info.aux.and_then(|aux| aux.id) {
-                        log.set_image_id(&id);
-                    }
-                    if let Some(error) = info.error {
-                        return Err(Error::BuildFailed(log.failure(&error)));
-                    }
-                }
-                Err(bollard::errors::Error::DockerStreamError { error }) => {
-                    return Err(Error::BuildFailed(log.failure(&error)));
-                }
-                Err(bollard::errors::Error::DockerResponseServerError { message, .. }) => {
-                    return Err(Error::BuildFailed(log.failure(&message)));
-                }
-                Err(err) => return Err(Error::BuildFailed(log.failure(&err.to_string()))),
-            }
+        let stream = self.client.build_image(options, None, Some(tar.into()));
+        if buildkit {
+            follow_buildkit(stream, on_line).await
+        } else {
+            follow_classic(stream, on_line).await
         }
-        log.image_id().map(str::to_string).ok_or(Error::NoImage)
     }
 
     /// Tags a local image as `repository:tag`.
@@ -360,6 +430,79 @@ impl Docker {
     }
 }
 
+/// The error text of a failed build stream item.
+fn stream_error(err: bollard::errors::Error) -> String {
+    match err {
+        bollard::errors::Error::DockerStreamError { error } => error,
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+        err => err.to_string(),
+    }
+}
+
+/// The image id in an `aux` message (`{"ID": "sha256:..."}`, `moby.image.id` under BuildKit).
+fn aux_image_id(aux: &Option<BuildInfoAux>) -> Option<&str> {
+    match aux {
+        Some(BuildInfoAux::Default(image)) => image.id.as_deref(),
+        _ => None,
+    }
+}
+
+async fn follow_classic(
+    mut stream: impl futures::Stream<Item = std::result::Result<BuildInfo, bollard::errors::Error>>
+        + Unpin,
+    mut on_line: impl FnMut(&str) + Send,
+) -> Result<String> {
+    let mut log = BuildLog::default();
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|err| Error::BuildFailed(log.failure(&stream_error(err))))?;
+        if let Some(text) = &info.stream {
+            for line in buildlog::lines(text) {
+                on_line(line);
+                log.push_line(line);
+            }
+        }
+        if let Some(id) = aux_image_id(&info.aux) {
+            log.set_image_id(id);
+        }
+        if let Some(error) = info.error {
+            return Err(Error::BuildFailed(log.failure(&error)));
+        }
+    }
+    log.image_id().map(str::to_string).ok_or(Error::NoImage)
+}
+
+async fn follow_buildkit(
+    mut stream: impl futures::Stream<Item = std::result::Result<BuildInfo, bollard::errors::Error>>
+        + Unpin,
+    mut on_line: impl FnMut(&str) + Send,
+) -> Result<String> {
+    let mut log = BuildKitLog::default();
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|err| Error::BuildFailed(log.failure(&stream_error(err))))?;
+        match &info.aux {
+            Some(BuildInfoAux::BuildKit(status)) => {
+                for line in log.push(status) {
+                    on_line(&line);
+                }
+            }
+            aux => {
+                if let Some(id) = aux_image_id(aux) {
+                    log.set_image_id(id);
+                }
+            }
+        }
+        if let Some(text) = &info.stream {
+            for line in buildlog::lines(text) {
+                on_line(line);
+            }
+        }
+        if let Some(error) = info.error {
+            return Err(Error::BuildFailed(log.failure(&error)));
+        }
+    }
+    log.image_id().map(str::to_string).ok_or(Error::NoImage)
+}
+
 /// The build context as a tar: every file not excluded by `.dockerignore`, plus the Dockerfile
 /// and `.dockerignore` themselves (always sent, as Docker does). Returns the tar and the
 /// Dockerfile's path inside it.
@@ -464,5 +607,38 @@ mod tests {
                 "secret/public.txt"
             ]
         );
+    }
+
+    #[test]
+    fn builder_choice_follows_the_daemon_and_the_override() {
+        let auto = |api, os| choose_builder(None, api, os).unwrap().builder;
+        assert_eq!(auto("1.41", "linux"), Builder::BuildKit);
+        assert_eq!(auto("1.39", "linux"), Builder::BuildKit);
+        assert_eq!(auto("1.38", "linux"), Builder::Classic);
+        assert_eq!(auto("1.41", "windows"), Builder::Classic);
+        assert_eq!(auto("", ""), Builder::Classic);
+        assert_eq!(auto("garbage", "linux"), Builder::Classic);
+        let set = |value| choose_builder(Some(value), "1.38", "windows");
+        assert_eq!(set("classic").unwrap().builder, Builder::Classic);
+        assert_eq!(set(" BuildKit ").unwrap().builder, Builder::BuildKit);
+        assert_eq!(
+            choose_builder(Some("auto"), "1.41", "linux")
+                .unwrap()
+                .builder,
+            Builder::BuildKit
+        );
+        assert_eq!(
+            choose_builder(Some(""), "1.41", "linux").unwrap().builder,
+            Builder::BuildKit
+        );
+        let err = set("kaniko").unwrap_err().to_string();
+        assert!(
+            err.contains("GANTRY_BUILDER=\"kaniko\" is not a builder"),
+            "{err}"
+        );
+        assert!(choose_builder(None, "1.38", "linux")
+            .unwrap()
+            .reason
+            .contains("1.39"));
     }
 }
