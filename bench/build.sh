@@ -109,7 +109,7 @@ fi
 
 fg=$(median "$work/fresh_gantry.times"); fc=$(median "$work/fresh_cli.times")
 rg=$(median "$work/rerun_gantry.times"); rc=$(median "$work/rerun_cli.times")
-echo "build phase vs docker CLI ($($docker version -f '{{.Server.Version}}' 2>/dev/null), classic builder), median of $runs runs, 2 images x ${megabytes} MiB, $(nproc) cores"
+echo "build phase vs docker CLI ($($docker version -f '{{.Server.Version}}' 2>/dev/null), gantry: ${GANTRY_BUILDER:-auto} builder, docker CLI: classic builder), median of $runs runs, 2 images x ${megabytes} MiB, $(nproc) cores"
 printf '  %-34s %12s %12s %10s %s\n' "scenario" "gantry ms" "CLI ms" "ratio" "goal"
 awk -v g="$fg" -v c="$fc" 'BEGIN { printf "  %-34s %12.1f %12.1f %9.3fx %s\n", "fresh commit: build + push", g, c, g / c, "gantry/CLI <= 1.0" }'
 awk -v g="$rg" -v c="$rc" 'BEGIN { printf "  %-34s %12.1f %12.1f %9.1fx %s\n", "rerun of the commit (CLI cached)", g, c, c / g, "CLI/gantry >= 5 (speed-up)" }'
