@@ -110,6 +110,16 @@ fn image(fake: &FakeApiServer) -> String {
         .to_string()
 }
 
+/// The run died at the crash point, as SIGKILL would have it.
+fn assert_killed_at(killed: &Output, step: &str) {
+    assert!(!killed.status.success(), "{}", text(killed));
+    assert!(
+        String::from_utf8_lossy(&killed.stderr).contains(&format!("crash point {step}")),
+        "{}",
+        text(killed)
+    );
+}
+
 /// What SIGKILL leaves and time then does: the Lease is no longer renewed and expires.
 fn let_the_lease_expire(fake: &FakeApiServer) {
     if let Some(mut lease) = fake.get(
@@ -143,12 +153,7 @@ async fn kill_deploy_then_rerun(step: &str) -> (FakeApiServer, Output) {
     let killed = workspace
         .gantry("deploy", &manifests("v2", true), Some(step))
         .await;
-    assert!(!killed.status.success(), "{}", text(&killed));
-    assert!(
-        String::from_utf8_lossy(&killed.stderr).contains(&format!("crash point {step}")),
-        "{}",
-        text(&killed)
-    );
+    assert_killed_at(&killed, step);
     let_the_lease_expire(&fake);
     let rerun = workspace
         .gantry("deploy", &manifests("v2", true), None)
@@ -249,12 +254,7 @@ async fn kill_rollback_then_deploy(step: &str) {
     let killed = workspace
         .gantry("deploy", &manifests("v2", true), Some(step))
         .await;
-    assert!(!killed.status.success(), "{}", text(&killed));
-    assert!(
-        String::from_utf8_lossy(&killed.stderr).contains(&format!("crash point {step}")),
-        "{}",
-        text(&killed)
-    );
+    assert_killed_at(&killed, step);
     let_the_lease_expire(&fake);
     let rerun = workspace
         .gantry("deploy", &manifests("v3", false), None)
@@ -302,7 +302,7 @@ async fn an_interrupted_rollback_command_is_finished_by_the_next_run() {
         .await;
     assert!(second.status.success(), "{}", text(&second));
     let killed = workspace.gantry("rollback", "", Some("mid-rollback")).await;
-    assert!(!killed.status.success(), "{}", text(&killed));
+    assert_killed_at(&killed, "mid-rollback");
     let_the_lease_expire(&fake);
     let listed = workspace.gantry("history", "", None).await;
     assert!(listed.status.success(), "{}", text(&listed));
