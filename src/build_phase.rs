@@ -14,9 +14,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 
 use crate::adapters::docker::{self, BuildRequest, Builder, Docker};
-use crate::adapters::ecr::{self, CreateSettings, Ecr};
+use crate::adapters::ecr::{self, CreateSettings, EcrClients};
 use crate::adapters::registry::{self, Registry};
 use crate::config::{ImageSpec, SmokeTest};
+use crate::image::access::{self, Credential, RegistryInputs};
 use crate::image::auth::{self, Credentials};
 use crate::image::reference::{self, ImageRef};
 use crate::image::{choose_action, needs_lookup, report, Action, BuiltImage, ImageStatus};
@@ -55,6 +56,19 @@ pub enum Error {
         #[source]
         source: docker::Error,
     },
+    #[error("image `{image}`: could not give the reused image the extra tag `{tag}`: {source}")]
+    Tag {
+        image: String,
+        tag: String,
+        #[source]
+        source: registry::Error,
+    },
+    #[error("image `{image}`: the smoke test did not finish within {} and was stopped; nothing was pushed (raise smoke-test-timeout if it needs longer). Last lines of its output:\n{output}", crate::config::values::format_duration(*.timeout))]
+    SmokeTimedOut {
+        image: String,
+        timeout: Duration,
+        output: String,
+    },
     #[error("image `{image}`: pushed, but the registry serves no manifest for the tag `{tag}`")]
     NoDigest { image: String, tag: String },
     #[error(transparent)]
@@ -83,7 +97,18 @@ impl Error {
             Error::Reference(_) => "repository-missing",
             Error::DockerUnreachable(_) => "docker-unreachable",
             Error::Build { .. } | Error::BuilderSetting(_) => "build-failed",
-            Error::SmokeFailed { .. } | Error::SmokeRun { .. } => "smoke-test-failed",
+            Error::SmokeFailed { .. } | Error::SmokeRun { .. } | Error::SmokeTimedOut { .. } => {
+                "smoke-test-failed"
+            }
+            Error::Tag {
+                source:
+                    registry::Error::Unauthorized { .. }
+                    | registry::Error::Forbidden { .. }
+                    | registry::Error::Token { .. }
+                    | registry::Error::Challenge(_),
+                ..
+            } => "registry-auth-failed",
+            Error::Tag { .. } => "push-failed",
             Error::Push {
                 source: docker::Error::PushUnauthorized { .. },
                 ..
@@ -118,10 +143,17 @@ struct Built {
     elapsed: Duration,
 }
 
-/// How the registry is reached.
+/// How the registries are reached.
 struct Access {
-    credentials: Option<Credentials>,
+    /// Credentials by registry host (none: anonymous).
+    credentials: HashMap<String, Credentials>,
     registry: Registry,
+}
+
+impl Access {
+    fn credentials_for(&self, host: &str) -> Option<&Credentials> {
+        self.credentials.get(host)
+    }
 }
 
 /// Runs the build phase.
@@ -132,9 +164,16 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
             let mut result = PhaseResult::new(PhaseStatus::Succeeded);
             result.outputs = report::outputs(&images);
             result.notes = report::notes(&images);
+            let plan = run.decision.command == Command::Plan;
             for image in &images {
                 if let Some(reference) = image.reference() {
                     handoff.images.insert(image.name.clone(), reference);
+                } else if plan {
+                    // A plan pushes nothing, so a new image has no digest yet: the plan shows
+                    // its commit tag, which the deploy replaces by the pushed digest.
+                    handoff
+                        .images
+                        .insert(image.name.clone(), format!("{}:{}", image.uri, image.tag));
                 }
             }
             handoff.built_images = images;
@@ -214,67 +253,39 @@ async fn execute(
         None => Builder::Classic,
     };
 
-    // 3. Registry credentials, masked before any use, and the registry address.
-    let registry_input_host = build
-        .registry
-        .as_deref()
-        .filter(|r| !r.bytes().all(|b| b.is_ascii_digit()));
-    // ECR unless credentials for another registry are given or `registry` names a registry
-    // host that is not ECR (a plain OCI registry, pushed to anonymously).
-    let ecr_mode =
-        build.registry_username.is_none() && registry_input_host.is_none_or(reference::is_ecr_host);
-    let account_input = build
-        .registry
-        .as_deref()
-        .filter(|r| r.bytes().all(|b| b.is_ascii_digit()));
-    let needs_default = build.registry_endpoint.is_none()
-        && registry_input_host.is_none()
+    // 3. Where each image goes: the registry host of every image, ECR's derived from the
+    //    account (the `registry` input or the credentials') and the region when none is given.
+    let inputs = RegistryInputs {
+        registry: build.registry.as_deref(),
+        endpoint: build.registry_endpoint.as_deref(),
+        username: build.registry_username.as_deref(),
+        aws_endpoint_url: build.aws_endpoint_url.as_deref(),
+        aws_region: build.aws_region.as_deref(),
+    };
+    if let Some(password) = &build.registry_password {
+        run.runner.add_mask(password.expose());
+    }
+    let mut ecr_clients = EcrClients::new(build.aws_endpoint_url.as_deref());
+    let needs_default = inputs.endpoint.is_none()
+        && inputs.registry_host().is_none()
         && texts
             .iter()
             .any(|t| reference::split_repository(t).0.is_none());
-    let (credentials, default_registry, ecr_client) = if ecr_mode {
-        let client = Ecr::connect(
-            build.aws_region.as_deref(),
-            build.aws_endpoint_url.as_deref(),
-        )
-        .await;
-        let default_registry = if needs_default {
-            let region = build
-                .aws_region
-                .clone()
-                .or_else(|| client.region())
-                .ok_or(Error::NoRegion)?;
-            let account = match account_input {
-                Some(account) => account.to_string(),
-                None => client.account_id().await?,
-            };
-            Some(reference::ecr_host(&account, &region))
-        } else {
-            registry_input_host.map(str::to_string)
+    let default_registry = if needs_default && inputs.uses_ecr() {
+        let client = ecr_clients.region(inputs.aws_region).await;
+        let region = inputs
+            .aws_region
+            .map(str::to_string)
+            .or_else(|| client.region())
+            .ok_or(Error::NoRegion)?;
+        let account = match inputs.account() {
+            Some(account) => account.to_string(),
+            None => client.account_id().await?,
         };
-        let token = client.authorization_token(account_input).await?;
-        run.runner.add_mask(&token);
-        let credentials = auth::decode_ecr_token(&token)?;
-        run.runner.add_mask(&credentials.password);
-        (Some(credentials), default_registry, Some(client))
+        Some(access::ecr_host(&account, &region))
     } else {
-        let password = build
-            .registry_password
-            .as_ref()
-            .map(|p| p.expose().to_string())
-            .unwrap_or_default();
-        run.runner.add_mask(&password);
-        let credentials = build
-            .registry_username
-            .clone()
-            .map(|username| Credentials { username, password });
-        (credentials, registry_input_host.map(str::to_string), None)
+        inputs.registry_host().map(str::to_string)
     };
-    let access = Access {
-        credentials,
-        registry: Registry::from_env()?,
-    };
-
     let mut targets = Vec::new();
     for (spec, text) in build.images.iter().zip(&texts) {
         let image = reference::resolve(
@@ -287,19 +298,54 @@ async fn execute(
         targets.push(Target { spec, image });
     }
 
-    // 4. ECR repositories exist (created when allowed) before anything is built.
-    if let (Some(client), true) = (&ecr_client, pushing) {
+    // 4. Registry credentials, masked before any use: only when the registry is asked at all.
+    let mut access = Access {
+        credentials: HashMap::new(),
+        registry: Registry::from_env()?,
+    };
+    if pushing || needs_lookup(version_mode, build.skip_existing) {
+        let hosts: BTreeSet<&str> = targets.iter().map(|t| t.image.registry.as_str()).collect();
+        for host in hosts {
+            let credentials = match inputs.credential_for(host) {
+                Credential::Anonymous => continue,
+                Credential::Given => Credentials {
+                    username: build.registry_username.clone().unwrap_or_default(),
+                    password: build
+                        .registry_password
+                        .as_ref()
+                        .map(|p| p.expose().to_string())
+                        .unwrap_or_default(),
+                },
+                Credential::Ecr { account, region } => {
+                    let client = ecr_clients.region(region.as_deref()).await;
+                    let token = client.authorization_token(account.as_deref()).await?;
+                    run.runner.add_mask(&token);
+                    let credentials = auth::decode_ecr_token(&token)?;
+                    run.runner.add_mask(&credentials.password);
+                    credentials
+                }
+            };
+            access.credentials.insert(host.to_string(), credentials);
+        }
+    }
+
+    // 5. ECR repositories exist (created when allowed) before anything is built.
+    if pushing {
         let create = build.create_repository.then_some(CreateSettings {
             tag_immutability: build.tag_immutability,
             scan_on_push: build.scan_on_push,
         });
-        let names: BTreeSet<&str> = targets
+        let repositories: BTreeSet<(&str, &str)> = targets
             .iter()
-            .map(|t| t.image.repository.as_str())
+            .map(|t| (t.image.registry.as_str(), t.image.repository.as_str()))
             .collect();
-        for name in names {
+        for (host, name) in repositories {
+            let Credential::Ecr { account, region } = inputs.credential_for(host) else {
+                continue;
+            };
+            let client = ecr_clients.region(region.as_deref()).await;
             let state = client
-                .ensure_repository(account_input, name, create)
+                .ensure_repository(account.as_deref(), name, create)
                 .await?;
             if state == ecr::RepositoryState::Created {
                 run.runner
@@ -308,7 +354,7 @@ async fn execute(
         }
     }
 
-    // 5. Existing commit tags: reuse instead of rebuilding.
+    // 6. Existing commit tags: reuse instead of rebuilding.
     let mut actions = Vec::new();
     for target in &targets {
         let started = Instant::now();
@@ -317,7 +363,7 @@ async fn execute(
                 &target.image.registry,
                 &target.image.repository,
                 &tag,
-                access.credentials.as_ref(),
+                access.credentials_for(&target.image.registry),
             );
             cancellable(run.cancel, "while looking up existing images", lookup).await??
         } else {
@@ -350,7 +396,7 @@ async fn execute(
         }
     }
 
-    // 6. Build and smoke-test every image to build, concurrently; the first failure stops the rest.
+    // 7. Build and smoke-test every image to build, concurrently; the first failure stops the rest.
     let to_build: Vec<usize> = actions
         .iter()
         .enumerate()
@@ -382,7 +428,7 @@ async fn execute(
         built = outcome?;
     }
 
-    // 7. Push, then read each digest back from the registry.
+    // 8. Push, then read each digest back from the registry.
     let mut digests: HashMap<usize, (String, Duration)> = HashMap::new();
     if let (Some(docker), true) = (&docker, pushing) {
         let mut jobs = Vec::new();
@@ -393,6 +439,40 @@ async fn execute(
         *pushed_any = true;
         for (index, digest, elapsed) in pushed? {
             digests.insert(index, (digest, elapsed));
+        }
+    }
+    // A reused image gets its extra tags too, in the registry alone (nothing is pulled).
+    if pushing {
+        for (target, (action, _)) in targets.iter().zip(&actions) {
+            let Action::Reuse { digest } = action else {
+                continue;
+            };
+            for extra in &target.spec.tags {
+                let tagging = access.registry.tag_manifest(
+                    &target.image.registry,
+                    &target.image.repository,
+                    digest,
+                    extra,
+                    access.credentials_for(&target.image.registry),
+                );
+                *pushed_any = true;
+                let tagged = cancellable(run.cancel, "while tagging reused images", tagging)
+                    .await?
+                    .map_err(|source| Error::Tag {
+                        image: target.spec.name.clone(),
+                        tag: extra.clone(),
+                        source,
+                    })?;
+                let what = match tagged {
+                    registry::Tagged::Already => "already tagged",
+                    registry::Tagged::Created => "tagged",
+                };
+                run.runner.info(&format!(
+                    "[{}] {what} {} ({digest})",
+                    target.spec.name,
+                    target.image.tagged(extra)
+                ));
+            }
         }
     }
 
@@ -515,7 +595,13 @@ async fn build_one(
             .push(container.clone());
         run.runner.info(&format!("[{name}] smoke test"));
         let result = docker
-            .smoke_test(&image_id, &container, entrypoint, cmd)
+            .smoke_test(
+                &image_id,
+                &container,
+                entrypoint,
+                cmd,
+                spec.smoke_test_timeout,
+            )
             .await
             .map_err(|source| Error::SmokeRun {
                 image: name.clone(),
@@ -524,9 +610,16 @@ async fn build_one(
         for line in result.output.lines() {
             run.runner.info(&format!("[{name}] smoke: {line}"));
         }
+        let tail: Vec<&str> = result.output.lines().rev().take(15).collect();
+        let output = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+        if result.timed_out {
+            return Err(Error::SmokeTimedOut {
+                image: name.clone(),
+                timeout: spec.smoke_test_timeout,
+                output,
+            });
+        }
         if result.exit_code != 0 {
-            let tail: Vec<&str> = result.output.lines().rev().take(15).collect();
-            let output = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
             return Err(Error::SmokeFailed {
                 image: name.clone(),
                 exit_code: result.exit_code,
@@ -559,7 +652,7 @@ async fn push_one(
                 &uri,
                 tag,
                 &target.image.registry,
-                access.credentials.as_ref(),
+                access.credentials_for(&target.image.registry),
                 |line| run.runner.debug(&format!("[{name}] {line}")),
             )
             .await
@@ -574,7 +667,7 @@ async fn push_one(
             &target.image.registry,
             &target.image.repository,
             &target.image.tag,
-            access.credentials.as_ref(),
+            access.credentials_for(&target.image.registry),
         )
         .await?
         .ok_or_else(|| Error::NoDigest {

@@ -466,28 +466,29 @@ async fn image_verification(
             .iter()
             .filter_map(|image| deploy::preflight::parse_image(&image.image))
             .map(|name| name.host)
-            .filter(|host| crate::image::reference::is_ecr_host(host))
+            .filter(|host| crate::image::access::is_ecr_host(host))
             .collect();
-    if !ecr_hosts.is_empty() {
-        let ecr = crate::adapters::ecr::Ecr::connect(
-            build.aws_region.as_deref(),
-            build.aws_endpoint_url.as_deref(),
-        )
-        .await;
-        for host in ecr_hosts {
-            let account = host.split('.').next().unwrap_or_default().to_string();
-            match ecr.authorization_token(Some(&account)).await {
-                Ok(token) => match decode_ecr_token(&token) {
+    // Each ECR host's token comes from its own account in its own region.
+    let mut ecr = crate::adapters::ecr::EcrClients::new(build.aws_endpoint_url.as_deref());
+    for host in ecr_hosts {
+        let Some((account, region)) = crate::image::access::parse_ecr_host(&host) else {
+            continue;
+        };
+        let client = ecr.region(Some(region)).await;
+        match client.authorization_token(Some(account)).await {
+            Ok(token) => {
+                run.runner.add_mask(&token);
+                match decode_ecr_token(&token) {
                     Ok(creds) => {
                         run.runner.add_mask(&creds.password);
                         credentials.insert(host, creds);
                     }
                     Err(err) => run.runner.warning(&format!("{host}: {err}")),
-                },
-                Err(err) => run.runner.warning(&format!(
-                    "{host}: no ECR token to verify images with ({err}); they are reported unverified"
-                )),
+                }
             }
+            Err(err) => run.runner.warning(&format!(
+                "{host}: no ECR token to verify images with ({err}); they are reported unverified"
+            )),
         }
     }
     match Registry::from_env() {

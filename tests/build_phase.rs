@@ -650,8 +650,17 @@ async fn dockerignore_is_honoured_and_plan_builds_without_pushing() {
         .await
         .is_none());
     assert_eq!(outcome.result.outputs["image-ignore-digest"], "");
-    assert!(outcome.handoff.images.is_empty());
+    // The plan has no digest to pin yet: later phases see the commit tag, and the notes say so.
+    assert_eq!(
+        outcome.handoff.images["ignore"],
+        format!("{}/{ignore}:{}", bed.registry, repo.sha)
+    );
     assert!(outcome.notes().contains("built, not pushed"));
+    assert!(
+        outcome.notes().contains("no digest yet"),
+        "{}",
+        outcome.notes()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1009,4 +1018,154 @@ fn an_unknown_gantry_builder_value_is_refused_before_any_build() {
         "{text}"
     );
     assert!(!started_a_build(&text), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_image_gets_its_extra_tags_in_the_registry_without_building() {
+    let bed = bed();
+    let repo = Repo::new(&["api"]);
+    let api = repo.repo("api");
+    let inputs = |tags: &str| {
+        vec![
+            (
+                "images",
+                format!("- name: api\n  repository: {api}\n  context: api\n  tags: {tags}\n"),
+            ),
+            ("registry-endpoint", bed.tls_registry.clone()),
+            ("registry-username", bed.user.clone()),
+            ("registry-password", bed.password.clone()),
+        ]
+    };
+    let auth = Some((bed.user.as_str(), bed.password.as_str()));
+    let first = repo
+        .run(Command::Deploy, &inputs("[]"), Handoff::default())
+        .await;
+    first.assert_succeeded();
+    let digest = served_digest(&bed.tls_registry, &api, &repo.sha, auth)
+        .await
+        .expect("pushed");
+    assert_eq!(
+        served_digest(&bed.tls_registry, &api, "stable", auth).await,
+        None
+    );
+
+    // The same commit with extra tags: nothing is built, the tags point at the same manifest.
+    let second = repo
+        .run(Command::Deploy, &inputs("[stable, v2]"), Handoff::default())
+        .await;
+    second.assert_succeeded();
+    assert!(!started_a_build(&second.log), "{}", second.log);
+    for tag in ["stable", "v2"] {
+        assert_eq!(
+            served_digest(&bed.tls_registry, &api, tag, auth)
+                .await
+                .as_deref(),
+            Some(digest.as_str()),
+            "{tag}"
+        );
+        assert!(
+            second.log.contains(&format!(
+                "[api] tagged {}/{api}:{tag} ({digest})",
+                bed.tls_registry
+            )),
+            "{}",
+            second.log
+        );
+    }
+    assert_masked_everywhere(&second);
+
+    // Once more: the tags are there already and nothing is written.
+    let third = repo
+        .run(Command::Deploy, &inputs("[stable]"), Handoff::default())
+        .await;
+    third.assert_succeeded();
+    assert!(third.log.contains("[api] already tagged"), "{}", third.log);
+
+    // A plan tags nothing.
+    let plan = repo
+        .run(Command::Plan, &inputs("[planned]"), Handoff::default())
+        .await;
+    plan.assert_succeeded();
+    assert_eq!(
+        served_digest(&bed.tls_registry, &api, "planned", auth).await,
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smoke_test_over_its_time_limit_is_stopped_and_nothing_is_pushed() {
+    let bed = bed();
+    let repo = Repo::new(&["smoke"]);
+    let smoke = repo.repo("smoke");
+    let images = format!(
+        "- name: smoke\n  repository: {smoke}\n  context: smoke\n  smoke-test: \"echo waiting-forever; sleep 600\"\n  smoke-test-timeout: 2s\n"
+    );
+    let started = std::time::Instant::now();
+    let outcome = repo
+        .run(
+            Command::Deploy,
+            &moto_inputs(&bed, images),
+            Handoff::default(),
+        )
+        .await;
+    let (reason, message) = outcome.failure();
+    assert_eq!(reason, "smoke-test-failed");
+    assert!(
+        message.contains("did not finish within 2s and was stopped")
+            && message.contains("smoke-test-timeout"),
+        "{message}"
+    );
+    assert!(message.contains("waiting-forever"), "{message}");
+    assert!(message.contains("Nothing was pushed"), "{message}");
+    // Stopped at the limit, not after the sleep (generous bound for a loaded machine).
+    assert!(started.elapsed() < Duration::from_secs(120));
+    assert!(served_digest(&bed.registry, &smoke, &repo.sha, None)
+        .await
+        .is_none());
+    let left = docker_cli(&bed, &["ps", "-aq", "--filter", "name=gantry-smoke-smoke-"]);
+    assert_eq!(left, "");
+}
+
+#[test]
+fn a_registry_endpoint_alone_is_a_plain_registry_reached_without_aws() {
+    let bed = bed();
+    let repo = Repo::new(&["api"]);
+    let api = repo.repo("api");
+    git_commit(&repo.workspace);
+    let run = || {
+        let out = Process::new(env!("CARGO_BIN_EXE_gantry"))
+            .current_dir(&repo.workspace)
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("DOCKER_HOST")
+            // Any AWS call would go to this dead loopback port and fail the run.
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .args([
+                "deploy",
+                "--environment",
+                "dev",
+                "--phases",
+                "build",
+                &format!("--images=- name: api\n  repository: {api}\n  context: api\n"),
+                "--registry-endpoint",
+                &bed.registry,
+            ])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = run();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!("{}/{api}@sha256:", bed.registry)),
+        "{text}"
+    );
+    // The rerun looks the commit tag up anonymously and reuses it.
+    let (code, text) = run();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("reused, not rebuilt"), "{text}");
 }

@@ -143,6 +143,8 @@ pub struct SmokeResult {
     pub exit_code: i64,
     /// The container's output (stdout and stderr interleaved), last lines only.
     pub output: String,
+    /// The test was still running at its time limit and was killed.
+    pub timed_out: bool,
 }
 
 /// A Docker daemon connection.
@@ -334,14 +336,16 @@ impl Docker {
         Ok(())
     }
 
-    /// Runs `entrypoint + cmd` in a fresh container of `image`, waits, collects the output and
-    /// removes the container. `name` is the container's name (so a cancelled run can remove it).
+    /// Runs `entrypoint + cmd` in a fresh container of `image`, waits at most `timeout` (then
+    /// kills it), collects the output and removes the container. `name` is the container's name
+    /// (so a cancelled run can remove it).
     pub async fn smoke_test(
         &self,
         image: &str,
         name: &str,
         entrypoint: Vec<String>,
         cmd: Vec<String>,
+        timeout: std::time::Duration,
     ) -> Result<SmokeResult> {
         let container_err = |source| Error::Container {
             image: image.to_string(),
@@ -364,7 +368,7 @@ impl Docker {
             )
             .await
             .map_err(container_err)?;
-        let outcome = self.run_container(name).await;
+        let outcome = self.run_container(name, timeout).await;
         self.remove_container(name).await;
         outcome.map_err(container_err)
     }
@@ -372,21 +376,46 @@ impl Docker {
     async fn run_container(
         &self,
         name: &str,
+        timeout: std::time::Duration,
     ) -> std::result::Result<SmokeResult, bollard::errors::Error> {
         self.client.start_container::<String>(name, None).await?;
         let mut exit_code = 0;
-        let mut wait = self
-            .client
-            .wait_container(name, None::<WaitContainerOptions<String>>);
-        while let Some(item) = wait.next().await {
-            match item {
-                Ok(response) => exit_code = response.status_code,
-                Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => {
-                    exit_code = code
+        let wait = async {
+            let mut wait = self
+                .client
+                .wait_container(name, None::<WaitContainerOptions<String>>);
+            while let Some(item) = wait.next().await {
+                match item {
+                    Ok(response) => exit_code = response.status_code,
+                    Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => {
+                        exit_code = code
+                    }
+                    Err(err) => return Err(err),
                 }
-                Err(err) => return Err(err),
             }
-        }
+            Ok(())
+        };
+        let timed_out = match tokio::time::timeout(timeout, wait).await {
+            Ok(waited) => {
+                waited?;
+                false
+            }
+            Err(_) => {
+                // SIGKILL; the output so far stays readable until the container is removed.
+                self.client
+                    .kill_container::<String>(name, None)
+                    .await
+                    .or_else(|err| match err {
+                        // It ended between the time limit and the kill.
+                        bollard::errors::Error::DockerResponseServerError {
+                            status_code: 409,
+                            ..
+                        } => Ok(()),
+                        err => Err(err),
+                    })?;
+                true
+            }
+        };
         let mut output = String::new();
         let mut logs = self.client.logs(
             name,
@@ -407,7 +436,11 @@ impl Docker {
                 LogOutput::StdIn { .. } => {}
             }
         }
-        Ok(SmokeResult { exit_code, output })
+        Ok(SmokeResult {
+            exit_code,
+            output,
+            timed_out,
+        })
     }
 
     /// Removes a container by name, ignoring "no such container".

@@ -180,3 +180,30 @@ impl Ecr {
         ))
     }
 }
+
+/// ECR clients by region, each made on first use (an image's ECR host names its own region).
+#[derive(Debug)]
+pub struct EcrClients {
+    endpoint: Option<String>,
+    clients: std::collections::HashMap<Option<String>, Ecr>,
+}
+
+impl EcrClients {
+    /// No client yet; `endpoint` overrides every service endpoint of the clients made later.
+    pub fn new(endpoint: Option<&str>) -> EcrClients {
+        EcrClients {
+            endpoint: endpoint.map(str::to_string),
+            clients: Default::default(),
+        }
+    }
+
+    /// The client for `region` (`None`: the SDK's configured region).
+    pub async fn region(&mut self, region: Option<&str>) -> &Ecr {
+        let key = region.map(str::to_string);
+        if !self.clients.contains_key(&key) {
+            let client = Ecr::connect(region, self.endpoint.as_deref()).await;
+            self.clients.insert(key.clone(), client);
+        }
+        &self.clients[&key]
+    }
+}

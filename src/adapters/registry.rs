@@ -1,4 +1,4 @@
-//! The OCI distribution v2 API, only as far as gantry needs it: the digest behind a tag (`HEAD /v2/<name>/manifests/<tag>`), with the Bearer or Basic challenge answered.
+//! The OCI distribution v2 API, only as far as gantry needs it: the digest behind a tag (`HEAD /v2/<name>/manifests/<tag>`) and tagging a manifest by digest (`GET` it, `PUT` it under the tag), with the Bearer or Basic challenge answered.
 //!
 //! Works for ECR and any OCI registry. HTTPS is used everywhere; an extra CA is read from
 //! `GANTRY_REGISTRY_CA_FILE` (or `SSL_CERT_FILE`); plain HTTP is tried only for 127.0.0.1 and
@@ -7,11 +7,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
-use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use crate::image::auth::{self, basic_header, parse_challenge, pull_scope, Challenge, Credentials};
+use crate::image::auth::{self, basic_header, parse_challenge, Challenge, Credentials};
 
 /// The manifest media types a digest lookup accepts (index first, like `docker buildx imagetools`).
 pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -45,17 +45,22 @@ pub enum Error {
         repository: String,
         hint: &'static str,
     },
-    #[error("the registry {host} denied access (HTTP 403) to `{repository}`: the credentials lack pull permission on it")]
-    Forbidden { host: String, repository: String },
+    #[error("the registry {host} denied access (HTTP 403) to `{repository}`: the credentials lack {permission} permission on it")]
+    Forbidden {
+        host: String,
+        repository: String,
+        permission: &'static str,
+    },
     #[error(transparent)]
     Challenge(#[from] auth::Error),
     #[error("the token service {realm} answered {status}")]
     Token { realm: String, status: StatusCode },
-    #[error("the registry {host} answered {status} for {url}")]
+    #[error("the registry {host} answered {status} for {url}{}", if .detail.is_empty() { String::new() } else { format!(": {}", .detail) })]
     Status {
         host: String,
         status: StatusCode,
         url: String,
+        detail: String,
     },
     #[error("the registry {host} served {url} without a Docker-Content-Digest header")]
     NoDigest { host: String, url: String },
@@ -116,27 +121,17 @@ impl Registry {
         credentials: Option<&Credentials>,
     ) -> Result<Option<String>> {
         let path = format!("/v2/{repository}/manifests/{reference}");
-        let (base, response) = self.send_head(host, &path, None).await?;
-        let url = format!("{base}{path}");
-        let response = if response.status() == StatusCode::UNAUTHORIZED {
-            let header = response
-                .headers()
-                .get(WWW_AUTHENTICATE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("Basic")
-                .to_string();
-            let authorization = self
-                .authorize(host, repository, &header, credentials)
-                .await?;
-            self.head(&url, Some(&authorization))
-                .await
-                .map_err(|source| Error::Unreachable {
-                    host: host.to_string(),
-                    source,
-                })?
-        } else {
-            response
+        let call = Call {
+            host,
+            repository,
+            actions: "pull",
+            credentials,
         };
+        let (url, response) = self
+            .send(&call, Method::HEAD, &path, None, |r| {
+                r.header(ACCEPT, MANIFEST_TYPES)
+            })
+            .await?;
         match response.status() {
             StatusCode::OK => {
                 let digest = digest_header(response.headers()).ok_or_else(|| Error::NoDigest {
@@ -146,52 +141,144 @@ impl Registry {
                 Ok(Some(digest))
             }
             StatusCode::NOT_FOUND => Ok(None),
-            StatusCode::UNAUTHORIZED => Err(Error::Unauthorized {
-                host: host.to_string(),
-                repository: repository.to_string(),
-                hint: if credentials.is_some() {
-                    "check registry-username and registry-password, or for ECR that the AWS role may call ecr:GetAuthorizationToken and pull from the repository"
-                } else {
-                    "the registry needs credentials; set registry-username and registry-password"
-                },
-            }),
-            StatusCode::FORBIDDEN => Err(Error::Forbidden {
-                host: host.to_string(),
-                repository: repository.to_string(),
-            }),
-            status => Err(Error::Status {
-                host: host.to_string(),
-                status,
-                url,
-            }),
+            status => Err(call.failed(status, url, String::new())),
         }
     }
 
-    /// Answers a 401 challenge: the `Authorization` header value to retry with.
-    async fn authorize(
+    /// Gives the manifest `digest` the tag `tag` as well, through the registry alone (the
+    /// manifest is fetched by digest and put under the tag, like `crane tag`): no image is
+    /// pulled or pushed. Nothing is written when the tag already points at `digest`.
+    pub async fn tag_manifest(
         &self,
         host: &str,
         repository: &str,
-        header: &str,
+        digest: &str,
+        tag: &str,
         credentials: Option<&Credentials>,
-    ) -> Result<String> {
-        let unauthorized = || Error::Unauthorized {
-            host: host.to_string(),
-            repository: repository.to_string(),
-            hint: if credentials.is_some() {
-                "check registry-username and registry-password, or for ECR that the AWS role may call ecr:GetAuthorizationToken"
-            } else {
-                "the registry needs credentials; set registry-username and registry-password"
-            },
+    ) -> Result<Tagged> {
+        if self
+            .manifest_digest(host, repository, tag, credentials)
+            .await?
+            .as_deref()
+            == Some(digest)
+        {
+            return Ok(Tagged::Already);
+        }
+        let pull = Call {
+            host,
+            repository,
+            actions: "pull",
+            credentials,
         };
+        let path = format!("/v2/{repository}/manifests/{digest}");
+        let (url, response) = self
+            .send(&pull, Method::GET, &path, None, |r| {
+                r.header(ACCEPT, MANIFEST_TYPES)
+            })
+            .await?;
+        if response.status() != StatusCode::OK {
+            let status = response.status();
+            let body = error_text(response).await;
+            return Err(pull.failed(status, url, body));
+        }
+        let media_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/vnd.docker.distribution.manifest.v2+json")
+            .to_string();
+        let manifest = response
+            .bytes()
+            .await
+            .map_err(|source| Error::Unreachable {
+                host: host.to_string(),
+                source,
+            })?;
+        let push = Call {
+            actions: "pull,push",
+            ..pull
+        };
+        let path = format!("/v2/{repository}/manifests/{tag}");
+        let (url, response) = self
+            .send(&push, Method::PUT, &path, Some(manifest), |r| {
+                r.header(CONTENT_TYPE, media_type.as_str())
+            })
+            .await?;
+        match response.status() {
+            StatusCode::CREATED | StatusCode::OK => Ok(Tagged::Created),
+            status => {
+                let body = error_text(response).await;
+                Err(push.failed(status, url, body))
+            }
+        }
+    }
+
+    /// Sends one request, answering a 401 challenge once with credentials for `call`'s scope.
+    /// The first request goes over HTTPS, or HTTP for a loopback host whose HTTPS fails to
+    /// connect. Returns the URL used and the response.
+    async fn send(
+        &self,
+        call: &Call<'_>,
+        method: Method,
+        path: &str,
+        body: Option<bytes::Bytes>,
+        decorate: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<(String, reqwest::Response)> {
+        let host = call.host;
+        let unreachable = |source| Error::Unreachable {
+            host: host.to_string(),
+            source,
+        };
+        let request = |url: &str, authorization: Option<&str>| {
+            let mut request = decorate(self.http.request(method.clone(), url));
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            if let Some(value) = authorization {
+                request = request.header(AUTHORIZATION, value);
+            }
+            request.send()
+        };
+        let https = format!("https://{host}{path}");
+        let (url, response) = match request(&https, None).await {
+            Ok(response) => (https, response),
+            Err(err) if is_loopback(host) && (err.is_connect() || err.is_request()) => {
+                let http = format!("http://{host}{path}");
+                let response = request(&http, None).await.map_err(unreachable)?;
+                (http, response)
+            }
+            Err(source) => return Err(unreachable(source)),
+        };
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok((url, response));
+        }
+        let header = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("Basic")
+            .to_string();
+        let authorization = self.authorize(call, &header).await?;
+        let response = request(&url, Some(&authorization))
+            .await
+            .map_err(unreachable)?;
+        Ok((url, response))
+    }
+
+    /// Answers a 401 challenge: the `Authorization` header value to retry with.
+    async fn authorize(&self, call: &Call<'_>, header: &str) -> Result<String> {
+        let credentials = call.credentials;
         match parse_challenge(header)? {
-            Challenge::Basic => credentials.map(basic_header).ok_or_else(unauthorized),
+            Challenge::Basic => credentials
+                .map(basic_header)
+                .ok_or_else(|| call.failed(StatusCode::UNAUTHORIZED, String::new(), String::new())),
             Challenge::Bearer {
                 realm,
                 service,
                 scope,
             } => {
-                let scope = scope.unwrap_or_else(|| pull_scope(repository));
+                let scope = scope
+                    .unwrap_or_else(|| format!("repository:{}:{}", call.repository, call.actions));
                 let mut request = self.http.get(&realm).query(&[("scope", scope.as_str())]);
                 if let Some(service) = &service {
                     request = request.query(&[("service", service.as_str())]);
@@ -200,17 +287,23 @@ impl Registry {
                     request = request.header(AUTHORIZATION, basic_header(credentials));
                 }
                 let response = request.send().await.map_err(|source| Error::Unreachable {
-                    host: host.to_string(),
+                    host: call.host.to_string(),
                     source,
                 })?;
                 match response.status() {
                     StatusCode::OK => {}
-                    StatusCode::UNAUTHORIZED => return Err(unauthorized()),
+                    StatusCode::UNAUTHORIZED => {
+                        return Err(call.failed(
+                            StatusCode::UNAUTHORIZED,
+                            String::new(),
+                            String::new(),
+                        ))
+                    }
                     status => return Err(Error::Token { realm, status }),
                 }
                 let body: TokenResponse =
                     response.json().await.map_err(|source| Error::Unreachable {
-                        host: host.to_string(),
+                        host: call.host.to_string(),
                         source,
                     })?;
                 body.token
@@ -223,45 +316,82 @@ impl Registry {
             }
         }
     }
+}
 
-    /// Sends the first HEAD over HTTPS, or HTTP for a loopback host whose HTTPS fails to connect.
-    async fn send_head(
-        &self,
-        host: &str,
-        path: &str,
-        authorization: Option<&str>,
-    ) -> Result<(String, reqwest::Response)> {
-        let https = format!("https://{host}");
-        match self.head(&format!("{https}{path}"), authorization).await {
-            Ok(response) => Ok((https, response)),
-            Err(err) if is_loopback(host) && (err.is_connect() || err.is_request()) => {
-                let http = format!("http://{host}");
-                let response = self
-                    .head(&format!("{http}{path}"), authorization)
-                    .await
-                    .map_err(|source| Error::Unreachable {
-                        host: host.to_string(),
-                        source,
-                    })?;
-                Ok((http, response))
-            }
-            Err(source) => Err(Error::Unreachable {
-                host: host.to_string(),
-                source,
-            }),
+/// What [`Registry::tag_manifest`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tagged {
+    /// The tag already pointed at the digest.
+    Already,
+    /// The tag was (re)pointed at the digest.
+    Created,
+}
+
+/// One registry call's target and what it may do (`pull`, or `pull,push`).
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    host: &'a str,
+    repository: &'a str,
+    actions: &'static str,
+    credentials: Option<&'a Credentials>,
+}
+
+impl Call<'_> {
+    /// The error for an unexpected status, explained for 401 and 403.
+    fn failed(&self, status: StatusCode, url: String, body: String) -> Error {
+        let (host, repository) = (self.host.to_string(), self.repository.to_string());
+        let pushing = self.actions.contains("push");
+        match status {
+            StatusCode::UNAUTHORIZED => Error::Unauthorized {
+                host,
+                repository,
+                hint: match (self.credentials.is_some(), pushing) {
+                    (true, false) => "check registry-username and registry-password, or for ECR that the AWS role may call ecr:GetAuthorizationToken and pull from the repository",
+                    (true, true) => "check registry-username and registry-password, or for ECR that the AWS role may call ecr:GetAuthorizationToken and push to the repository",
+                    (false, _) => "the registry needs credentials; set registry-username and registry-password",
+                },
+            },
+            StatusCode::FORBIDDEN => Error::Forbidden {
+                host,
+                repository,
+                permission: if pushing { "push" } else { "pull" },
+            },
+            status => Error::Status {
+                host,
+                status,
+                url,
+                detail: body,
+            },
         }
     }
+}
 
-    async fn head(
-        &self,
-        url: &str,
-        authorization: Option<&str>,
-    ) -> std::result::Result<reqwest::Response, reqwest::Error> {
-        let mut request = self.http.head(url).header(ACCEPT, MANIFEST_TYPES);
-        if let Some(value) = authorization {
-            request = request.header(AUTHORIZATION, value);
-        }
-        request.send().await
+/// The registry's error text (`{"errors":[{"code","message"}]}`), or the body as it came.
+async fn error_text(response: reqwest::Response) -> String {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorItem>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorItem {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    let body = response.text().await.unwrap_or_default();
+    match serde_json::from_str::<Errors>(&body) {
+        Ok(errors) if !errors.errors.is_empty() => errors
+            .errors
+            .iter()
+            .map(|e| {
+                [e.code.as_deref(), e.message.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(": ")
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => body.chars().take(300).collect(),
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -29,7 +30,12 @@ pub struct ImageSpec {
     pub tags: Vec<String>,
     /// Command run in a container of the built image before anything is pushed.
     pub smoke_test: Option<SmokeTest>,
+    /// How long the smoke test may run before it is stopped and counted as failed.
+    pub smoke_test_timeout: Duration,
 }
+
+/// The smoke test's time limit when `smoke-test-timeout` is not given.
+pub const DEFAULT_SMOKE_TEST_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A smoke test command: a shell string (run with `/bin/sh -c`) or an exec-form list.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -56,6 +62,8 @@ struct RawImage {
     tags: Vec<String>,
     #[serde(default)]
     smoke_test: Option<SmokeTest>,
+    #[serde(default)]
+    smoke_test_timeout: Option<serde_yaml::Value>,
 }
 
 /// Parses and validates the `images` input. Paths are relative to `base` (the working
@@ -181,6 +189,31 @@ pub fn parse_images(
             }
         }
 
+        let smoke_test_timeout = match &image.smoke_test_timeout {
+            None => DEFAULT_SMOKE_TEST_TIMEOUT,
+            Some(raw) => {
+                if image.smoke_test.is_none() {
+                    problem("`smoke-test-timeout` is set but there is no `smoke-test`".into());
+                }
+                let text = match raw {
+                    serde_yaml::Value::String(text) => Ok(text.clone()),
+                    serde_yaml::Value::Number(number) => Ok(number.to_string()),
+                    _ => Err("is not a duration; write one such as 90s or 5m".to_string()),
+                };
+                match text.and_then(|text| super::values::parse_duration(&text)) {
+                    Ok(duration) if !duration.is_zero() => duration,
+                    Ok(_) => {
+                        problem("`smoke-test-timeout` must be longer than zero".into());
+                        DEFAULT_SMOKE_TEST_TIMEOUT
+                    }
+                    Err(message) => {
+                        problem(format!("`smoke-test-timeout`: {message}"));
+                        DEFAULT_SMOKE_TEST_TIMEOUT
+                    }
+                }
+            }
+        };
+
         images.push(ImageSpec {
             name: image.name,
             repository,
@@ -190,6 +223,7 @@ pub fn parse_images(
             build_args,
             tags: image.tags,
             smoke_test: image.smoke_test,
+            smoke_test_timeout,
         });
     }
     if problems.is_empty() {
@@ -336,5 +370,53 @@ mod tests {
         assert_eq!(terraform_reference("${tf.}"), None);
         assert_eq!(terraform_reference("${env.x}"), None);
         assert_eq!(terraform_reference("team/backend"), None);
+    }
+
+    #[test]
+    fn smoke_test_timeouts() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM x\n").unwrap();
+        let parse = |extra: &str| {
+            let text = format!("- name: api\n  repository: team/api\n{extra}");
+            parse_images(&text, dir.path(), false)
+        };
+        let timeout = |extra: &str| parse(extra).unwrap()[0].smoke_test_timeout;
+        assert_eq!(timeout(""), DEFAULT_SMOKE_TEST_TIMEOUT);
+        assert_eq!(
+            timeout("  smoke-test: /bin/true\n"),
+            DEFAULT_SMOKE_TEST_TIMEOUT
+        );
+        assert_eq!(
+            timeout("  smoke-test: /bin/true\n  smoke-test-timeout: 1m30s\n"),
+            Duration::from_secs(90)
+        );
+        let table = [
+            (
+                "  smoke-test-timeout: 30s\n",
+                "is set but there is no `smoke-test`",
+            ),
+            (
+                "  smoke-test: x\n  smoke-test-timeout: 0s\n",
+                "must be longer than zero",
+            ),
+            (
+                "  smoke-test: x\n  smoke-test-timeout: 30\n",
+                "without a unit",
+            ),
+            (
+                "  smoke-test: x\n  smoke-test-timeout: [1]\n",
+                ": is not a duration",
+            ),
+        ];
+        for (extra, want) in table {
+            let problems = parse(extra).unwrap_err();
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with("image 1 (`api`): `smoke-test-timeout`")
+                        && p.contains(want)),
+                "{extra}: {problems:?}"
+            );
+        }
     }
 }

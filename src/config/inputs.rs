@@ -229,7 +229,7 @@ pub const INPUTS: &[InputSpec] = &[
         Build,
         Yaml,
         None,
-        "Images to build, as a YAML list; each item has `name` and `repository` (an ECR repository name, a full repository URI, or `${tf.OUTPUT}` for a Terraform output), and optionally `context` (default `.`), `dockerfile`, `target`, `build-args` (a map), `tags` (extra tags) and `smoke-test` (a command run in the built image before anything is pushed). Empty: the build phase is skipped and says so.",
+        "Images to build, as a YAML list; each item has `name` and `repository` (an ECR repository name, a full repository URI, or `${tf.OUTPUT}` for a Terraform output), and optionally `context` (default `.`), `dockerfile`, `target`, `build-args` (a map), `tags` (extra tags) `smoke-test` (a command run in the built image before anything is pushed) and `smoke-test-timeout` (default 5m; a test still running then is stopped and fails). Empty: the build phase is skipped and says so.",
     ),
     input(
         "aws-region",
@@ -243,14 +243,14 @@ pub const INPUTS: &[InputSpec] = &[
         Build,
         Text,
         None,
-        "The ECR registry's AWS account id (12 digits), or the host of another OCI registry. Empty: the account of the current AWS credentials.",
+        "The ECR registry's AWS account id (12 digits), an ECR host (its account and region are used), or the host of another OCI registry (then no AWS call is made). Empty: the account of the current AWS credentials; repositories given as full ECR URIs use their own account and region.",
     ),
     input(
         "registry-endpoint",
         Build,
         Text,
         None,
-        "Registry address to push to instead of the ECR address derived from account and region, e.g. 127.0.0.1:5000 for a local registry.",
+        "Registry address to push to instead of the ECR address derived from account and region, e.g. 127.0.0.1:5000 for a local registry. Alone it is a plain OCI registry (anonymous, or registry-username/password); with aws-endpoint-url the ECR API at that URL is used for repositories and tokens.",
     ),
     input(
         "registry-username",

@@ -5,6 +5,7 @@
 //! I/O and [`crate::build_phase`] runs the steps; every decision they need is made here and
 //! unit-tested with tables.
 
+pub mod access;
 pub mod auth;
 pub mod buildlog;
 pub mod dockerignore;

@@ -122,23 +122,6 @@ pub fn split_repository(text: &str) -> (Option<&str>, &str) {
     }
 }
 
-/// The ECR registry host of an account in a region.
-pub fn ecr_host(account: &str, region: &str) -> String {
-    format!("{account}.dkr.ecr.{region}.amazonaws.com")
-}
-
-/// Whether a registry host is an Amazon ECR registry (`<account>.dkr.ecr.<region>.amazonaws.com`,
-/// also the `.com.cn` partition).
-pub fn is_ecr_host(host: &str) -> bool {
-    let parts: Vec<&str> = host.split('.').collect();
-    parts.len() >= 6
-        && parts[0].len() == 12
-        && parts[0].bytes().all(|b| b.is_ascii_digit())
-        && parts[1] == "dkr"
-        && parts[2] == "ecr"
-        && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
-}
-
 /// Resolves where an image goes. The host is, in order: the `registry-endpoint` override, the
 /// host of a full URI, then `default_registry` (the ECR host or the `registry` input).
 pub fn resolve(
@@ -216,7 +199,6 @@ mod tests {
         assert_eq!(r.tagged("abc"), format!("{ecr}/team/api:abc"));
         assert_eq!(r.pinned("sha256:00"), format!("{ecr}/team/api@sha256:00"));
         assert_eq!(r.repository, "team/api");
-        assert_eq!(ecr_host("123456789012", "eu-west-1"), ecr);
     }
 
     #[test]
@@ -262,16 +244,5 @@ mod tests {
             commit_tag(Some("refs/tags/x")),
             Err(Error::BadTag(_))
         ));
-    }
-
-    #[test]
-    fn ecr_hosts_are_recognised() {
-        assert!(is_ecr_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com"));
-        assert!(is_ecr_host(
-            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"
-        ));
-        assert!(!is_ecr_host("127.0.0.1:5000"));
-        assert!(!is_ecr_host("registry.example.com"));
-        assert!(!is_ecr_host("public.ecr.aws"));
     }
 }

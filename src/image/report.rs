@@ -93,6 +93,13 @@ pub fn notes(images: &[BuiltImage]) -> Vec<String> {
             human_duration(Duration::from_millis(image.duration_ms)),
         ));
     }
+    if images
+        .iter()
+        .any(|i| i.status == ImageStatus::BuiltNotPushed)
+    {
+        lines.push(String::new());
+        lines.push("Images built but not pushed have no digest yet: a plan shows them by commit tag, a deploy pins them by the digest the registry serves after the push.".to_string());
+    }
     lines
 }
 
@@ -150,7 +157,9 @@ mod tests {
         assert_eq!(images[2].reference(), None);
 
         let notes = notes(&images);
-        assert_eq!(notes.len(), 5);
+        assert_eq!(notes.len(), 7);
+        assert!(notes[6].contains("no digest yet"), "{}", notes[6]);
+        assert_eq!(super::notes(&images[..2]).len(), 4);
         assert!(
             notes[2].contains("`sha256:aabbccddeeff`") && notes[2].contains("| built |"),
             "{}",
