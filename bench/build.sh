@@ -8,11 +8,14 @@
 # Both sides set the same three OCI labels; the CLI's fresh run gets its own new content.
 # The variants are interleaved; medians are compared. Also gantry's peak RSS (/usr/bin/time -v).
 # Pushes go to the test bed's plain registry (bash .ci/testbed up).
-# Usage: bash bench/build.sh [RUNS] [MEGABYTES_PER_IMAGE]
+# Each context also carries a payload file of CONTEXT_MEGABYTES that no step uses: it is sent
+# to the daemon like any context (gantry streams it; its peak RSS shows the context is not held).
+# Usage: bash bench/build.sh [RUNS] [MEGABYTES_PER_IMAGE] [CONTEXT_MEGABYTES]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 runs=${1:-5}
 megabytes=${2:-16}
+context_megabytes=${3:-64}
 [ -f /var/tmp/gantry-testbed/env ] && source /var/tmp/gantry-testbed/env
 registry=${GANTRY_TEST_REGISTRY:-127.0.0.1:5000}
 base=${GANTRY_TEST_BASE_IMAGE:-gantry-test/busybox:latest}
@@ -29,6 +32,7 @@ suffix=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
 mkdir -p "$work/repo"
 for name in api web; do
   mkdir -p "$work/repo/$name"
+  head -c $((context_megabytes * 1024 * 1024)) /dev/urandom >"$work/repo/$name/payload.bin"
   cat >"$work/repo/$name/Dockerfile" <<DOCKERFILE
 FROM $base
 COPY stamp.txt /stamp.txt
@@ -109,12 +113,12 @@ fi
 
 fg=$(median "$work/fresh_gantry.times"); fc=$(median "$work/fresh_cli.times")
 rg=$(median "$work/rerun_gantry.times"); rc=$(median "$work/rerun_cli.times")
-echo "build phase vs docker CLI ($($docker version -f '{{.Server.Version}}' 2>/dev/null), gantry: ${GANTRY_BUILDER:-auto} builder, docker CLI: classic builder), median of $runs runs, 2 images x ${megabytes} MiB, $(nproc) cores"
+echo "build phase vs docker CLI ($($docker version -f '{{.Server.Version}}' 2>/dev/null), gantry: ${GANTRY_BUILDER:-auto} builder, docker CLI: classic builder), median of $runs runs, 2 images x ${megabytes} MiB, contexts of ${context_megabytes} MiB each, $(nproc) cores"
 printf '  %-34s %12s %12s %10s %s\n' "scenario" "gantry ms" "CLI ms" "ratio" "goal"
 awk -v g="$fg" -v c="$fc" 'BEGIN { printf "  %-34s %12.1f %12.1f %9.3fx %s\n", "fresh commit: build + push", g, c, g / c, "gantry/CLI <= 1.0" }'
 awk -v g="$rg" -v c="$rc" 'BEGIN { printf "  %-34s %12.1f %12.1f %9.1fx %s\n", "rerun of the commit (CLI cached)", g, c, c / g, "CLI/gantry >= 5 (speed-up)" }'
 if [ -n "$peak_kb" ]; then
-  awk -v k="$peak_kb" 'BEGIN { printf "  gantry peak RSS during a fresh two-image build + push: %.1f MiB\n", k / 1024 }'
+  awk -v k="$peak_kb" -v c="$context_megabytes" 'BEGIN { printf "  gantry peak RSS during a fresh two-image build + push: %.1f MiB (the two contexts: %d MiB)\n", k / 1024, 2 * c }'
 else
   echo "  gantry peak RSS: /usr/bin/time not installed (apt-get install time)"
 fi

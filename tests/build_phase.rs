@@ -938,12 +938,27 @@ fn git_commit(workspace: &Path) {
 
 /// Runs the binary's build phase with `GANTRY_BUILDER=builder`, pushing to the plain registry.
 fn run_binary_with_builder(repo: &Repo, bed: &Bed, builder: &str, images: &str) -> (i32, String) {
+    run_binary_with_env(repo, bed, &[("GANTRY_BUILDER", builder)], images)
+}
+
+/// Runs the binary's build phase with extra environment variables (and none of the Docker
+/// ones but those), pushing to the plain registry.
+fn run_binary_with_env(
+    repo: &Repo,
+    bed: &Bed,
+    env: &[(&str, &str)],
+    images: &str,
+) -> (i32, String) {
     git_commit(&repo.workspace);
-    let out = Process::new(env!("CARGO_BIN_EXE_gantry"))
+    let mut command = Process::new(env!("CARGO_BIN_EXE_gantry"));
+    command
         .current_dir(&repo.workspace)
-        .env("GANTRY_BUILDER", builder)
         .env_remove("GITHUB_ACTIONS")
         .env_remove("DOCKER_HOST")
+        .env_remove("DOCKER_TLS_VERIFY")
+        .env_remove("DOCKER_CERT_PATH")
+        .envs(env.iter().copied());
+    let out = command
         .args([
             "deploy",
             "--environment",
@@ -1168,4 +1183,60 @@ fn a_registry_endpoint_alone_is_a_plain_registry_reached_without_aws() {
     let (code, text) = run();
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("reused, not rebuilt"), "{text}");
+}
+
+#[test]
+fn a_daemon_behind_tls_is_reached_with_docker_tls_verify_and_docker_cert_path() {
+    let bed = bed();
+    let host = env_or("GANTRY_TEST_DOCKER_TLS_HOST", "tcp://127.0.0.1:2376");
+    let certs = env_or(
+        "GANTRY_TEST_DOCKER_CERT_PATH",
+        "/var/tmp/gantry-testbed/docker-tls/client",
+    );
+    let address = host.trim_start_matches("tcp://");
+    assert!(
+        address
+            .parse()
+            .ok()
+            .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+            && Path::new(&certs).join("key.pem").is_file(),
+        "no TLS front of dockerd at {host} with client certificates in {certs}; run `bash .ci/testbed up`"
+    );
+    let repo = Repo::new(&["api"]);
+    let api = repo.repo("api");
+    let images = format!("- name: api\n  repository: {api}\n  context: api\n");
+
+    // As the Docker CLI: TLS with the client certificate, the daemon's CA checked.
+    let tls = [
+        ("DOCKER_HOST", host.as_str()),
+        ("DOCKER_TLS_VERIFY", "1"),
+        ("DOCKER_CERT_PATH", certs.as_str()),
+    ];
+    let (code, text) = run_binary_with_env(&repo, &bed, &tls, &images);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("Building with BuildKit"), "{text}");
+    assert!(
+        text.contains(&format!("{}/{api}@sha256:", bed.registry)),
+        "{text}"
+    );
+
+    // Without DOCKER_TLS_VERIFY the TLS port cannot be spoken to: stopped before any build.
+    let (code, text) = run_binary_with_env(&repo, &bed, &tls[..1], &images);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("failure-reason=docker-unreachable"), "{text}");
+    assert!(!started_a_build(&text), "{text}");
+
+    // A certificate directory without the files is named, with the variable to fix.
+    let empty = tempfile::tempdir().unwrap();
+    let empty_path = empty.path().to_string_lossy().into_owned();
+    let broken = [tls[0], tls[1], ("DOCKER_CERT_PATH", empty_path.as_str())];
+    let (code, text) = run_binary_with_env(&repo, &bed, &broken, &images);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("{empty_path}/ca.pem"))
+            && text.contains("key.pem")
+            && text.contains("set DOCKER_CERT_PATH"),
+        "{text}"
+    );
+    assert!(!started_a_build(&text), "{text}");
 }

@@ -11,12 +11,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bollard::auth::DockerCredentials;
-use bollard::container::{
-    Config, CreateContainerOptions, LogOutput, LogsOptions, RemoveContainerOptions,
-    WaitContainerOptions,
+use bollard::container::LogOutput;
+use bollard::models::{BuildInfo, BuildInfoAux, ContainerCreateBody};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, BuilderVersion, CreateContainerOptionsBuilder, KillContainerOptions,
+    LogsOptionsBuilder, PushImageOptionsBuilder, RemoveContainerOptionsBuilder,
+    StartContainerOptions, TagImageOptionsBuilder, WaitContainerOptions,
 };
-use bollard::image::{BuildImageOptions, BuilderVersion, PushImageOptions, TagImageOptions};
-use bollard::models::{BuildInfo, BuildInfoAux};
+use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::image::auth::Credentials;
@@ -154,26 +156,71 @@ pub struct Docker {
 }
 
 impl Docker {
-    /// Connects through `DOCKER_HOST` or the default socket and pings the daemon.
+    /// Connects the way the Docker CLI does: `DOCKER_HOST` or the default socket, over TLS
+    /// with the client certificate in `DOCKER_CERT_PATH` (default `~/.docker`) when
+    /// `DOCKER_TLS_VERIFY` is set or the host is `https://`; then pings the daemon.
     pub async fn connect() -> Result<Docker> {
-        let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
-        Docker::connect_to(host.as_deref()).await
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        let host = var("DOCKER_HOST");
+        let tls = var("DOCKER_TLS_VERIFY").is_some()
+            || host.as_deref().is_some_and(|h| h.starts_with("https://"));
+        let cert_dir = tls.then(|| {
+            var("DOCKER_CERT_PATH")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(var("HOME").unwrap_or_else(|| "/root".into())).join(".docker")
+                })
+        });
+        Docker::connect_to_with(host.as_deref(), cert_dir.as_deref()).await
     }
 
     /// Connects to `host` (`unix:///path`, `tcp://host:port`; `None` = the default socket).
     pub async fn connect_to(host: Option<&str>) -> Result<Docker> {
+        Docker::connect_to_with(host, None).await
+    }
+
+    /// Connects to `host`, over TLS with `ca.pem`, `cert.pem` and `key.pem` from `cert_dir` when
+    /// it is given (a TCP host only).
+    pub async fn connect_to_with(host: Option<&str>, cert_dir: Option<&Path>) -> Result<Docker> {
         let version = bollard::API_DEFAULT_VERSION;
-        let client = match host {
-            Some(h) if h.starts_with("unix://") => {
+        let tcp = host.filter(|h| {
+            h.starts_with("tcp://") || h.starts_with("http://") || h.starts_with("https://")
+        });
+        let client = match (host, tcp, cert_dir) {
+            (_, Some(h), Some(dir)) => {
+                let files = ["ca.pem", "cert.pem", "key.pem"].map(|f| dir.join(f));
+                let missing: Vec<String> = files
+                    .iter()
+                    .filter(|f| !f.is_file())
+                    .map(|f| f.display().to_string())
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(Error::Unreachable {
+                        detail: format!(
+                            "DOCKER_TLS_VERIFY is set but {} missing; set DOCKER_CERT_PATH to the directory holding the daemon's ca.pem and the client's cert.pem and key.pem",
+                            if missing.len() == 1 { format!("{} is", missing[0]) } else { format!("{} are", missing.join(", ")) }
+                        ),
+                    });
+                }
+                crate::adapters::cluster::install_crypto_provider();
+                let [ca, cert, key] = files;
+                bollard::Docker::connect_with_ssl(h, &key, &cert, &ca, 120, version)
+            }
+            (_, Some(h), None) => bollard::Docker::connect_with_http(h, 120, version),
+            (Some(h), None, _) if h.starts_with("unix://") => {
                 bollard::Docker::connect_with_unix(h, 120, version)
             }
-            Some(h) if h.starts_with("tcp://") || h.starts_with("http://") => {
-                bollard::Docker::connect_with_http(h, 120, version)
+            (Some(h), None, _) => {
+                return Err(Error::Unreachable {
+                    detail: format!(
+                        "DOCKER_HOST={h:?} is not an address gantry can use: give unix:///path/to/docker.sock or tcp://host:port"
+                    ),
+                })
             }
-            _ => bollard::Docker::connect_with_local_defaults(),
+            (None, None, _) => bollard::Docker::connect_with_local_defaults(),
         }
         .map_err(|err| Error::Unreachable {
-            detail: err.to_string(),
+            detail: crate::adapters::kube::error_chain(&err),
         })?;
         let docker = Docker { client };
         docker.ping().await?;
@@ -184,7 +231,7 @@ impl Docker {
         match tokio::time::timeout(std::time::Duration::from_secs(10), self.client.ping()).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(err)) => Err(Error::Unreachable {
-                detail: err.to_string(),
+                detail: crate::adapters::kube::error_chain(&err),
             }),
             Err(_) => Err(Error::Unreachable {
                 detail: "no answer to a ping within 10s".into(),
@@ -199,7 +246,7 @@ impl Docker {
             .version()
             .await
             .map_err(|err| Error::Unreachable {
-                detail: err.to_string(),
+                detail: crate::adapters::kube::error_chain(&err),
             })?;
         Ok(version.version.unwrap_or_default())
     }
@@ -212,7 +259,7 @@ impl Docker {
             .version()
             .await
             .map_err(|err| Error::Unreachable {
-                detail: err.to_string(),
+                detail: crate::adapters::kube::error_chain(&err),
             })?;
         choose_builder(
             setting,
@@ -222,44 +269,61 @@ impl Docker {
     }
 
     /// Builds with the request's builder; each output line goes to `on_line`. Returns the image id.
+    ///
+    /// The context is listed first (so an unreadable context fails before the daemon is asked),
+    /// then streamed to the daemon as a tar while it is written: memory stays at a few chunks
+    /// whatever the context's size.
     pub async fn build(
         &self,
         request: &BuildRequest,
         on_line: impl FnMut(&str) + Send,
     ) -> Result<String> {
         let (context, dockerfile) = (request.context.clone(), request.dockerfile.clone());
-        // Reading the context is blocking file I/O; keep it off the async workers.
-        let (tar, dockerfile) =
-            tokio::task::spawn_blocking(move || context_tar(&context, &dockerfile))
+        let context_error = |err: tokio::task::JoinError| Error::Context {
+            path: request.context.clone(),
+            source: std::io::Error::other(err.to_string()),
+        };
+        // Listing and reading the context is blocking file I/O; keep it off the async workers.
+        let listing =
+            tokio::task::spawn_blocking(move || ContextListing::new(&context, &dockerfile))
                 .await
-                .map_err(|err| Error::Context {
-                    path: request.context.clone(),
-                    source: std::io::Error::other(err.to_string()),
-                })??;
+                .map_err(context_error)??;
+        let dockerfile = listing.dockerfile_name.clone();
+        let (body, writer) = stream_context(listing);
         let buildkit = request.builder == Builder::BuildKit;
-        let options = BuildImageOptions {
-            dockerfile,
-            t: request.tag.clone(),
-            target: request.target.clone().unwrap_or_default(),
-            buildargs: request.build_args.clone(),
-            labels: request.labels.clone(),
-            rm: true,
-            forcerm: true,
-            pull: false,
-            version: if buildkit {
+        let mut options = BuildImageOptionsBuilder::new()
+            .dockerfile(&dockerfile)
+            .t(&request.tag)
+            .buildargs(&request.build_args)
+            .labels(&request.labels)
+            .rm(true)
+            .forcerm(true)
+            .version(if buildkit {
                 BuilderVersion::BuilderBuildKit
             } else {
                 BuilderVersion::BuilderV1
-            },
-            session: buildkit
-                .then(|| format!("gantry-{}", crate::report::workflow::random_token())),
-            ..Default::default()
-        };
-        let stream = self.client.build_image(options, None, Some(tar.into()));
+            });
+        if let Some(target) = &request.target {
+            options = options.target(target);
+        }
         if buildkit {
+            options = options.session(&format!(
+                "gantry-{}",
+                crate::report::workflow::random_token()
+            ));
+        }
+        let body = bollard::body_try_stream(body);
+        let stream = self.client.build_image(options.build(), None, Some(body));
+        let followed = if buildkit {
             follow_buildkit(stream, on_line).await
         } else {
             follow_classic(stream, on_line).await
+        };
+        // A context that failed while streaming explains the build's failure better than the
+        // daemon's view of a cut-off upload.
+        match writer.await.map_err(context_error)? {
+            Err(err) => Err(err),
+            Ok(()) => followed,
         }
     }
 
@@ -268,10 +332,12 @@ impl Docker {
         self.client
             .tag_image(
                 image,
-                Some(TagImageOptions {
-                    repo: repository,
-                    tag,
-                }),
+                Some(
+                    TagImageOptionsBuilder::new()
+                        .repo(repository)
+                        .tag(tag)
+                        .build(),
+                ),
             )
             .await
             .map_err(|source| Error::Tag {
@@ -297,9 +363,10 @@ impl Docker {
             serveraddress: Some(registry.to_string()),
             ..Default::default()
         });
-        let mut stream =
-            self.client
-                .push_image(repository, Some(PushImageOptions { tag }), credentials);
+        let options = PushImageOptionsBuilder::new().tag(tag).build();
+        let mut stream = self
+            .client
+            .push_image(repository, Some(options), credentials);
         let failed = |message: String| {
             let lower = message.to_ascii_lowercase();
             if lower.contains("unauthorized")
@@ -351,7 +418,7 @@ impl Docker {
             image: image.to_string(),
             source,
         };
-        let config = Config {
+        let config = ContainerCreateBody {
             image: Some(image.to_string()),
             entrypoint: Some(entrypoint),
             cmd: Some(cmd),
@@ -360,10 +427,7 @@ impl Docker {
         };
         self.client
             .create_container(
-                Some(CreateContainerOptions {
-                    name,
-                    platform: None,
-                }),
+                Some(CreateContainerOptionsBuilder::new().name(name).build()),
                 config,
             )
             .await
@@ -378,12 +442,14 @@ impl Docker {
         name: &str,
         timeout: std::time::Duration,
     ) -> std::result::Result<SmokeResult, bollard::errors::Error> {
-        self.client.start_container::<String>(name, None).await?;
+        self.client
+            .start_container(name, None::<StartContainerOptions>)
+            .await?;
         let mut exit_code = 0;
         let wait = async {
             let mut wait = self
                 .client
-                .wait_container(name, None::<WaitContainerOptions<String>>);
+                .wait_container(name, None::<WaitContainerOptions>);
             while let Some(item) = wait.next().await {
                 match item {
                     Ok(response) => exit_code = response.status_code,
@@ -403,7 +469,7 @@ impl Docker {
             Err(_) => {
                 // SIGKILL; the output so far stays readable until the container is removed.
                 self.client
-                    .kill_container::<String>(name, None)
+                    .kill_container(name, None::<KillContainerOptions>)
                     .await
                     .or_else(|err| match err {
                         // It ended between the time limit and the kill.
@@ -419,12 +485,13 @@ impl Docker {
         let mut output = String::new();
         let mut logs = self.client.logs(
             name,
-            Some(LogsOptions::<String> {
-                stdout: true,
-                stderr: true,
-                tail: "40".into(),
-                ..Default::default()
-            }),
+            Some(
+                LogsOptionsBuilder::new()
+                    .stdout(true)
+                    .stderr(true)
+                    .tail("40")
+                    .build(),
+            ),
         );
         while let Some(item) = logs.next().await {
             match item? {
@@ -449,10 +516,7 @@ impl Docker {
             .client
             .remove_container(
                 name,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
+                Some(RemoveContainerOptionsBuilder::new().force(true).build()),
             )
             .await;
     }
@@ -536,64 +600,156 @@ async fn follow_buildkit(
     log.image_id().map(str::to_string).ok_or(Error::NoImage)
 }
 
-/// The build context as a tar: every file not excluded by `.dockerignore`, plus the Dockerfile
-/// and `.dockerignore` themselves (always sent, as Docker does). Returns the tar and the
-/// Dockerfile's path inside it.
-pub fn context_tar(context: &Path, dockerfile: &Path) -> Result<(Vec<u8>, String)> {
-    let ctx_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| Error::Context { path, source }
-    };
-    let context = context.canonicalize().map_err(ctx_err(context))?;
-    let dockerfile = dockerfile.canonicalize().map_err(ctx_err(dockerfile))?;
-    let ignore = match std::fs::read_to_string(context.join(".dockerignore")) {
-        Ok(text) => Matcher::parse(&text),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Matcher::default(),
-        Err(err) => return Err(ctx_err(&context.join(".dockerignore"))(err)),
-    };
-    let (dockerfile_name, dockerfile_outside) = match dockerfile.strip_prefix(&context) {
-        Ok(rel) => (slash_path(rel), false),
-        Err(_) => (".gantry.Dockerfile".to_string(), true),
-    };
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.follow_symlinks(false);
-    let mut stack = vec![context.clone()];
-    while let Some(dir) = stack.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(ctx_err(&dir))?
-            .collect::<std::io::Result<_>>()
-            .map_err(ctx_err(&dir))?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let path = entry.path();
-            let rel = match path.strip_prefix(&context) {
-                Ok(rel) => slash_path(rel),
-                Err(_) => continue,
-            };
-            let file_type = entry.file_type().map_err(ctx_err(&path))?;
-            let always = rel == dockerfile_name || rel == ".dockerignore";
-            let excluded = !always && ignore.excluded(&rel);
-            if file_type.is_dir() {
-                if !excluded {
-                    builder.append_dir(&rel, &path).map_err(ctx_err(&path))?;
+/// What goes into a build context: every file not excluded by `.dockerignore`, plus the
+/// Dockerfile and `.dockerignore` themselves (always sent, as Docker does).
+#[derive(Debug)]
+pub struct ContextListing {
+    /// (path on disk, name in the tar), directories before their contents.
+    entries: Vec<(PathBuf, String)>,
+    /// The Dockerfile's name inside the tar.
+    pub dockerfile_name: String,
+}
+
+impl ContextListing {
+    /// Walks the context (nothing is read but `.dockerignore` and directory listings).
+    pub fn new(context: &Path, dockerfile: &Path) -> Result<ContextListing> {
+        let context = context.canonicalize().map_err(ctx_err(context))?;
+        let dockerfile = dockerfile.canonicalize().map_err(ctx_err(dockerfile))?;
+        let ignore = match std::fs::read_to_string(context.join(".dockerignore")) {
+            Ok(text) => Matcher::parse(&text),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Matcher::default(),
+            Err(err) => return Err(ctx_err(&context.join(".dockerignore"))(err)),
+        };
+        let (dockerfile_name, dockerfile_outside) = match dockerfile.strip_prefix(&context) {
+            Ok(rel) => (slash_path(rel), false),
+            Err(_) => (".gantry.Dockerfile".to_string(), true),
+        };
+        let mut entries = Vec::new();
+        let mut stack = vec![context.clone()];
+        while let Some(dir) = stack.pop() {
+            let mut listed: Vec<_> = std::fs::read_dir(&dir)
+                .map_err(ctx_err(&dir))?
+                .collect::<std::io::Result<_>>()
+                .map_err(ctx_err(&dir))?;
+            listed.sort_by_key(|e| e.file_name());
+            for entry in listed {
+                let path = entry.path();
+                let rel = match path.strip_prefix(&context) {
+                    Ok(rel) => slash_path(rel),
+                    Err(_) => continue,
+                };
+                let file_type = entry.file_type().map_err(ctx_err(&path))?;
+                let always = rel == dockerfile_name || rel == ".dockerignore";
+                let excluded = !always && ignore.excluded(&rel);
+                if file_type.is_dir() {
+                    if !excluded || ignore.has_exceptions() {
+                        stack.push(path.clone());
+                    }
+                    if !excluded {
+                        entries.push((path, rel));
+                    }
+                } else if !excluded {
+                    entries.push((path, rel));
                 }
-                if !excluded || ignore.has_exceptions() {
-                    stack.push(path);
-                }
-            } else if !excluded {
-                builder
-                    .append_path_with_name(&path, &rel)
-                    .map_err(ctx_err(&path))?;
             }
         }
+        if dockerfile_outside {
+            entries.push((dockerfile, dockerfile_name.clone()));
+        }
+        Ok(ContextListing {
+            entries,
+            dockerfile_name,
+        })
     }
-    if dockerfile_outside {
-        builder
-            .append_path_with_name(&dockerfile, &dockerfile_name)
-            .map_err(ctx_err(&dockerfile))?;
+
+    /// Writes the context as a tar (symlinks as links, not followed).
+    pub fn write_tar(&self, out: impl std::io::Write) -> Result<()> {
+        let mut builder = tar::Builder::new(out);
+        builder.follow_symlinks(false);
+        for (path, name) in &self.entries {
+            builder
+                .append_path_with_name(path, name)
+                .map_err(ctx_err(path))?;
+        }
+        builder.into_inner().map_err(ctx_err(Path::new(".")))?;
+        Ok(())
     }
-    let tar = builder.into_inner().map_err(ctx_err(&context))?;
-    Ok((tar, dockerfile_name))
+}
+
+fn ctx_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Context { path, source }
+}
+
+/// Bytes of tar per chunk sent to the daemon, and chunks in flight at most.
+const CONTEXT_CHUNK: usize = 256 * 1024;
+const CONTEXT_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// The context as a request body, written by a blocking task as the daemon reads it. The task's
+/// result says whether the whole context was sent.
+fn stream_context(
+    listing: ContextListing,
+) -> (
+    impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    tokio::task::JoinHandle<Result<()>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(CONTEXT_CHUNKS_IN_FLIGHT);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut out = ChunkWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CONTEXT_CHUNK),
+        };
+        let written = listing.write_tar(&mut out).and_then(|()| {
+            out.send().map_err(ctx_err(Path::new(".")))?;
+            Ok(())
+        });
+        if let Err(err) = &written {
+            // Ends the upload with an error, so the daemon does not build a partial context.
+            let _ = tx.blocking_send(Err(std::io::Error::other(err.to_string())));
+        }
+        written
+    });
+    let chunks = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    (chunks, writer)
+}
+
+/// An `io::Write` that sends full chunks down a channel (blocking while the channel is full).
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CONTEXT_CHUNK));
+        self.tx.blocking_send(Ok(Bytes::from(chunk))).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the daemon stopped reading the build context",
+            )
+        })
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = CONTEXT_CHUNK - self.buf.len();
+        let taken = data.len().min(room);
+        self.buf.extend_from_slice(&data[..taken]);
+        if self.buf.len() >= CONTEXT_CHUNK {
+            self.send()?;
+        }
+        Ok(taken)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn slash_path(path: &Path) -> String {
@@ -622,8 +778,10 @@ mod tests {
         std::fs::create_dir(root.join("secret")).unwrap();
         std::fs::write(root.join("secret/key"), "k").unwrap();
         std::fs::write(root.join("secret/public.txt"), "p").unwrap();
-        let (tar, name) = context_tar(root, &root.join("Dockerfile")).unwrap();
-        assert_eq!(name, "Dockerfile");
+        let listing = ContextListing::new(root, &root.join("Dockerfile")).unwrap();
+        assert_eq!(listing.dockerfile_name, "Dockerfile");
+        let mut tar = Vec::new();
+        listing.write_tar(&mut tar).unwrap();
         let mut archive = tar::Archive::new(tar.as_slice());
         let mut names: Vec<String> = archive
             .entries()
