@@ -1111,9 +1111,10 @@ async fn a_reused_image_gets_its_extra_tags_in_the_registry_without_building() {
 async fn a_smoke_test_over_its_time_limit_is_stopped_and_nothing_is_pushed() {
     let bed = bed();
     let repo = Repo::new(&["smoke"]);
-    let smoke = repo.repo("smoke");
+    let smoke = repo.repo("hang");
+    // Its own image name: the smoke containers of the other smoke test are named after theirs.
     let images = format!(
-        "- name: smoke\n  repository: {smoke}\n  context: smoke\n  smoke-test: \"echo waiting-forever; sleep 600\"\n  smoke-test-timeout: 2s\n"
+        "- name: hang\n  repository: {smoke}\n  context: smoke\n  smoke-test: \"echo waiting-forever; sleep 600\"\n  smoke-test-timeout: 2s\n"
     );
     let started = std::time::Instant::now();
     let outcome = repo
@@ -1137,7 +1138,7 @@ async fn a_smoke_test_over_its_time_limit_is_stopped_and_nothing_is_pushed() {
     assert!(served_digest(&bed.registry, &smoke, &repo.sha, None)
         .await
         .is_none());
-    let left = docker_cli(&bed, &["ps", "-aq", "--filter", "name=gantry-smoke-smoke-"]);
+    let left = docker_cli(&bed, &["ps", "-aq", "--filter", "name=gantry-smoke-hang-"]);
     assert_eq!(left, "");
 }
 

@@ -181,10 +181,7 @@ impl Registry {
             let body = error_text(response).await;
             return Err(pull.failed(status, url, body));
         }
-        let media_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
+        let media_type = header_text(response.headers(), CONTENT_TYPE)
             .unwrap_or("application/vnd.docker.distribution.manifest.v2+json")
             .to_string();
         let manifest = response
@@ -252,10 +249,7 @@ impl Registry {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok((url, response));
         }
-        let header = response
-            .headers()
-            .get(WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
+        let header = header_text(response.headers(), WWW_AUTHENTICATE)
             .unwrap_or("Basic")
             .to_string();
         let authorization = self.authorize(call, &header).await?;
@@ -395,10 +389,12 @@ async fn error_text(response: reqwest::Response) -> String {
     }
 }
 
+fn header_text(headers: &HeaderMap, name: impl reqwest::header::AsHeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
 fn digest_header(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("docker-content-digest")
-        .and_then(|v| v.to_str().ok())
+    header_text(headers, "docker-content-digest")
         .map(|v| v.trim().to_string())
         .filter(|v| v.contains(':'))
 }
