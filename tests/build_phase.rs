@@ -155,6 +155,36 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The images a test built are removed when it ends (they carry the test's random suffix in
+/// their repository name), so runs do not fill the daemon's disk.
+impl Drop for Repo {
+    fn drop(&mut self) {
+        let docker = env_or("GANTRY_TEST_DOCKER", "/usr/bin/docker");
+        let Ok(listed) = Process::new(&docker)
+            .args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
+            .output()
+        else {
+            return;
+        };
+        let marker = format!("-{}", self.suffix);
+        let mine: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .filter(|image| {
+                image
+                    .rsplit_once(':')
+                    .is_some_and(|(repository, _)| repository.ends_with(&marker))
+            })
+            .map(str::to_string)
+            .collect();
+        if !mine.is_empty() {
+            let _ = Process::new(&docker)
+                .args(["image", "rm", "--force"])
+                .args(&mine)
+                .output();
+        }
+    }
+}
+
 impl Repo {
     fn new(contexts: &[&str]) -> Repo {
         let dir = tempfile::tempdir().unwrap();
