@@ -25,8 +25,14 @@ cargo build --release --quiet --bin gantry
 gantry=$CARGO_TARGET_DIR/release/gantry
 curl -fsS "http://$registry/v2/" >/dev/null || { echo "bench: no registry at $registry; run bash .ci/testbed up" >&2; exit 1; }
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 suffix=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
+# The images both sides built are removed at the end (they would fill the daemon's disk).
+cleanup() {
+  rm -rf "$work"
+  "$docker" image ls --format '{{.Repository}}:{{.Tag}}' | grep -E "/bench/(api|web)-$suffix:" |
+    xargs -r "$docker" image rm --force >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 
 # Two contexts, each writing $megabytes of data derived from a stamp file (new each fresh run).
 mkdir -p "$work/repo"

@@ -234,6 +234,12 @@ impl Repo {
             .await
     }
 
+    /// Runs the phase in ECR mode through moto (see [`moto_inputs`]) with `images`.
+    async fn run_through_moto(&self, bed: &Bed, command: Command, images: String) -> Outcome {
+        self.run(command, &moto_inputs(bed, images), Handoff::default())
+            .await
+    }
+
     async fn run_with(
         &self,
         command: Command,
@@ -544,13 +550,7 @@ async fn failing_dockerfile_step_shows_the_step_and_pushes_nothing() {
     let images = format!(
         "- name: api\n  repository: {api}\n  context: api\n- name: failing\n  repository: {failing}\n  context: failing\n"
     );
-    let outcome = repo
-        .run(
-            Command::Deploy,
-            &moto_inputs(&bed, images),
-            Handoff::default(),
-        )
-        .await;
+    let outcome = repo.run_through_moto(&bed, Command::Deploy, images).await;
     let (reason, message) = outcome.failure();
     assert_eq!(reason, "build-failed");
     assert!(
@@ -592,13 +592,7 @@ async fn failing_smoke_test_pushes_nothing() {
     let images = format!(
         "- name: smoke\n  repository: {smoke}\n  context: smoke\n  smoke-test: \"/bin/sh /check.sh && echo about-to-fail && exit 7\"\n"
     );
-    let outcome = repo
-        .run(
-            Command::Deploy,
-            &moto_inputs(&bed, images),
-            Handoff::default(),
-        )
-        .await;
+    let outcome = repo.run_through_moto(&bed, Command::Deploy, images).await;
     let (reason, message) = outcome.failure();
     assert_eq!(reason, "smoke-test-failed");
     assert!(message.contains("exited with code 7"), "{message}");
@@ -617,13 +611,7 @@ async fn failing_smoke_test_pushes_nothing() {
     let images = format!(
         "- name: smoke\n  repository: {smoke}\n  context: smoke\n  smoke-test: [\"/bin/sh\", \"/check.sh\"]\n"
     );
-    let outcome = repo
-        .run(
-            Command::Deploy,
-            &moto_inputs(&bed, images),
-            Handoff::default(),
-        )
-        .await;
+    let outcome = repo.run_through_moto(&bed, Command::Deploy, images).await;
     outcome.assert_succeeded();
     assert!(outcome.log.contains("[smoke] smoke: smoke-check-running"));
 }
@@ -654,13 +642,7 @@ async fn dockerignore_is_honoured_and_plan_builds_without_pushing() {
     let repo = Repo::new(&["ignore"]);
     let ignore = repo.repo("ignore");
     let images = format!("- name: ignore\n  repository: {ignore}\n  context: ignore\n");
-    let outcome = repo
-        .run(
-            Command::Plan,
-            &moto_inputs(&bed, images),
-            Handoff::default(),
-        )
-        .await;
+    let outcome = repo.run_through_moto(&bed, Command::Plan, images).await;
     outcome.assert_succeeded();
     // Kept files are in the image, ignored ones are not (the Dockerfile's RUN checks it too).
     let image = format!("{}/{ignore}:{}", bed.registry, repo.sha);
@@ -1147,13 +1129,7 @@ async fn a_smoke_test_over_its_time_limit_is_stopped_and_nothing_is_pushed() {
         "- name: hang\n  repository: {smoke}\n  context: smoke\n  smoke-test: \"echo waiting-forever; sleep 600\"\n  smoke-test-timeout: 2s\n"
     );
     let started = std::time::Instant::now();
-    let outcome = repo
-        .run(
-            Command::Deploy,
-            &moto_inputs(&bed, images),
-            Handoff::default(),
-        )
-        .await;
+    let outcome = repo.run_through_moto(&bed, Command::Deploy, images).await;
     let (reason, message) = outcome.failure();
     assert_eq!(reason, "smoke-test-failed");
     assert!(
