@@ -842,38 +842,10 @@ async fn ecr_registry_address_comes_from_the_callers_account_and_region() {
 #[test]
 fn the_binary_reports_an_unreachable_docker_socket_before_any_build() {
     let repo = Repo::new(&["api"]);
-    // A checkout with a commit, so the images have a tag.
-    for args in [
-        &["init", "-q"][..],
+    let (code, text) = run_binary(
+        &repo,
+        &[("DOCKER_HOST", "unix:///nonexistent/gantry/docker.sock")],
         &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.invalid",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "t",
-        ],
-    ] {
-        let status = Process::new("git")
-            .args(args)
-            .current_dir(&repo.workspace)
-            .status()
-            .unwrap();
-        assert!(status.success(), "git {args:?}");
-    }
-    let out = Process::new(env!("CARGO_BIN_EXE_gantry"))
-        .current_dir(&repo.workspace)
-        .env("DOCKER_HOST", "unix:///nonexistent/gantry/docker.sock")
-        .env_remove("GITHUB_ACTIONS")
-        .args([
-            "deploy",
-            "--environment",
-            "dev",
-            "--phases",
-            "build",
             "--images=- name: api\n  repository: team/api\n  context: api\n",
             "--registry-endpoint",
             "127.0.0.1:5000",
@@ -881,15 +853,9 @@ fn the_binary_reports_an_unreachable_docker_socket_before_any_build() {
             "u",
             "--registry-password",
             "p",
-        ])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(code, 1, "{text}");
     assert!(text.contains("Docker socket unreachable"), "{text}");
     assert!(
         text.contains("/var/run/docker.sock") && text.contains("DOCKER_HOST"),
@@ -923,8 +889,11 @@ async fn a_plain_registry_named_by_host_is_pushed_to_anonymously_without_aws() {
     );
 }
 
-/// Makes the workspace a git checkout with one commit, so the binary finds a tag.
+/// Makes the workspace a git checkout with one commit (once), so the binary finds a tag.
 fn git_commit(workspace: &Path) {
+    if workspace.join(".git").exists() {
+        return;
+    }
     for args in [
         &["init", "-q"][..],
         &[
@@ -948,41 +917,20 @@ fn git_commit(workspace: &Path) {
     }
 }
 
-/// Runs the binary's build phase with `GANTRY_BUILDER=builder`, pushing to the plain registry.
-fn run_binary_with_builder(repo: &Repo, bed: &Bed, builder: &str, images: &str) -> (i32, String) {
-    run_binary_with_env(repo, bed, &[("GANTRY_BUILDER", builder)], images)
-}
-
-/// Runs the binary's build phase with extra environment variables (and none of the Docker
-/// ones but those), pushing to the plain registry.
-fn run_binary_with_env(
-    repo: &Repo,
-    bed: &Bed,
-    env: &[(&str, &str)],
-    images: &str,
-) -> (i32, String) {
+/// Runs `gantry deploy --environment dev --phases build ARGS` in the workspace (made a git
+/// checkout with one commit), outside Actions, with no Docker variables but those in `env`.
+/// Returns the exit code and stdout + stderr.
+fn run_binary(repo: &Repo, env: &[(&str, &str)], args: &[&str]) -> (i32, String) {
     git_commit(&repo.workspace);
-    let mut command = Process::new(env!("CARGO_BIN_EXE_gantry"));
-    command
+    let out = Process::new(env!("CARGO_BIN_EXE_gantry"))
         .current_dir(&repo.workspace)
         .env_remove("GITHUB_ACTIONS")
         .env_remove("DOCKER_HOST")
         .env_remove("DOCKER_TLS_VERIFY")
         .env_remove("DOCKER_CERT_PATH")
-        .envs(env.iter().copied());
-    let out = command
-        .args([
-            "deploy",
-            "--environment",
-            "dev",
-            "--phases",
-            "build",
-            &format!("--images={images}"),
-            "--registry",
-            &bed.registry,
-            "--aws-endpoint-url",
-            "http://127.0.0.1:9",
-        ])
+        .envs(env.iter().copied())
+        .args(["deploy", "--environment", "dev", "--phases", "build"])
+        .args(args)
         .output()
         .unwrap();
     let text = format!(
@@ -991,6 +939,30 @@ fn run_binary_with_env(
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// Runs the binary's build phase with `GANTRY_BUILDER=builder`, pushing to the plain registry.
+fn run_binary_with_builder(repo: &Repo, bed: &Bed, builder: &str, images: &str) -> (i32, String) {
+    run_binary_with_env(repo, bed, &[("GANTRY_BUILDER", builder)], images)
+}
+
+/// Runs the binary's build phase with `env`, pushing to the plain registry named by `registry`
+/// (a dead loopback AWS endpoint makes any AWS call fail instead of leaving the machine).
+fn run_binary_with_env(
+    repo: &Repo,
+    bed: &Bed,
+    env: &[(&str, &str)],
+    images: &str,
+) -> (i32, String) {
+    let images = format!("--images={images}");
+    let args = [
+        images.as_str(),
+        "--registry",
+        &bed.registry,
+        "--aws-endpoint-url",
+        "http://127.0.0.1:9",
+    ];
+    run_binary(repo, env, &args)
 }
 
 #[test]
@@ -1153,42 +1125,20 @@ fn a_registry_endpoint_alone_is_a_plain_registry_reached_without_aws() {
     let bed = bed();
     let repo = Repo::new(&["api"]);
     let api = repo.repo("api");
-    git_commit(&repo.workspace);
-    let run = || {
-        let out = Process::new(env!("CARGO_BIN_EXE_gantry"))
-            .current_dir(&repo.workspace)
-            .env_remove("GITHUB_ACTIONS")
-            .env_remove("DOCKER_HOST")
-            // Any AWS call would go to this dead loopback port and fail the run.
-            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-            .args([
-                "deploy",
-                "--environment",
-                "dev",
-                "--phases",
-                "build",
-                &format!("--images=- name: api\n  repository: {api}\n  context: api\n"),
-                "--registry-endpoint",
-                &bed.registry,
-            ])
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code(), text)
-    };
+    let images = format!("--images=- name: api\n  repository: {api}\n  context: api\n");
+    // Any AWS call would go to this dead loopback port and fail the run.
+    let env = [("AWS_ENDPOINT_URL", "http://127.0.0.1:9")];
+    let args = [images.as_str(), "--registry-endpoint", &bed.registry];
+    let run = || run_binary(&repo, &env, &args);
     let (code, text) = run();
-    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(code, 0, "{text}");
     assert!(
         text.contains(&format!("{}/{api}@sha256:", bed.registry)),
         "{text}"
     );
-    // The rerun looks the commit tag up anonymously and reuses it.
+    // The rerun (same commit) looks the commit tag up anonymously and reuses it.
     let (code, text) = run();
-    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(code, 0, "{text}");
     assert!(text.contains("reused, not rebuilt"), "{text}");
 }
 

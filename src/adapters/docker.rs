@@ -319,12 +319,8 @@ impl Docker {
         } else {
             follow_classic(stream, on_line).await
         };
-        // A context that failed while streaming explains the build's failure better than the
-        // daemon's view of a cut-off upload.
-        match writer.await.map_err(context_error)? {
-            Err(err) => Err(err),
-            Ok(()) => followed,
-        }
+        let written = writer.await.map_err(context_error)?;
+        build_outcome(followed, written)
     }
 
     /// Tags a local image as `repository:tag`.
@@ -681,6 +677,21 @@ fn ctx_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Context { path, source }
 }
 
+/// The result of a build whose context was streamed: a context that could not be read explains
+/// the failure better than the daemon's view of a cut-off upload, but a daemon that stopped
+/// reading (the build failed first) leaves the build's own error.
+fn build_outcome(build: Result<String>, written: Result<()>) -> Result<String> {
+    match (build, written) {
+        (build, Ok(())) => build,
+        (Err(build), Err(Error::Context { source, .. }))
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            Err(build)
+        }
+        (_, Err(context)) => Err(context),
+    }
+}
+
 /// Bytes of tar per chunk sent to the daemon, and chunks in flight at most.
 const CONTEXT_CHUNK: usize = 256 * 1024;
 const CONTEXT_CHUNKS_IN_FLIGHT: usize = 4;
@@ -798,6 +809,43 @@ mod tests {
                 "secret/public.txt"
             ]
         );
+    }
+
+    #[test]
+    fn a_context_error_explains_a_build_unless_the_daemon_stopped_reading() {
+        let context = |kind| {
+            Err(Error::Context {
+                path: "ctx".into(),
+                source: std::io::Error::new(kind, "x"),
+            })
+        };
+        let failed = || Err(Error::BuildFailed("step 2 failed".into()));
+        let built = || Ok("sha256:ab".to_string());
+        let describe = |r: Result<String>| match r {
+            Ok(id) => id,
+            Err(Error::BuildFailed(m)) => m,
+            Err(Error::Context { source, .. }) => format!("context: {:?}", source.kind()),
+            Err(other) => other.to_string(),
+        };
+        use std::io::ErrorKind::{BrokenPipe, PermissionDenied};
+        let table = [
+            (built(), Ok(()), "sha256:ab"),
+            (failed(), Ok(()), "step 2 failed"),
+            (failed(), context(BrokenPipe), "step 2 failed"),
+            (
+                failed(),
+                context(PermissionDenied),
+                "context: PermissionDenied",
+            ),
+            (
+                built(),
+                context(PermissionDenied),
+                "context: PermissionDenied",
+            ),
+        ];
+        for (build, written, want) in table {
+            assert_eq!(describe(build_outcome(build, written)), want);
+        }
     }
 
     #[test]
