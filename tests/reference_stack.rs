@@ -594,7 +594,7 @@ fn infra_validations_accept_the_environments_and_reject_bad_values() {
             Some("node_capacity_type must be one of ON_DEMAND, SPOT."),
         ),
         case(
-            &[DEV, "-var=kubernetes_version=1.32.1"],
+            &[DEV, "-var=kubernetes_version=1.35.1"],
             Some("kubernetes_version must be MAJOR.MINOR from 1.28 to 1.39"),
         ),
         case(

@@ -78,13 +78,13 @@ variable "nat_gateway_mode" {
 # --- EKS -------------------------------------------------------------------------------------
 
 variable "kubernetes_version" {
-  description = "Kubernetes minor version of the EKS cluster and its node group, e.g. 1.32."
+  description = "Kubernetes minor version of the EKS cluster and its node group, e.g. 1.35 (the release gantry is tested on)."
   type        = string
-  default     = "1.32"
+  default     = "1.35"
 
   validation {
     condition     = can(regex("^1\\.(2[89]|3[0-9])$", var.kubernetes_version))
-    error_message = "kubernetes_version must be MAJOR.MINOR from 1.28 to 1.39, e.g. 1.32 (no patch version)."
+    error_message = "kubernetes_version must be MAJOR.MINOR from 1.28 to 1.39, e.g. 1.35 (no patch version)."
   }
 }
 

@@ -8,7 +8,7 @@ vpc_cidr                = "10.30.0.0/16"
 availability_zone_count = 3
 nat_gateway_mode        = "per_az"
 
-kubernetes_version         = "1.32"
+kubernetes_version         = "1.35"
 cluster_log_retention_days = 90
 node_instance_types        = ["m6i.large"]
 node_capacity_type         = "ON_DEMAND"

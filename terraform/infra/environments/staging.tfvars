@@ -7,7 +7,7 @@ vpc_cidr                = "10.20.0.0/16"
 availability_zone_count = 2
 nat_gateway_mode        = "single"
 
-kubernetes_version         = "1.32"
+kubernetes_version         = "1.35"
 cluster_log_retention_days = 30
 node_instance_types        = ["t3.large"]
 node_capacity_type         = "ON_DEMAND"
