@@ -1,22 +1,16 @@
-//! Pre-flight image checks against the real local registries (plain, and TLS + htpasswd) with the fake API server: an image that exists is pinned by the digest the registry serves, a missing tag stops the deploy before anything is applied, an unverifiable registry is reported as such.
+//! Pre-flight image checks against the real local registries (plain, and TLS + htpasswd) and the test bed's real cluster: an image that exists is pinned by the digest the registry serves (and runs), a missing tag stops the deploy before anything is applied, an unverifiable registry is reported as such and its image applied as written.
 
 mod support;
 
-use std::sync::Arc;
-
-use gantry::adapters::kube::Cluster;
 use gantry::adapters::registry::Registry;
 use gantry::adapters::runner::Runner;
 use gantry::deploy::preflight::HostCredentials;
 use gantry::deploy::{Ending, Engine, ImageVerification, Origin, Settings};
 use gantry::image::auth::Credentials;
 use gantry::pipeline::Cancel;
-use gantry::rollout::Tolerances;
 use serde_json::{json, Value};
-use support::fake_apiserver::FakeApiServer;
+use support::cluster::{runnable_image, web_container, TestCluster};
 use support::registry::push_image;
-
-const NS: &str = "shop";
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -25,39 +19,37 @@ fn env(name: &str) -> String {
 }
 
 fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("gantry-preflight/{name}-{nanos}")
+    support::cluster::unique_name(&format!("gantry-preflight/{name}"))
 }
 
-fn settings() -> Settings {
-    Settings {
-        tolerances: Tolerances::default(),
-        ..support::deploy::settings(NS)
-    }
+fn settings(namespace: &str) -> Settings {
+    support::deploy::settings(namespace)
 }
 
-fn deployment(name: &str, init_image: &str, image: &str) -> Value {
+/// A Deployment whose init container runs the image's default command (busybox `sh`: exits 0)
+/// and whose main container serves HTTP.
+fn deployment(ns: &str, name: &str, init_image: &str, image: &str) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": ns},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
             "template": {"metadata": {"labels": {"app": name}},
                 "spec": {
+                    "terminationGracePeriodSeconds": 2,
                     "initContainers": [{"name": "migrate", "image": init_image}],
-                    "containers": [{"name": name, "image": image}]}}}})
+                    "containers": [web_container(name, image)]}}}})
 }
 
-fn cron_job(image: &str) -> Value {
+/// A CronJob that never runs during a test (03:00), so its image is never pulled.
+fn cron_job(ns: &str, image: &str) -> Value {
     json!({"apiVersion": "batch/v1", "kind": "CronJob",
-        "metadata": {"name": "nightly", "namespace": NS},
-        "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {
+        "metadata": {"name": "nightly", "namespace": ns},
+        "spec": {"schedule": "0 3 * * *", "suspend": true, "jobTemplate": {"spec": {"template": {"spec": {
             "restartPolicy": "Never", "containers": [{"name": "report", "image": image}]}}}}}})
 }
 
 async fn deploy(
-    fake: &FakeApiServer,
+    cluster: &TestCluster,
+    namespace: &str,
     objects: Vec<Value>,
     credentials: HostCredentials,
 ) -> (gantry::deploy::Outcome, String) {
@@ -65,11 +57,8 @@ async fn deploy(
     let (runner, log) = Runner::capturing(false);
     let cancel = Cancel::never();
     let engine = Engine {
-        cluster: Arc::new(Cluster::new(
-            fake.client(),
-            "system:serviceaccount:ci:gantry",
-        )),
-        settings: settings(),
+        cluster: cluster.deployer.clone(),
+        settings: settings(namespace),
         runner: &runner,
         cancel: &cancel,
         me: "preflight-test".into(),
@@ -82,13 +71,19 @@ async fn deploy(
     (outcome, log.contents())
 }
 
-fn image_in(fake: &FakeApiServer, kind: &str, name: &str, pointer: &str) -> String {
+async fn image_in(
+    cluster: &TestCluster,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    pointer: &str,
+) -> String {
     let api = if kind == "CronJob" {
         "batch/v1"
     } else {
         "apps/v1"
     };
-    let object = fake.get(api, kind, Some(NS), name).unwrap();
+    let object = cluster.get(api, kind, Some(ns), name).await.unwrap();
     object
         .pointer(pointer)
         .unwrap()
@@ -111,8 +106,8 @@ async fn images_in_both_registries_are_pinned_by_the_digest_the_registry_serves(
     let web = unique("web");
     let migrate = unique("migrate");
     let report = unique("report");
-    let web_digest = push_image(&http, &format!("http://{plain}"), None, &web, "v1").await;
-    let migrate_digest = push_image(&http, &format!("http://{plain}"), None, &migrate, "v1").await;
+    let (_, web_digest) = runnable_image(&web, "v1").await;
+    let (_, migrate_digest) = runnable_image(&migrate, "v1").await;
     let report_digest = push_image(
         &http,
         &format!("https://{tls}"),
@@ -121,7 +116,9 @@ async fn images_in_both_registries_are_pinned_by_the_digest_the_registry_serves(
         "v1",
     )
     .await;
-    let fake = FakeApiServer::start().await;
+    let cluster = TestCluster::connect().await;
+    let ns = cluster.namespace("preflight-pin").await;
+    let ns = ns.name.as_str();
     let credentials = HostCredentials::from([(
         tls.clone(),
         Credentials {
@@ -131,48 +128,59 @@ async fn images_in_both_registries_are_pinned_by_the_digest_the_registry_serves(
     )]);
     let objects = vec![
         deployment(
+            ns,
             "web",
             &format!("{plain}/{migrate}:v1"),
             &format!("{plain}/{web}:v1"),
         ),
-        cron_job(&format!("{tls}/{report}:v1")),
+        cron_job(ns, &format!("{tls}/{report}:v1")),
     ];
-    let (outcome, log) = deploy(&fake, objects, credentials).await;
+    let (outcome, log) = deploy(&cluster, ns, objects, credentials).await;
     assert_eq!(outcome.ending, Ending::Succeeded, "{log}");
     assert_eq!(
         image_in(
-            &fake,
+            &cluster,
+            ns,
             "Deployment",
             "web",
             "/spec/template/spec/containers/0/image"
-        ),
+        )
+        .await,
         format!("{plain}/{web}@{web_digest}")
     );
     assert_eq!(
         image_in(
-            &fake,
+            &cluster,
+            ns,
             "Deployment",
             "web",
             "/spec/template/spec/initContainers/0/image"
-        ),
+        )
+        .await,
         format!("{plain}/{migrate}@{migrate_digest}")
     );
     assert_eq!(
         image_in(
-            &fake,
+            &cluster,
+            ns,
             "CronJob",
             "nightly",
             "/spec/jobTemplate/spec/template/spec/containers/0/image"
-        ),
+        )
+        .await,
         format!("{tls}/{report}@{report_digest}")
     );
+    // The pinned image really runs: the kubelet pulled it by digest.
+    let pods = cluster.list("v1", "Pod", Some(ns)).await;
+    assert!(
+        pods.iter()
+            .any(|p| p["status"]["containerStatuses"][0]["imageID"]
+                .as_str()
+                .is_some_and(|id| id.ends_with(&web_digest))),
+        "{pods:?}"
+    );
     // What was recorded is what was applied: pinned.
-    let record = fake
-        .list("v1", "Secret")
-        .into_iter()
-        .find(|s| s["type"] == gantry::release::SECRET_TYPE)
-        .map(|s| gantry::release::from_secret(&s).unwrap())
-        .unwrap();
+    let record = cluster.releases(ns, "dev").await.remove(0);
     assert!(record.manifests[0].to_string().contains(&web_digest));
     assert!(
         !log.contains(&password),
@@ -183,26 +191,47 @@ async fn images_in_both_registries_are_pinned_by_the_digest_the_registry_serves(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_tag_stops_the_deploy_naming_object_and_container_and_nothing_is_applied() {
     let plain = env("GANTRY_TEST_REGISTRY");
-    let http = reqwest::Client::new();
     let web = unique("web");
-    push_image(&http, &format!("http://{plain}"), None, &web, "v1").await;
-    let fake = FakeApiServer::start().await;
+    runnable_image(&web, "v1").await;
+    let cluster = TestCluster::connect().await;
+    let namespace = cluster.namespace("preflight-missing").await;
+    let ns = namespace.name.as_str();
+    let records = support::cluster::unique_name("records");
     let objects = vec![
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": NS}, "data": {"a": "1"}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": ns}, "data": {"a": "1"}}),
         deployment(
+            ns,
             "web",
             &format!("{plain}/{web}:v1"),
             &format!("{plain}/{web}:no-such-tag"),
         ),
-        cron_job(&format!("{plain}/{web}:also-missing")),
+        cron_job(ns, &format!("{plain}/{web}:also-missing")),
     ];
-    let (outcome, log) = deploy(&fake, objects, HostCredentials::new()).await;
+    let registry = Registry::new(Some(env("GANTRY_TEST_TLS_REGISTRY_CA").into())).unwrap();
+    let (runner, log) = Runner::capturing(false);
+    let cancel = Cancel::never();
+    // Records in a namespace that does not exist yet: gantry would create it, but must not.
+    let engine = Engine {
+        cluster: cluster.deployer.clone(),
+        settings: settings(&records),
+        runner: &runner,
+        cancel: &cancel,
+        me: "preflight-test".into(),
+        images: Some(ImageVerification {
+            registry,
+            credentials: HostCredentials::new(),
+        }),
+    };
+    let outcome = engine.deploy(objects, &Origin::default()).await;
+    let log = log.contents();
     let Ending::Failed { reason, message } = &outcome.ending else {
         panic!("{:?}\n{log}", outcome.ending);
     };
     assert_eq!(reason, "preflight-failed");
     assert!(
-        message.contains("Deployment/web (namespace shop) containers[name=web]"),
+        message.contains(&format!(
+            "Deployment/web (namespace {ns}) containers[name=web]"
+        )),
         "{message}"
     );
     assert!(
@@ -210,16 +239,24 @@ async fn a_missing_tag_stops_the_deploy_naming_object_and_container_and_nothing_
         "{message}"
     );
     assert!(
-        message.contains("CronJob/nightly (namespace shop) containers[name=report]"),
+        message.contains(&format!(
+            "CronJob/nightly (namespace {ns}) containers[name=report]"
+        )),
         "{message}"
     );
     assert!(
         !message.contains("migrate"),
         "the existing init image is fine: {message}"
     );
-    assert!(fake.get("v1", "ConfigMap", Some(NS), "cfg").is_none());
+    assert!(cluster
+        .get("v1", "ConfigMap", Some(ns), "cfg")
+        .await
+        .is_none());
     assert!(
-        fake.get("v1", "Namespace", None, NS).is_none(),
+        cluster
+            .get("v1", "Namespace", None, &records)
+            .await
+            .is_none(),
         "not even gantry's namespace"
     );
     assert!(!outcome.changed);
@@ -227,15 +264,23 @@ async fn a_missing_tag_stops_the_deploy_naming_object_and_container_and_nothing_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unverifiable_registry_is_reported_not_silently_passed() {
-    let fake = FakeApiServer::start().await;
-    // Nothing listens on port 9 of loopback: the registry cannot be asked.
+    let cluster = TestCluster::connect().await;
+    let namespace = cluster.namespace("preflight-unverified").await;
+    let ns = namespace.name.as_str();
+    // Nothing listens on port 9 of loopback: the registry cannot be asked (nor pulled from).
     let objects = vec![deployment(
+        ns,
         "web",
         "127.0.0.1:9/shop/migrate:v1",
         "127.0.0.1:9/shop/web:v1",
     )];
-    let (outcome, log) = deploy(&fake, objects, HostCredentials::new()).await;
-    assert_eq!(outcome.ending, Ending::Succeeded, "{log}");
+    let (outcome, log) = deploy(&cluster, ns, objects, HostCredentials::new()).await;
+    // Applied as written; the kubelet cannot pull it either, so the first release is removed.
+    assert!(
+        matches!(outcome.ending, Ending::RolledBack { .. }),
+        "{:?}\n{log}",
+        outcome.ending
+    );
     assert!(
         log.contains("image `127.0.0.1:9/shop/web:v1` could not be verified"),
         "{log}"
@@ -246,13 +291,9 @@ async fn an_unverifiable_registry_is_reported_not_silently_passed() {
         .iter()
         .any(|note| note.starts_with("unverified:") && note.contains("127.0.0.1:9/shop/web:v1")));
     // Unverified images are applied as written, not pinned.
+    let record = cluster.releases(ns, "dev").await.remove(0);
     assert_eq!(
-        image_in(
-            &fake,
-            "Deployment",
-            "web",
-            "/spec/template/spec/containers/0/image"
-        ),
+        record.manifests[0]["spec"]["template"]["spec"]["containers"][0]["image"],
         "127.0.0.1:9/shop/web:v1"
     );
 }
@@ -260,7 +301,9 @@ async fn an_unverifiable_registry_is_reported_not_silently_passed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_registry_credentials_leave_the_image_unverified_and_named() {
     let tls = env("GANTRY_TEST_TLS_REGISTRY");
-    let fake = FakeApiServer::start().await;
+    let cluster = TestCluster::connect().await;
+    let namespace = cluster.namespace("preflight-401").await;
+    let ns = namespace.name.as_str();
     let credentials = HostCredentials::from([(
         tls.clone(),
         Credentials {
@@ -269,12 +312,17 @@ async fn wrong_registry_credentials_leave_the_image_unverified_and_named() {
         },
     )]);
     let objects = vec![deployment(
+        ns,
         "web",
         &format!("{tls}/x/migrate:v1"),
         &format!("{tls}/x/web:v1"),
     )];
-    let (outcome, log) = deploy(&fake, objects, credentials).await;
-    assert_eq!(outcome.ending, Ending::Succeeded, "{log}");
+    let (outcome, log) = deploy(&cluster, ns, objects, credentials).await;
+    assert!(
+        matches!(outcome.ending, Ending::RolledBack { .. }),
+        "{:?}\n{log}",
+        outcome.ending
+    );
     assert!(log.contains("could not be verified"), "{log}");
     assert!(log.contains("401"), "{log}");
 }

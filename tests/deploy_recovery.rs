@@ -1,4 +1,4 @@
-//! The gantry binary against the fake API server: a run killed at every step boundary of a deploy and of a rollback (an injected crash point that aborts the process like SIGKILL) is recognised and repaired by the next run; bad manifests and unreachable clusters stop the run before any write.
+//! The gantry binary against the test bed's real cluster, as the least-privilege deployer: a run killed at every step boundary of a deploy and of a rollback (an injected crash point that aborts the process like SIGKILL) is recognised and repaired by the next run; bad manifests and unreachable clusters stop the run before any write.
 
 mod support;
 
@@ -8,21 +8,20 @@ use std::time::Duration;
 
 use gantry::release::{self, ReleaseStatus};
 use serde_json::json;
-use support::fake_apiserver::{Behavior, FakeApiServer};
+use support::cluster::{runnable_image, TestCluster, TestNamespace};
 
-const NS: &str = "shop";
-
-fn manifests(tag: &str, extra_service: bool) -> String {
+/// The release of version `tag` (a runnable image per tag; `missing` is never pushed).
+fn manifests(image: &str, setting: &str, extra_service: bool) -> String {
     let mut text = format!(
         r#"apiVersion: v1
 kind: ConfigMap
 metadata: {{name: web-config}}
-data: {{setting: "{tag}"}}
+data: {{setting: "{setting}"}}
 ---
 apiVersion: v1
 kind: Service
 metadata: {{name: web}}
-spec: {{selector: {{app: web}}, ports: [{{port: 80}}]}}
+spec: {{selector: {{app: web}}, ports: [{{port: 80, targetPort: 8080}}]}}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -33,8 +32,12 @@ spec:
   template:
     metadata: {{labels: {{app: web}}}}
     spec:
+      terminationGracePeriodSeconds: 2
       containers:
-      - {{name: web, image: "127.0.0.1:1/shop/web:{tag}"}}
+      - name: web
+        image: "{image}"
+        command: [sh, -c, "trap 'exit 0' TERM; mkdir -p /tmp/www; echo ok > /tmp/www/index.html; httpd -f -p 8080 -h /tmp/www & wait"]
+        readinessProbe: {{httpGet: {{path: /index.html, port: 8080}}, periodSeconds: 1}}
 "#
     );
     if extra_service {
@@ -45,20 +48,38 @@ spec:
     text
 }
 
+async fn web(tag: &str) -> String {
+    runnable_image("gantry-test/web", tag).await.0
+}
+
+/// The image of version `tag` as gantry deploys it: pinned by the digest the registry serves.
+async fn pinned(tag: &str) -> String {
+    let (_, digest) = runnable_image("gantry-test/web", tag).await;
+    format!("127.0.0.1:5000/gantry-test/web@{digest}")
+}
+
 struct Workspace {
     dir: tempfile::TempDir,
+    cluster: TestCluster,
+    ns: TestNamespace,
 }
 
 impl Workspace {
-    fn new(fake: &FakeApiServer) -> Workspace {
+    async fn new(prefix: &str) -> Workspace {
+        let cluster = TestCluster::connect().await;
+        let ns = cluster.namespace(prefix).await;
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("k8s")).unwrap();
-        std::fs::write(dir.path().join("kubeconfig"), fake.kubeconfig_yaml()).unwrap();
-        Workspace { dir }
+        std::fs::copy(&cluster.deployer_kubeconfig, dir.path().join("kubeconfig")).unwrap();
+        Workspace { dir, cluster, ns }
     }
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    fn ns(&self) -> &str {
+        &self.ns.name
     }
 
     /// Runs `gantry <command>` for environment dev; `crash_at` sets the crash point.
@@ -75,8 +96,9 @@ impl Workspace {
                 "--manifests",
                 "k8s",
             ])
-            .args(["--namespace", NS, "--kubeconfig", "kubeconfig"])
-            .args(["--rollout-timeout", "30s", "--pull-error-tolerance", "0s"])
+            .args(["--namespace", self.ns(), "--kubeconfig", "kubeconfig"])
+            .args(["--rollout-timeout", "90s", "--pull-error-tolerance", "1s"])
+            .args(["--restart-threshold", "0"])
             .env_remove("GITHUB_ACTIONS")
             .env_remove("KUBECONFIG")
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -84,10 +106,55 @@ impl Workspace {
         if let Some(step) = crash_at {
             cmd.env("GANTRY_TEST_CRASH_AT", step);
         }
-        tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        tokio::time::timeout(Duration::from_secs(180), cmd.output())
             .await
-            .expect("gantry finished within 90 s")
+            .expect("gantry finished within 180 s")
             .expect("gantry runs")
+    }
+
+    async fn history(&self) -> Vec<(u64, ReleaseStatus)> {
+        self.cluster.history(self.ns(), "dev").await
+    }
+
+    async fn image(&self) -> String {
+        self.cluster
+            .get("apps/v1", "Deployment", Some(self.ns()), "web")
+            .await
+            .unwrap()["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn has_service(&self, name: &str) -> bool {
+        self.cluster
+            .get("v1", "Service", Some(self.ns()), name)
+            .await
+            .is_some()
+    }
+
+    /// What SIGKILL leaves and time then does: the Lease is no longer renewed and expires.
+    async fn let_the_lease_expire(&self) {
+        let name = release::lease_name("dev");
+        if let Some(lease) = self
+            .cluster
+            .get("coordination.k8s.io/v1", "Lease", Some(self.ns()), &name)
+            .await
+        {
+            if lease["spec"]["holderIdentity"].as_str().is_some() {
+                self.cluster
+                    .merge_patch_as(
+                        "time-passes",
+                        "coordination.k8s.io/v1",
+                        "Lease",
+                        Some(self.ns()),
+                        &name,
+                        json!({"spec": {"renewTime": "2020-01-01T00:00:00.000000Z",
+                            "acquireTime": "2020-01-01T00:00:00.000000Z"}}),
+                    )
+                    .await;
+            }
+        }
     }
 }
 
@@ -100,16 +167,6 @@ fn text(output: &Output) -> String {
     )
 }
 
-use support::deploy::history;
-
-fn image(fake: &FakeApiServer) -> String {
-    fake.get("apps/v1", "Deployment", Some(NS), "web").unwrap()["spec"]["template"]["spec"]
-        ["containers"][0]["image"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// The run died at the crash point, as SIGKILL would have it.
 fn assert_killed_at(killed: &Output, step: &str) {
     assert!(!killed.status.success(), "{}", text(killed));
@@ -120,72 +177,47 @@ fn assert_killed_at(killed: &Output, step: &str) {
     );
 }
 
-/// What SIGKILL leaves and time then does: the Lease is no longer renewed and expires.
-fn let_the_lease_expire(fake: &FakeApiServer) {
-    if let Some(mut lease) = fake.get(
-        "coordination.k8s.io/v1",
-        "Lease",
-        Some(NS),
-        &release::lease_name("dev"),
-    ) {
-        if lease["spec"]["holderIdentity"].as_str().is_some() {
-            lease["spec"]["renewTime"] = json!("2020-01-01T00:00:00.000000Z");
-            lease["spec"]["acquireTime"] = json!("2020-01-01T00:00:00.000000Z");
-            fake.put_object(lease);
-        }
-    }
-}
-
-async fn deployed_v1() -> (FakeApiServer, Workspace) {
-    let fake = FakeApiServer::start().await;
-    let workspace = Workspace::new(&fake);
+async fn deployed_v1(prefix: &str) -> Workspace {
+    let workspace = Workspace::new(prefix).await;
     let first = workspace
-        .gantry("deploy", &manifests("v1", false), None)
+        .gantry("deploy", &manifests(&web("v1").await, "v1", false), None)
         .await;
     assert!(first.status.success(), "{}", text(&first));
-    assert_eq!(history(&fake), [(1, ReleaseStatus::Deployed)]);
-    (fake, workspace)
+    assert_eq!(workspace.history().await, [(1, ReleaseStatus::Deployed)]);
+    workspace
 }
 
 /// Kills a deploy of a healthy v2 at `step`, then reruns it; returns the rerun's output.
-async fn kill_deploy_then_rerun(step: &str) -> (FakeApiServer, Output) {
-    let (fake, workspace) = deployed_v1().await;
-    let killed = workspace
-        .gantry("deploy", &manifests("v2", true), Some(step))
-        .await;
+async fn kill_deploy_then_rerun(step: &str) -> (Workspace, Output) {
+    let workspace = deployed_v1(&format!("kill-{step}")).await;
+    let v2 = manifests(&web("v2").await, "v2", true);
+    let killed = workspace.gantry("deploy", &v2, Some(step)).await;
     assert_killed_at(&killed, step);
-    let_the_lease_expire(&fake);
-    let rerun = workspace
-        .gantry("deploy", &manifests("v2", true), None)
-        .await;
+    workspace.let_the_lease_expire().await;
+    let rerun = workspace.gantry("deploy", &v2, None).await;
     assert!(rerun.status.success(), "{}", text(&rerun));
-    assert_eq!(image(&fake), "127.0.0.1:1/shop/web:v2");
-    assert!(fake.get("v1", "Service", Some(NS), "added-by-v2").is_some());
-    let lease = fake
-        .get(
-            "coordination.k8s.io/v1",
-            "Lease",
-            Some(NS),
-            &release::lease_name("dev"),
-        )
-        .unwrap();
-    assert!(lease["spec"]["holderIdentity"].is_null(), "{lease}");
-    (fake, rerun)
+    assert_eq!(workspace.image().await, pinned("v2").await);
+    assert!(workspace.has_service("added-by-v2").await);
+    assert_eq!(
+        workspace.cluster.lease_holder(workspace.ns(), "dev").await,
+        None
+    );
+    (workspace, rerun)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_before_the_pending_record_nothing_changed_and_the_rerun_deploys() {
-    let (fake, _) = kill_deploy_then_rerun("before-pending-record").await;
+    let (workspace, _) = kill_deploy_then_rerun("before-pending-record").await;
     assert_eq!(
-        history(&fake),
+        workspace.history().await,
         [(1, ReleaseStatus::Superseded), (2, ReleaseStatus::Deployed)]
     );
 }
 
 async fn assert_interrupted_release_2_recovered(step: &str) {
-    let (fake, rerun) = kill_deploy_then_rerun(step).await;
+    let (workspace, rerun) = kill_deploy_then_rerun(step).await;
     assert_eq!(
-        history(&fake),
+        workspace.history().await,
         [
             (1, ReleaseStatus::Superseded),
             (2, ReleaseStatus::Failed),
@@ -194,11 +226,12 @@ async fn assert_interrupted_release_2_recovered(step: &str) {
         "{}",
         text(&rerun)
     );
-    let record = fake
-        .list("v1", "Secret")
+    let record = workspace
+        .cluster
+        .releases(workspace.ns(), "dev")
+        .await
         .into_iter()
-        .find(|s| s["metadata"]["name"] == release::secret_name("dev", 2))
-        .map(|s| release::from_secret(&s).unwrap())
+        .find(|r| r.number == 2)
         .unwrap();
     assert!(
         record.description.contains("interrupted"),
@@ -235,11 +268,11 @@ async fn killed_while_recording_the_release_deployed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_between_recording_deployed_and_superseded() {
-    let (fake, rerun) = kill_deploy_then_rerun("before-superseded-record").await;
+    let (workspace, rerun) = kill_deploy_then_rerun("before-superseded-record").await;
     // Release 2 was recorded healthy: the rerun repairs release 1's record and, finding
     // exactly release 2 deployed, records nothing new.
     assert_eq!(
-        history(&fake),
+        workspace.history().await,
         [(1, ReleaseStatus::Superseded), (2, ReleaseStatus::Deployed)],
         "{}",
         text(&rerun)
@@ -247,23 +280,26 @@ async fn killed_between_recording_deployed_and_superseded() {
     assert!(text(&rerun).contains("already deployed with exactly these manifests"));
 }
 
-/// Kills the automatic rollback of a broken v2 at `step`, then deploys a healthy v3.
+/// Kills the automatic rollback of a crash-looping v2 at `step`, then deploys a healthy v3.
 async fn kill_rollback_then_deploy(step: &str) {
-    let (fake, workspace) = deployed_v1().await;
-    fake.set_image_behavior("web:v2", Behavior::ImagePullError);
-    let killed = workspace
-        .gantry("deploy", &manifests("v2", true), Some(step))
-        .await;
+    let workspace = deployed_v1(&format!("kill-{step}")).await;
+    // v2's image exists (pre-flight passes) but its container exits at once: a real crash loop.
+    let crashing = manifests(&web("v2").await, "v2", true).replace(
+        "trap 'exit 0' TERM; mkdir -p /tmp/www; echo ok > /tmp/www/index.html; httpd -f -p 8080 -h /tmp/www & wait",
+        "echo fatal: no config; exit 3",
+    );
+    assert!(crashing.contains("exit 3"));
+    let killed = workspace.gantry("deploy", &crashing, Some(step)).await;
     assert_killed_at(&killed, step);
-    let_the_lease_expire(&fake);
+    workspace.let_the_lease_expire().await;
     let rerun = workspace
-        .gantry("deploy", &manifests("v3", false), None)
+        .gantry("deploy", &manifests(&web("v3").await, "v3", false), None)
         .await;
     assert!(rerun.status.success(), "{}", text(&rerun));
-    assert_eq!(image(&fake), "127.0.0.1:1/shop/web:v3");
-    assert!(fake.get("v1", "Service", Some(NS), "added-by-v2").is_none());
+    assert_eq!(workspace.image().await, pinned("v3").await);
+    assert!(!workspace.has_service("added-by-v2").await);
     assert_eq!(
-        history(&fake),
+        workspace.history().await,
         [
             (1, ReleaseStatus::Superseded),
             (2, ReleaseStatus::Failed),
@@ -296,27 +332,27 @@ async fn killed_before_the_rollback_was_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_rollback_command_is_finished_by_the_next_run() {
-    let (fake, workspace) = deployed_v1().await;
+    let workspace = deployed_v1("kill-rollback-command").await;
     let second = workspace
-        .gantry("deploy", &manifests("v2", true), None)
+        .gantry("deploy", &manifests(&web("v2").await, "v2", true), None)
         .await;
     assert!(second.status.success(), "{}", text(&second));
     let killed = workspace.gantry("rollback", "", Some("mid-rollback")).await;
     assert_killed_at(&killed, "mid-rollback");
-    let_the_lease_expire(&fake);
+    workspace.let_the_lease_expire().await;
     let listed = workspace.gantry("history", "", None).await;
     assert!(listed.status.success(), "{}", text(&listed));
     // The next run (any verb that takes the lock) finishes the interrupted rollback first.
     let rerun = workspace
-        .gantry("deploy", &manifests("v1", false), None)
+        .gantry("deploy", &manifests(&web("v1").await, "v1", false), None)
         .await;
     assert!(rerun.status.success(), "{}", text(&rerun));
-    assert_eq!(image(&fake), "127.0.0.1:1/shop/web:v1");
-    assert!(fake.get("v1", "Service", Some(NS), "added-by-v2").is_none());
+    assert_eq!(workspace.image().await, pinned("v1").await);
+    assert!(!workspace.has_service("added-by-v2").await);
     // Release 3 (the rollback to 1) was finished and is current; the deploy of v1 that
     // followed is exactly release 3, so it records nothing new.
     assert_eq!(
-        history(&fake),
+        workspace.history().await,
         [
             (1, ReleaseStatus::Superseded),
             (2, ReleaseStatus::Superseded),
@@ -329,9 +365,8 @@ async fn an_interrupted_rollback_command_is_finished_by_the_next_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_kind_is_reported_at_its_line_before_any_write() {
-    let fake = FakeApiServer::start().await;
-    let workspace = Workspace::new(&fake);
-    let mut text_in = manifests("v1", false);
+    let workspace = Workspace::new("unknown-kind").await;
+    let mut text_in = manifests(&web("v1").await, "v1", false);
     text_in.push_str("---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n");
     let output = workspace.gantry("deploy", &text_in, None).await;
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
@@ -341,27 +376,27 @@ async fn an_unknown_kind_is_reported_at_its_line_before_any_write() {
         "{all}"
     );
     assert!(all.contains("app.yaml"), "{all}");
-    assert!(fake
-        .get("v1", "ConfigMap", Some(NS), "web-config")
+    assert!(workspace
+        .cluster
+        .get("v1", "ConfigMap", Some(workspace.ns()), "web-config")
+        .await
         .is_none());
-    assert!(
-        fake.requests().iter().all(|r| r.method == "GET"),
-        "only reads before the error"
-    );
+    // The API server's audit log: gantry wrote nothing in the namespace.
+    let writes = support::cluster::audit_writes(support::cluster::DEPLOYER, workspace.ns());
+    assert!(writes.is_empty(), "only reads before the error: {writes:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_cluster_is_named_and_nothing_starts() {
-    let fake = FakeApiServer::start().await;
-    let workspace = Workspace::new(&fake);
+    let workspace = Workspace::new("unreachable").await;
+    let kubeconfig = std::fs::read_to_string(workspace.path().join("kubeconfig")).unwrap();
     std::fs::write(
         workspace.path().join("kubeconfig"),
-        fake.kubeconfig_yaml()
-            .replace(&fake.url(), "http://127.0.0.1:9"),
+        kubeconfig.replace(&workspace.cluster.server, "https://127.0.0.1:9"),
     )
     .unwrap();
     let output = workspace
-        .gantry("deploy", &manifests("v1", false), None)
+        .gantry("deploy", &manifests(&web("v1").await, "v1", false), None)
         .await;
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(
@@ -369,5 +404,5 @@ async fn an_unreachable_cluster_is_named_and_nothing_starts() {
         "{}",
         text(&output)
     );
-    assert!(fake.requests().is_empty());
+    assert!(workspace.history().await.is_empty());
 }

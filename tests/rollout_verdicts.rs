@@ -725,6 +725,14 @@ struct PodCase {
 fn pod_problems_follow_the_fail_fast_rules() {
     let defaults = Tolerances::default;
     let cases = [
+        // Regression: a rollback's scale-down left pods of the restored revision terminating
+        // with phase Failed, and the restored release was declared broken.
+        PodCase {
+            file: "pod-terminating-failed.yaml",
+            seconds_after_creation: 5,
+            tolerances: tolerances(0, 0),
+            expected: None,
+        },
         PodCase {
             file: "pod-unschedulable.yaml",
             seconds_after_creation: 120,

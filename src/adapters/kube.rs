@@ -269,6 +269,32 @@ impl Cluster {
         .await
     }
 
+    /// Asks the API server whether this identity may act (a SelfSubjectAccessReview of
+    /// `attributes`, the JSON of `spec.resourceAttributes`). Sent as the API requires a
+    /// review: no name and no field manager (a real API server answers 422 to either).
+    pub async fn may(&self, attributes: &Value) -> Result<bool, KubeError> {
+        let review = serde_json::json!({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "metadata": {},
+            "spec": {"resourceAttributes": attributes},
+        });
+        let review: k8s_openapi::api::authorization::v1::SelfSubjectAccessReview =
+            serde_json::from_value(review).map_err(|err| KubeError::Invalid {
+                object: "SelfSubjectAccessReview".into(),
+                causes: err.to_string(),
+            })?;
+        let api: Api<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview> =
+            Api::all(self.client.clone());
+        retry(|| async {
+            api.create(&PostParams::default(), &review)
+                .await
+                .map(|answer| answer.status.is_some_and(|s| s.allowed))
+                .map_err(|err| self.map_error(err, "SelfSubjectAccessReview"))
+        })
+        .await
+    }
+
     /// Deletes an object (dependents in the background); `false` if it was already gone.
     pub async fn delete(&self, reference: &ObjectRef) -> Result<bool, KubeError> {
         let api = match self.api_for(reference).await {

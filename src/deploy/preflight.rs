@@ -443,17 +443,8 @@ async fn review(cluster: &Cluster, access: &Access) -> Result<Option<Access>, Ku
     if let Some(namespace) = &access.namespace {
         attributes["namespace"] = json!(namespace);
     }
-    let review = json!({
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SelfSubjectAccessReview",
-        "metadata": {"name": "gantry-preflight"},
-        "spec": {"resourceAttributes": attributes},
-    });
-    let answer = cluster.create(&review).await?;
-    Ok(
-        (answer.pointer("/status/allowed").and_then(Value::as_bool) != Some(true))
-            .then(|| access.clone()),
-    )
+    let allowed = cluster.may(&attributes).await?;
+    Ok((!allowed).then(|| access.clone()))
 }
 
 #[cfg(test)]

@@ -375,6 +375,15 @@ async fn track_one(
     }
 }
 
+/// A container log worth reporting: not empty, and not the kubelet's note that the log file
+/// is gone (`unable to retrieve container logs for containerd://...`, sent as the log text).
+fn usable_log(log: Result<String, crate::adapters::kube::KubeError>) -> Option<String> {
+    let text = log.ok()?;
+    let trimmed = text.trim();
+    (!trimmed.is_empty() && !trimmed.starts_with("unable to retrieve container logs for "))
+        .then_some(text)
+}
+
 /// Adds the failing container's last log lines and the recent events to a failure.
 pub async fn diagnose(cluster: &Cluster, namespace: &str, failure: &mut RolloutFailure) {
     let workload_name = failure
@@ -384,15 +393,30 @@ pub async fn diagnose(cluster: &Cluster, namespace: &str, failure: &mut RolloutF
         .unwrap_or_default();
     if let Some(pod) = failure.pod.clone() {
         let crashed = failure.reason.contains("CrashLoop") || failure.reason.contains("Restart");
-        let mut log = cluster
-            .pod_logs(namespace, &pod, failure.container.as_deref(), crashed, 20)
-            .await;
-        if crashed && log.as_ref().map(|l| l.trim().is_empty()).unwrap_or(true) {
-            log = cluster
-                .pod_logs(namespace, &pod, failure.container.as_deref(), false, 20)
-                .await;
+        let container = failure.container.as_deref();
+        let mut log = usable_log(
+            cluster
+                .pod_logs(namespace, &pod, container, crashed, 20)
+                .await,
+        );
+        // The kubelet keeps one dead instance per container and may already have removed
+        // the one that crashed first; the running (or waiting) instance printed the same.
+        if crashed && log.is_none() {
+            log = usable_log(
+                cluster
+                    .pod_logs(namespace, &pod, container, false, 20)
+                    .await,
+            );
+            if log.is_none() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                log = usable_log(
+                    cluster
+                        .pod_logs(namespace, &pod, container, false, 20)
+                        .await,
+                );
+            }
         }
-        if let Ok(text) = log {
+        if let Some(text) = log {
             failure.log_tail = text
                 .lines()
                 .rev()

@@ -58,7 +58,8 @@ pub struct PodProblem {
 
 /// Says whether `pod` is in a state that should fail its rollout now, given `now`.
 ///
-/// Checked in this order, the first match wins:
+/// A pod that is being deleted (`deletionTimestamp` set) is never a problem. Otherwise checked
+/// in this order, the first match wins:
 /// 1. **Pod phase `Failed`** (e.g. `Evicted`), unless a Job owns the pod: a Job retries failed
 ///    pods up to its `backoffLimit` and declares failure itself.
 /// 2. **Containers, init containers first** (an init container blocks every other container):
@@ -91,6 +92,12 @@ pub fn pod_problem(pod: &Pod, now: Timestamp, tolerances: &Tolerances) -> Option
         .name
         .clone()
         .unwrap_or_else(|| "<unnamed>".into());
+    // A pod being deleted is on its way out (scaled down, or replaced by a rollback): its
+    // phase turns `Failed` when its container exits non-zero on SIGTERM, which says nothing
+    // about the release.
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
     let status = pod.status.as_ref()?;
     if status.phase.as_deref() == Some("Failed") && !owned_by_job(pod) {
         let reason = status.reason.clone().unwrap_or_else(|| "Failed".into());

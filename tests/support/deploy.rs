@@ -1,20 +1,18 @@
-//! Deploy settings and release-history readers shared by the deploy tests and benchmarks.
+//! Deploy settings shared by the deploy tests and benchmarks.
 
 use std::time::Duration;
 
 use gantry::deploy::Settings;
-use gantry::release::{self, ReleaseStatus};
 use gantry::rollout::Tolerances;
 
-use super::fake_apiserver::FakeApiServer;
-
-/// Settings for environment `dev` with records in `namespace`: short lock wait, quick
-/// tolerances (a fake cluster fails in milliseconds, not minutes).
+/// Settings for environment `dev` with records in `namespace`, tuned for the test bed's real
+/// cluster: a short lock wait, fail-fast on the first restart or pull error (real pods fail in
+/// a second or two), and a rollout timeout that only a hang reaches.
 pub fn settings(namespace: &str) -> Settings {
     Settings {
         environment: "dev".into(),
         namespace: namespace.into(),
-        rollout_timeout: Duration::from_secs(30),
+        rollout_timeout: Duration::from_secs(120),
         rollback: true,
         prune: true,
         force_conflicts: false,
@@ -22,23 +20,9 @@ pub fn settings(namespace: &str) -> Settings {
         lock_timeout: Duration::from_secs(2),
         apply_concurrency: 4,
         tolerances: Tolerances {
-            pull_error: Duration::from_millis(200),
-            restart_threshold: 2,
-            unschedulable: Duration::from_millis(500),
+            pull_error: Duration::from_secs(1),
+            restart_threshold: 0,
+            unschedulable: Duration::from_secs(10),
         },
     }
-}
-
-/// Release numbers and statuses of environment `dev`, as stored in the cluster, oldest first.
-pub fn history(fake: &FakeApiServer) -> Vec<(u64, ReleaseStatus)> {
-    let mut found: Vec<(u64, ReleaseStatus)> = fake
-        .list("v1", "Secret")
-        .iter()
-        .filter(|s| s["type"] == release::SECRET_TYPE)
-        .filter_map(|s| release::from_secret(s).ok())
-        .filter(|r| r.environment == "dev")
-        .map(|r| (r.number, r.status))
-        .collect();
-    found.sort_by_key(|(n, _)| *n);
-    found
 }
