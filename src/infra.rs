@@ -78,8 +78,9 @@ pub enum Error {
     },
     #[error("terraform {step} failed: {message}")]
     StepFailed { step: Step, message: String },
-    #[error("terraform {step} could not acquire the state lock within terraform-lock-timeout ({timeout}): {holder}; wait for that run to finish, or if it died, release the lock with `terraform force-unlock {lock_id}`")]
+    #[error("terraform {step} could not acquire the state lock within terraform-lock-timeout ({timeout}): {holder}; wait for that run to finish, or if it died, release the lock with `{tool} force-unlock {lock_id}`")]
     StateLocked {
+        tool: &'static str,
         step: Step,
         timeout: String,
         holder: String,
@@ -138,6 +139,7 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
         outputs: BTreeMap::new(),
         notes: Vec::new(),
         applied: false,
+        tool: "terraform",
     };
     let status = match phase.execute(handoff).await {
         Ok(()) => PhaseStatus::Succeeded,
@@ -171,6 +173,8 @@ struct InfraPhase<'r, 'a> {
     notes: Vec<String>,
     /// Set when the apply step starts: from then on the infrastructure may have changed.
     applied: bool,
+    /// The command of the tool that runs (`terraform` or `tofu`), for command lines and hints.
+    tool: &'static str,
 }
 
 /// What one step printed that gantry acts on.
@@ -227,15 +231,17 @@ impl InfraPhase<'_, '_> {
     async fn execute(&mut self, handoff: &mut Handoff) -> Result<(), Error> {
         let command = self.run.decision.command;
         let infra = &self.run.config.infra;
-        let terraform = Terraform::discover(&self.directory)
+        let terraform = Terraform::discover(&infra.binary, &self.directory)
             .await
             .map_err(Error::Terraform)?;
+        let cli = format!("{} {}", terraform.cli().name(), terraform.version());
         self.run.runner.info(&format!(
-            "terraform {} ({}) in {}",
-            terraform.version(),
+            "{cli} ({}) in {}",
             terraform.binary().display(),
             self.directory.display()
         ));
+        handoff.terraform_cli = Some(cli);
+        self.tool = terraform.cli().command();
 
         self.step(&terraform, Step::Init, argv::init(infra)).await?;
         // Validation does not depend on the workspace: both run at once (one Terraform start-up
@@ -325,7 +331,7 @@ impl InfraPhase<'_, '_> {
         args: Vec<String>,
     ) -> Result<Finished, Error> {
         let runner = self.run.runner;
-        runner.info(&format!("$ {}", argv::display(&args)));
+        runner.info(&format!("$ {}", argv::display(self.tool, &args)));
         if self.run.cancel.is_cancelled() {
             return Err(Error::Cancelled {
                 step,
@@ -409,6 +415,7 @@ impl InfraPhase<'_, '_> {
 
     fn locked(&self, step: Step, lock: LockInfo) -> Error {
         Error::StateLocked {
+            tool: self.tool,
             step,
             timeout: argv::duration_arg(self.run.config.infra.lock_timeout),
             holder: format!("the lock is {lock}"),
@@ -419,8 +426,9 @@ impl InfraPhase<'_, '_> {
     fn cancelled(&self, step: Step, finished: &Finished, report: &StepReport) -> Error {
         let mut what = if finished.killed {
             format!(
-                "Terraform was interrupted (SIGINT) but did not exit within {}, so it was killed; the state lock may still be held: check with the backend and, if so, run `terraform force-unlock <ID>`",
-                human_duration(terraform::INTERRUPT_GRACE)
+                "Terraform was interrupted (SIGINT) but did not exit within {}, so it was killed; the state lock may still be held: check with the backend and, if so, run `{} force-unlock <ID>`",
+                human_duration(terraform::INTERRUPT_GRACE),
+                self.tool
             )
         } else {
             format!(

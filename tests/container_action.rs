@@ -2,9 +2,10 @@
 //!
 //! Needs the test bed (`bash .ci/testbed up`): Debian's dockerd and the stand-in images
 //! `rust:1.95-slim-bookworm`, `busybox:1.36.1` and `gcr.io/distroless/cc-debian12:debug`.
-//! Terraform's release zip cannot be downloaded here, so the test zips the machine's own
-//! Terraform, serves it on 127.0.0.1 and passes its URL and checksum as build arguments: the
-//! Dockerfile's download-and-verify path runs for real.
+//! Terraform's release zip cannot be downloaded here and the machine may have no Terraform, so
+//! the test zips the test bed's OpenTofu (built from the Go module proxy) as a stand-in release
+//! zip, serves it on 127.0.0.1 and passes its URL, checksum and version as build arguments: the
+//! Dockerfile's download-and-verify path runs for real, and the image's `terraform` is OpenTofu.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -78,28 +79,32 @@ fn serve(body: Vec<u8>) -> u16 {
 struct TerraformRelease {
     url: String,
     sha256: String,
+    /// The version the stand-in reports (`OpenTofu v<version>`).
+    version: String,
 }
 
-/// Zips the machine's Terraform like HashiCorp's release zip and serves it on loopback.
+/// Zips the test bed's OpenTofu like HashiCorp's release zip (one `terraform` file) and serves
+/// it on loopback.
 fn terraform_release(dir: &Path) -> TerraformRelease {
-    let terraform = Command::new("sh")
-        .args(["-c", "command -v terraform"])
-        .output()
-        .expect("sh");
-    let terraform = String::from_utf8_lossy(&terraform.stdout)
-        .trim()
-        .to_string();
+    let tofu = std::env::var("GANTRY_TEST_TOFU").unwrap_or_default();
     assert!(
-        !terraform.is_empty(),
-        "terraform is not on PATH; the machine image provides it"
+        Path::new(&tofu).is_file(),
+        "GANTRY_TEST_TOFU does not name OpenTofu: run `bash .ci/testbed up` and `source /var/tmp/gantry-testbed/env` (bash .ci/test does both)"
     );
-    let zip = dir.join("terraform_1.11.4_linux_amd64.zip");
+    let reported = Command::new(&tofu).arg("version").output().expect("tofu runs");
+    let version = String::from_utf8_lossy(&reported.stdout)
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("OpenTofu v"))
+        .expect("`tofu version` says `OpenTofu vX.Y.Z`")
+        .to_string();
+    let zip = dir.join(format!("terraform_{version}_linux_amd64.zip"));
     let status = Command::new("python3")
         .args([
             "-c",
             "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n    z.write(sys.argv[2], 'terraform')",
             zip.to_str().unwrap(),
-            &terraform,
+            &tofu,
         ])
         .status()
         .expect("python3 zips the release");
@@ -115,9 +120,19 @@ fn terraform_release(dir: &Path) -> TerraformRelease {
         .to_string();
     let port = serve(std::fs::read(&zip).unwrap());
     TerraformRelease {
-        url: format!("http://127.0.0.1:{port}/terraform_1.11.4_linux_amd64.zip"),
+        url: format!("http://127.0.0.1:{port}/terraform_{version}_linux_amd64.zip"),
         sha256,
+        version,
     }
+}
+
+/// The version of the stand-in the image was built with.
+fn served_version() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        terraform_release(dir.path()).version
+    })
 }
 
 fn repo_root() -> PathBuf {
@@ -140,6 +155,8 @@ fn image() -> &'static str {
             &format!("TERRAFORM_URL={}", release.url),
             "--build-arg",
             &format!("TERRAFORM_SHA256={}", release.sha256),
+            "--build-arg",
+            &format!("TERRAFORM_VERSION={}", release.version),
             "-t",
             IMAGE,
             root.to_str().unwrap(),
@@ -385,7 +402,8 @@ fn the_image_is_small_and_starts_as_nonroot_too() {
         "version",
     ]);
     assert!(
-        String::from_utf8_lossy(&terraform.stdout).contains("Terraform v1.11.4"),
+        String::from_utf8_lossy(&terraform.stdout)
+            .contains(&format!("OpenTofu v{}", served_version())),
         "{}",
         text(&terraform)
     );
@@ -407,6 +425,8 @@ fn a_terraform_zip_with_the_wrong_checksum_fails_the_build() {
         &format!("TERRAFORM_URL={}", release.url),
         "--build-arg",
         &format!("TERRAFORM_SHA256={wrong}"),
+        "--build-arg",
+        &format!("TERRAFORM_VERSION={}", release.version),
         repo_root().to_str().unwrap(),
     ]);
     assert!(

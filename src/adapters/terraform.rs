@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::pipeline::Cancel;
-use crate::plan::argv::{self, Version, MIN_VERSION};
+use crate::plan::argv::{self, Cli, Version};
 
 /// How long an interrupted Terraform gets to finish and release the state lock before it is killed.
 pub const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
@@ -24,11 +24,15 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// Why Terraform could not be run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("the terraform binary was not found ({searched}); install Terraform >= {MIN_VERSION} on the runner (e.g. with hashicorp/setup-terraform) or set GANTRY_TERRAFORM to its path")]
+    #[error("{searched}; install Terraform >= 1.10 (e.g. with hashicorp/setup-terraform) or OpenTofu >= 1.8 (opentofu/setup-opentofu, then `terraform-binary: tofu`) on the runner, or set `terraform-binary` to the absolute path of one")]
     Missing { searched: String },
-    #[error("{path} is Terraform {found}, but gantry needs Terraform >= {MIN_VERSION}; install a newer Terraform (e.g. hashicorp/setup-terraform with `terraform_version: 1.11.4`) or point GANTRY_TERRAFORM at one")]
-    TooOld { path: PathBuf, found: Version },
-    #[error("`{path} version -json` failed (exit {code:?}): {stderr}")]
+    #[error("{path} is {} {found}, but gantry needs {} >= {}; install a newer release or point `terraform-binary` at one", cli.name(), cli.name(), cli.min_version())]
+    TooOld {
+        path: PathBuf,
+        cli: Cli,
+        found: Version,
+    },
+    #[error("`{path} version` failed (exit {code:?}): {stderr}")]
     VersionFailed {
         path: PathBuf,
         code: Option<i32>,
@@ -73,28 +77,31 @@ impl Finished {
     }
 }
 
-/// A located and version-checked Terraform, run in one directory.
+/// A located and version-checked Terraform (or OpenTofu), run in one directory.
 #[derive(Debug, Clone)]
 pub struct Terraform {
     binary: PathBuf,
+    cli: Cli,
     version: Version,
     directory: PathBuf,
     interrupt_grace: Duration,
 }
 
-/// Finds the binary: `GANTRY_TERRAFORM` (a path, or a name looked up on `PATH`), else
-/// `terraform` on `PATH`.
-pub fn locate(override_var: Option<&str>, path_var: Option<OsString>) -> Result<PathBuf> {
-    let wanted = override_var
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or("terraform");
+/// Finds the binary the `terraform-binary` input names: an absolute path, or a name (`terraform`,
+/// `tofu`) looked up on `PATH`.
+pub fn locate(wanted: &str, path_var: Option<OsString>) -> Result<PathBuf> {
+    let wanted = if wanted.trim().is_empty() {
+        "terraform"
+    } else {
+        wanted.trim()
+    };
     if wanted.contains('/') {
         let path = PathBuf::from(wanted);
         return if is_executable(&path) {
             Ok(path)
         } else {
             Err(Error::Missing {
-                searched: format!("GANTRY_TERRAFORM={wanted} is not an executable file"),
+                searched: format!("`terraform-binary: {wanted}` is not an executable file"),
             })
         };
     }
@@ -106,7 +113,7 @@ pub fn locate(override_var: Option<&str>, path_var: Option<OsString>) -> Result<
         .map(|dir| dir.join(wanted))
         .find(|candidate| is_executable(candidate))
         .ok_or_else(|| Error::Missing {
-            searched: format!("no executable `{wanted}` on PATH"),
+            searched: format!("no executable `{wanted}` on PATH (`terraform-binary: {wanted}`)"),
         })
 }
 
@@ -118,18 +125,19 @@ fn is_executable(path: &Path) -> bool {
 }
 
 impl Terraform {
-    /// Locates Terraform from the process environment and checks its version; nothing else runs.
-    pub async fn discover(directory: &Path) -> Result<Terraform> {
-        let override_var = std::env::var("GANTRY_TERRAFORM").ok();
-        let binary = locate(override_var.as_deref(), std::env::var_os("PATH"))?;
+    /// Locates the tool `wanted` names (see [`locate`]) and checks which one it is and its
+    /// version; nothing else runs.
+    pub async fn discover(wanted: &str, directory: &Path) -> Result<Terraform> {
+        let binary = locate(wanted, std::env::var_os("PATH"))?;
         Terraform::with_binary(binary, directory).await
     }
 
-    /// Checks the version of `binary` (`terraform version -json`).
+    /// Asks `binary` which tool and version it is (`version`), and checks the version.
     pub async fn with_binary(binary: PathBuf, directory: &Path) -> Result<Terraform> {
         let mut terraform = Terraform {
             binary,
-            version: MIN_VERSION,
+            cli: Cli::Terraform,
+            version: argv::MIN_VERSION,
             directory: directory.to_path_buf(),
             interrupt_grace: INTERRUPT_GRACE,
         };
@@ -143,18 +151,20 @@ impl Terraform {
                 stderr: finished.stderr.trim().to_string(),
             });
         }
-        let found = Version::from_version_json(&finished.stdout).map_err(|source| {
+        let (cli, found) = argv::parse_version_output(&finished.stdout).map_err(|source| {
             Error::VersionUnreadable {
                 path: terraform.binary.clone(),
                 source,
             }
         })?;
-        if found < MIN_VERSION {
+        if found < cli.min_version() {
             return Err(Error::TooOld {
                 path: terraform.binary,
+                cli,
                 found,
             });
         }
+        terraform.cli = cli;
         terraform.version = found;
         Ok(terraform)
     }
@@ -167,6 +177,11 @@ impl Terraform {
 
     pub fn version(&self) -> Version {
         self.version
+    }
+
+    /// Terraform or OpenTofu.
+    pub fn cli(&self) -> Cli {
+        self.cli
     }
 
     pub fn binary(&self) -> &Path {
@@ -304,9 +319,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn locates_an_override_path_or_searches_path() {
+    fn locates_an_absolute_path_or_searches_path() {
         let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("tf");
+        let fake = dir.path().join("tofu");
         std::fs::write(&fake, "#!/bin/sh\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -315,19 +330,19 @@ mod tests {
             dir.path().display()
         )));
 
-        assert_eq!(locate(Some(fake.to_str().unwrap()), None).unwrap(), fake);
-        assert_eq!(locate(Some("tf"), path_var.clone()).unwrap(), fake);
-        let missing = locate(None, path_var).unwrap_err().to_string();
+        assert_eq!(locate(fake.to_str().unwrap(), None).unwrap(), fake);
+        assert_eq!(locate("tofu", path_var.clone()).unwrap(), fake);
+        let missing = locate("", path_var).unwrap_err().to_string();
         assert!(
             missing.contains("no executable `terraform` on PATH"),
             "{missing}"
         );
-        assert!(missing.contains("GANTRY_TERRAFORM"), "{missing}");
-        let not_file = locate(Some("/nonexistent/terraform"), None)
+        assert!(missing.contains("terraform-binary"), "{missing}");
+        let not_file = locate("/nonexistent/terraform", None)
             .unwrap_err()
             .to_string();
         assert!(
-            not_file.contains("GANTRY_TERRAFORM=/nonexistent/terraform"),
+            not_file.contains("`terraform-binary: /nonexistent/terraform` is not an executable file"),
             "{not_file}"
         );
     }

@@ -182,6 +182,13 @@ pub const INPUTS: &[InputSpec] = &[
         "Directory of the Terraform root module. Empty: the infra phase is skipped and says so.",
     ),
     input(
+        "terraform-binary",
+        Infra,
+        Text,
+        Some("terraform"),
+        "The command-line tool that runs the configuration: `terraform` (Terraform >= 1.10) or `tofu` (OpenTofu >= 1.8), looked up on PATH, or an absolute path to either. The summary names the tool and version that ran.",
+    ),
+    input(
         "terraform-backend-config",
         Infra,
         List,

@@ -353,6 +353,8 @@ pub enum BackendConfig {
 pub struct InfraConfig {
     /// Absolute path of the Terraform root module; `None` skips the phase.
     pub directory: Option<PathBuf>,
+    /// `terraform` or `tofu` (looked up on PATH), or an absolute path to either.
+    pub binary: String,
     pub backend_config: Vec<BackendConfig>,
     /// Absolute paths of the var files, `{environment}` already replaced.
     pub var_files: Vec<PathBuf>,
@@ -825,8 +827,26 @@ impl Validator<'_> {
             }
         };
 
+        let binary = self
+            .raw
+            .get("terraform-binary")
+            .unwrap_or("terraform")
+            .trim()
+            .to_string();
+        if !(binary == "terraform" || binary == "tofu" || binary.starts_with('/'))
+            || binary.chars().any(char::is_control)
+        {
+            self.error(
+                "terraform-binary",
+                format!(
+                    "`{}` is neither `terraform`, `tofu` nor an absolute path; name the tool, or give the absolute path of its binary",
+                    values::shorten(&binary, 60)
+                ),
+            );
+        }
         InfraConfig {
             directory,
+            binary,
             backend_config,
             var_files,
             vars,

@@ -144,6 +144,8 @@ pub struct PhaseOutcome {
 /// What the phases pass on to the ones after them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Handoff {
+    /// The tool and version the infra phase ran (`Terraform 1.11.4`, `OpenTofu 1.10.10`).
+    pub terraform_cli: Option<String>,
     /// Non-sensitive Terraform outputs as JSON values, by output name.
     pub terraform_outputs: BTreeMap<String, serde_json::Value>,
     /// Sensitive Terraform outputs: masked, usable in placeholders, never reported.

@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
 
 use crate::config::{BackendConfig, InfraConfig};
 
@@ -17,12 +16,62 @@ pub const MIN_VERSION: Version = Version {
     patch: 0,
 };
 
-/// Why `terraform version -json` could not be understood.
+/// The oldest OpenTofu gantry drives (the same commands and JSON documents).
+pub const MIN_OPENTOFU_VERSION: Version = Version {
+    major: 1,
+    minor: 8,
+    patch: 0,
+};
+
+/// Which command-line tool runs the configuration: HashiCorp Terraform or OpenTofu. Both
+/// take the same commands and print the same JSON documents; they differ in name, version
+/// numbers and the oldest release gantry supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cli {
+    Terraform,
+    OpenTofu,
+}
+
+impl Cli {
+    pub fn name(self) -> &'static str {
+        match self {
+            Cli::Terraform => "Terraform",
+            Cli::OpenTofu => "OpenTofu",
+        }
+    }
+
+    /// The command people type: `terraform` or `tofu`.
+    pub fn command(self) -> &'static str {
+        match self {
+            Cli::Terraform => "terraform",
+            Cli::OpenTofu => "tofu",
+        }
+    }
+
+    pub fn min_version(self) -> Version {
+        match self {
+            Cli::Terraform => MIN_VERSION,
+            Cli::OpenTofu => MIN_OPENTOFU_VERSION,
+        }
+    }
+}
+
+/// Reads what `terraform version` (or `tofu version`) prints first: `Terraform v1.11.4` or
+/// `OpenTofu v1.10.10`.
+pub fn parse_version_output(text: &str) -> Result<(Cli, Version)> {
+    let first = text.lines().next().unwrap_or_default().trim();
+    let (cli, number) = match first.split_once(' ') {
+        Some(("Terraform", number)) => (Cli::Terraform, number),
+        Some(("OpenTofu", number)) => (Cli::OpenTofu, number),
+        _ => return Err(Error::Version(first.to_string())),
+    };
+    Ok((cli, Version::parse(number)?))
+}
+
+/// Why `terraform version` could not be understood.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("`terraform version -json` printed something gantry cannot read: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("`{0}` is not a Terraform version (expected MAJOR.MINOR.PATCH)")]
+    #[error("`{0}` is not a Terraform or OpenTofu version (expected `Terraform vMAJOR.MINOR.PATCH` or `OpenTofu vMAJOR.MINOR.PATCH`)")]
     Version(String),
 }
 
@@ -62,15 +111,6 @@ impl Version {
         }
     }
 
-    /// Reads the document `terraform version -json` prints.
-    pub fn from_version_json(json: &str) -> Result<Version> {
-        #[derive(Deserialize)]
-        struct VersionDocument {
-            terraform_version: String,
-        }
-        let document: VersionDocument = serde_json::from_str(json)?;
-        Version::parse(&document.terraform_version)
-    }
 }
 
 /// Variables set on every Terraform process.
@@ -105,7 +145,7 @@ pub fn duration_arg(duration: Duration) -> String {
 }
 
 pub fn version() -> Vec<String> {
-    vec!["version".into(), "-json".into()]
+    vec!["version".into()]
 }
 
 /// `terraform init` with the backend configuration (pairs and files, in the order given).
@@ -186,7 +226,7 @@ pub fn output() -> Vec<String> {
 
 /// The argv as a person reads it in the log, with the values of `-var` and `-backend-config`
 /// pairs hidden (they may be secrets); backend config file paths are shown.
-pub fn display(args: &[String]) -> String {
+pub fn display(tool: &str, args: &[String]) -> String {
     let shown: Vec<String> = args
         .iter()
         .map(|arg| {
@@ -198,7 +238,7 @@ pub fn display(args: &[String]) -> String {
             arg.clone()
         })
         .collect();
-    format!("terraform {}", shown.join(" "))
+    format!("{tool} {}", shown.join(" "))
 }
 
 #[cfg(test)]
@@ -210,6 +250,7 @@ mod tests {
     fn infra() -> InfraConfig {
         InfraConfig {
             directory: Some(PathBuf::from("/repo/infra")),
+            binary: "terraform".into(),
             backend_config: vec![
                 BackendConfig::Pair {
                     key: "bucket".into(),
@@ -325,10 +366,25 @@ mod tests {
 
     #[test]
     fn versions_parse_and_compare() {
-        let json = r#"{"terraform_version":"1.11.4","platform":"linux_amd64","provider_selections":{},"terraform_outdated":false}"#;
-        let found = Version::from_version_json(json).unwrap();
-        assert_eq!(found.to_string(), "1.11.4");
+        let table = [
+            ("Terraform v1.11.4\non linux_amd64\n", Some((Cli::Terraform, "1.11.4"))),
+            ("OpenTofu v1.10.10\non linux_amd64\n+ provider x", Some((Cli::OpenTofu, "1.10.10"))),
+            ("Terraform v1.12.0-beta1\n", Some((Cli::Terraform, "1.12.0"))),
+            ("terraform 1.11.4", None),
+            ("Vault v1.0.0", None),
+            ("", None),
+        ];
+        for (text, expected) in table {
+            let parsed = parse_version_output(text).ok();
+            assert_eq!(
+                parsed.map(|(cli, v)| (cli, v.to_string())),
+                expected.map(|(cli, v)| (cli, v.to_string())),
+                "{text:?}"
+            );
+        }
+        let (_, found) = parse_version_output("Terraform v1.11.4").unwrap();
         assert!(found >= MIN_VERSION);
+        assert!(Version::parse("1.8.0").unwrap() >= Cli::OpenTofu.min_version());
         assert!(Version::parse("1.9.8").unwrap() < MIN_VERSION);
         assert_eq!(Version::parse("1.12.0-beta1").unwrap().minor, 12);
         assert!(Version::parse("one").is_err());
@@ -337,11 +393,12 @@ mod tests {
 
     #[test]
     fn displayed_argv_hides_variable_values() {
-        let shown = display(&plan(&infra(), Path::new("p"), false));
+        let shown = display("terraform", &plan(&infra(), Path::new("p"), false));
         assert!(shown.contains("-var=image_tag=***"), "{shown}");
         assert!(!shown.contains("abc123"), "{shown}");
         assert!(shown.starts_with("terraform plan -input=false"), "{shown}");
-        let shown = display(&init(&infra()));
+        let shown = display("tofu", &init(&infra()));
+        assert!(shown.starts_with("tofu init"), "{shown}");
         assert!(shown.contains("-backend-config=bucket=***"), "{shown}");
         assert!(!shown.contains("state-bucket"), "{shown}");
         assert!(

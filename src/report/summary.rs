@@ -223,6 +223,9 @@ pub fn render_summary(input: &ReportInput<'_>) -> String {
     });
     if handoff.plan.is_some() || !handoff.terraform_outputs.is_empty() || !infra_notes.is_empty() {
         md.push_str("\n### Infrastructure\n\n");
+        if let Some(cli) = &handoff.terraform_cli {
+            let _ = writeln!(md, "Ran with {}.\n", r(&escape_markdown(cli)));
+        }
         if let Some(plan) = &handoff.plan {
             md.push_str(&plan_markdown(r, plan));
         }
