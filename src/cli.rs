@@ -114,7 +114,7 @@ pub fn command() -> ClapCommand {
     )
     .subcommand(
         ClapCommand::new("demo")
-            .about("Run the main job on an embedded example project: a local Terraform stack, two images for the local registry, Kubernetes manifests")
+            .about("Run the main job on an embedded example project (a local Terraform stack, two images for the local registry, Kubernetes manifests): deploy it to the test bed's cluster, then deploy a broken change and watch it rolled back")
             .arg(
                 Arg::new("dir")
                     .long("dir")
@@ -128,6 +128,19 @@ pub fn command() -> ClapCommand {
                     .value_name("HOST:PORT")
                     .default_value("127.0.0.1:5000")
                     .help("The local registry to push the example images to"),
+            )
+            .arg(
+                Arg::new("kubeconfig")
+                    .long("kubeconfig")
+                    .value_name("FILE")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("The cluster to deploy to [default: the test bed's, when `bash .ci/testbed up` started it]"),
+            )
+            .arg(
+                Arg::new("namespace")
+                    .long("namespace")
+                    .value_name("NAMESPACE")
+                    .help("The namespace of the example release [default: gantry-demo]"),
             ),
     )
     .subcommand(ClapCommand::new("action").about("Run as a GitHub container action (the default on a runner)").hide(true))

@@ -385,13 +385,16 @@ async fn connect(
     let connection = crate::adapters::cluster::connect(&access, &aws, run.runner)
         .await
         .map_err(|err| err.to_string())?;
-    crate::adapters::cluster::check_access(&connection)
+    let version = crate::adapters::cluster::check_access(&connection)
         .await
         .map_err(|err| err.to_string())?;
     run.runner.info(&format!(
-        "connected to {} as {}",
-        connection.server, connection.identity
+        "connected to {} (Kubernetes {}) as {}",
+        connection.server, version.git_version, connection.identity
     ));
+    if let Some(warning) = version.support_warning() {
+        run.runner.warning(&warning);
+    }
     Ok(connection)
 }
 

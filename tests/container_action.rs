@@ -91,7 +91,10 @@ fn terraform_release(dir: &Path) -> TerraformRelease {
         Path::new(&tofu).is_file(),
         "GANTRY_TEST_TOFU does not name OpenTofu: run `bash .ci/testbed up` and `source /var/tmp/gantry-testbed/env` (bash .ci/test does both)"
     );
-    let reported = Command::new(&tofu).arg("version").output().expect("tofu runs");
+    let reported = Command::new(&tofu)
+        .arg("version")
+        .output()
+        .expect("tofu runs");
     let version = String::from_utf8_lossy(&reported.stdout)
         .lines()
         .next()

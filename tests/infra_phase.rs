@@ -234,7 +234,11 @@ async fn create_streams_progress_then_a_second_run_finds_no_changes() {
         assert_eq!(first.result.outputs["tf-app_name"], "app-v1");
         // Which tool ran, for the summary.
         let ran = first.handoff.terraform_cli.clone().unwrap();
-        let expected = if cli.command == "tofu" { "OpenTofu 1." } else { "Terraform 1." };
+        let expected = if cli.command == "tofu" {
+            "OpenTofu 1."
+        } else {
+            "Terraform 1."
+        };
         assert!(ran.starts_with(expected), "{ran}");
         assert_eq!(first.handoff.terraform_outputs["app_name"], "app-v1");
         let plan = first.handoff.plan.as_ref().unwrap();
@@ -256,7 +260,11 @@ async fn create_streams_progress_then_a_second_run_finds_no_changes() {
         assert!(second
             .log
             .contains("terraform plan found no changes; apply skipped"));
-        assert!(!second.log.contains(&repo.command_line("apply")), "{}", second.log);
+        assert!(
+            !second.log.contains(&repo.command_line("apply")),
+            "{}",
+            second.log
+        );
         assert_eq!(second.result.outputs["tf-app_name"], "app-v1");
     }
 }
@@ -586,10 +594,7 @@ async fn too_old_or_broken_terraform_is_refused_before_it_runs() {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
     };
-    let old = script(
-        "old",
-        r#"printf 'Terraform v1.5.7\non linux_amd64\n'"#,
-    );
+    let old = script("old", r#"printf 'Terraform v1.5.7\non linux_amd64\n'"#);
     let err = Terraform::with_binary(old, dir.path()).await.unwrap_err();
     assert!(matches!(err, TerraformError::TooOld { .. }));
     let text = err.to_string();

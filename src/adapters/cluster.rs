@@ -418,15 +418,64 @@ fn write_token(path: &Path, token: &str) -> std::io::Result<()> {
 
 /// Asks the API server for its version: proves the address, the TLS trust and the
 /// credentials, with a short timeout.
-pub async fn check_access(conn: &ClusterConnection) -> Result<()> {
+pub async fn check_access(conn: &ClusterConnection) -> Result<ServerVersion> {
     check_access_within(conn, CHECK_TIMEOUT).await
 }
 
+/// The API server's release, as `/version` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerVersion {
+    /// `v1.35.4`, `v1.32.9-eks-113cf36`.
+    pub git_version: String,
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl ServerVersion {
+    /// Reads `/version`'s `major` and `minor` (EKS reports `minor: "32+"`).
+    pub fn from_info(git_version: &str, major: &str, minor: &str) -> ServerVersion {
+        let number = |text: &str| {
+            text.trim_end_matches('+')
+                .parse::<u32>()
+                .unwrap_or_default()
+        };
+        ServerVersion {
+            git_version: git_version.to_string(),
+            major: number(major),
+            minor: number(minor),
+        }
+    }
+
+    /// A warning for API servers older than gantry supports: it relies on server-side apply,
+    /// `apps/v1` and `batch/v1` workloads, Leases, access reviews and the rollout conditions of
+    /// Kubernetes 1.28 or newer (tested on the release of the test bed).
+    pub fn support_warning(&self) -> Option<String> {
+        (self.major == 1 && self.minor < MIN_SUPPORTED_MINOR).then(|| {
+            format!(
+                "the cluster runs Kubernetes {}; gantry supports 1.{MIN_SUPPORTED_MINOR} and newer (tested on 1.35). Older API servers may reject or ignore what gantry relies on (server-side apply field ownership, rollout conditions); upgrade the cluster",
+                self.git_version
+            )
+        })
+    }
+}
+
+/// The oldest Kubernetes minor release gantry supports.
+pub const MIN_SUPPORTED_MINOR: u32 = 28;
+
 /// [`check_access`] with another timeout.
-pub async fn check_access_within(conn: &ClusterConnection, timeout: Duration) -> Result<()> {
+pub async fn check_access_within(
+    conn: &ClusterConnection,
+    timeout: Duration,
+) -> Result<ServerVersion> {
     let answer = tokio::time::timeout(timeout, conn.client.apiserver_version()).await;
     let err = match answer {
-        Ok(Ok(_)) => return Ok(()),
+        Ok(Ok(info)) => {
+            return Ok(ServerVersion::from_info(
+                &info.git_version,
+                &info.major,
+                &info.minor,
+            ))
+        }
         Ok(Err(err)) => err,
         Err(_) => {
             return Err(ClusterError::Timeout {
@@ -468,4 +517,30 @@ pub async fn check_access_within(conn: &ClusterConnection, timeout: Duration) ->
             message: crate::adapters::kube::error_chain(&other),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_versions_are_read_and_old_ones_warned_about() {
+        let table = [
+            ("v1.35.4", "1", "35", 35, false),
+            ("v1.32.9-eks-113cf36", "1", "32+", 32, false),
+            ("v1.28.0", "1", "28", 28, false),
+            ("v1.27.16", "1", "27", 27, true),
+            ("v1.21.0", "1", "21+", 21, true),
+        ];
+        for (git, major, minor, expected_minor, warned) in table {
+            let version = ServerVersion::from_info(git, major, minor);
+            assert_eq!(version.minor, expected_minor, "{git}");
+            assert_eq!(version.support_warning().is_some(), warned, "{git}");
+        }
+        let warning = ServerVersion::from_info("v1.27.16", "1", "27")
+            .support_warning()
+            .unwrap();
+        assert!(warning.contains("Kubernetes v1.27.16"), "{warning}");
+        assert!(warning.contains("1.28 and newer"), "{warning}");
+    }
 }

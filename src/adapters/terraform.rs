@@ -342,7 +342,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            not_file.contains("`terraform-binary: /nonexistent/terraform` is not an executable file"),
+            not_file
+                .contains("`terraform-binary: /nonexistent/terraform` is not an executable file"),
             "{not_file}"
         );
     }

@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-
 use crate::config::{BackendConfig, InfraConfig};
 
 /// The oldest Terraform gantry drives (`-json` for init, `workspace select -or-create`).
@@ -110,7 +109,6 @@ impl Version {
             _ => Err(Error::Version(text.to_string())),
         }
     }
-
 }
 
 /// Variables set on every Terraform process.
@@ -367,9 +365,18 @@ mod tests {
     #[test]
     fn versions_parse_and_compare() {
         let table = [
-            ("Terraform v1.11.4\non linux_amd64\n", Some((Cli::Terraform, "1.11.4"))),
-            ("OpenTofu v1.10.10\non linux_amd64\n+ provider x", Some((Cli::OpenTofu, "1.10.10"))),
-            ("Terraform v1.12.0-beta1\n", Some((Cli::Terraform, "1.12.0"))),
+            (
+                "Terraform v1.11.4\non linux_amd64\n",
+                Some((Cli::Terraform, "1.11.4")),
+            ),
+            (
+                "OpenTofu v1.10.10\non linux_amd64\n+ provider x",
+                Some((Cli::OpenTofu, "1.10.10")),
+            ),
+            (
+                "Terraform v1.12.0-beta1\n",
+                Some((Cli::Terraform, "1.12.0")),
+            ),
             ("terraform 1.11.4", None),
             ("Vault v1.0.0", None),
             ("", None),

@@ -146,6 +146,27 @@ pub fn output_entry(name: &str, value: &str, delimiter: &str) -> Result<String, 
     Ok(format!("{name}<<{delimiter}\n{value}\n{delimiter}\n"))
 }
 
+/// Reads a `$GITHUB_OUTPUT` file back: every `name<<DELIMITER` heredoc (later values of a name
+/// win, as on the runner). Lines outside a heredoc are ignored.
+pub fn parse_output_file(text: &str) -> std::collections::BTreeMap<String, String> {
+    let mut outputs = std::collections::BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(header) = lines.next() {
+        let Some((name, delimiter)) = header.split_once("<<") else {
+            continue;
+        };
+        let mut value = Vec::new();
+        for line in lines.by_ref() {
+            if line == delimiter {
+                break;
+            }
+            value.push(line);
+        }
+        outputs.insert(name.to_string(), value.join("\n"));
+    }
+    outputs
+}
+
 /// Replaces every registered secret with `***` (longest first, so a secret that contains
 /// another is hidden whole).
 #[derive(Debug, Clone, Default)]
@@ -370,5 +391,23 @@ mod tests {
             cut[..body_end].ends_with("created ✓\n"),
             "cut at a line boundary"
         );
+    }
+
+    #[test]
+    fn output_files_read_back_what_output_entry_wrote() {
+        let mut text = String::new();
+        for (name, value) in [
+            ("status", "deployed"),
+            ("images", "{\"a\":1}\nsecond line"),
+            ("empty", ""),
+        ] {
+            text.push_str(&output_entry(name, value, "ghadelimiter_x").unwrap());
+        }
+        text.push_str(&output_entry("status", "rolled-back", "ghadelimiter_y").unwrap());
+        let read = parse_output_file(&text);
+        assert_eq!(read["status"], "rolled-back");
+        assert_eq!(read["images"], "{\"a\":1}\nsecond line");
+        assert_eq!(read["empty"], "");
+        assert_eq!(read.len(), 3);
     }
 }
