@@ -7,9 +7,10 @@
 #              against kubectl apply --server-side + kubectl rollout status (fails at the
 #              manifests' progressDeadlineSeconds) + kubectl rollout undo + kubectl rollout status
 #              (undo restores the Deployment only; the ConfigMap stays v2's).
-#   detection  gantry's reaction time: from the moment the API first serves a pod status with
-#              CrashLoopBackOff (or ErrImagePull) for the new revision, seen by an independent
-#              `kubectl get pods --watch`, to gantry logging that it rolls back (tolerances 0).
+#   detection  gantry's reaction time: from the moment the API first serves a pod status showing
+#              the failure (a crashed container: restartCount > 0 or CrashLoopBackOff; or
+#              ErrImagePull), seen by an independent `kubectl get pods --watch`, to gantry logging
+#              that it rolls back (tolerances 0).
 # Both sides deploy as the test bed's least-privilege deployer, each in its own namespace.
 # The settings each side runs with are printed; medians and ratios at the end.
 # Usage: bash bench/rollback.sh [RUNS]
@@ -135,24 +136,31 @@ for run in $(seq "$runs"); do
   for kind in crash pull; do
     ns=$(new_namespace "detect-$kind")
     gantry_deploy "$ns" v1 >/dev/null 2>&1
-    if [[ $kind == crash ]]; then broken=v2; reason=CrashLoopBackOff
+    # The first status that shows the failure: a crashed container (restartCount > 0, or
+    # CrashLoopBackOff), or an image pull error.
+    if [[ $kind == crash ]]; then broken=v2; reason='restarts=[1-9]|CrashLoopBackOff'
     else
-      broken=v3; reason=ErrImagePull
+      broken=v3; reason='ErrImagePull|ImagePullBackOff'
       manifests "$work/v3" v3 "$serve"
       sed -i "s|image: \"$pinned\"|image: \"127.0.0.1:9/gantry-bench/web:v3\"|" "$work/v3/app.yaml"
     fi
-    "${admin[@]}" -n "$ns" get pods --watch --output-watch-events \
-      -o jsonpath='{.object.metadata.name} {.object.status.containerStatuses[*].state.waiting.reason}{"\n"}' \
-      2>/dev/null | stamp >"$work/watch.log" &
+    # The watch and its timestamper in a process group of their own, stopped as one.
+    setsid python3 -u -c 'import subprocess, sys, time
+watch = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+for line in watch.stdout:
+    print(f"{time.time():.3f} {line}", end="", flush=True)' \
+      "${admin[@]}" -n "$ns" get pods --watch --output-watch-events \
+      -o jsonpath='{.object.metadata.name} restarts={.object.status.containerStatuses[*].restartCount} {.object.status.containerStatuses[*].state.waiting.reason}{"\n"}' \
+      >"$work/watch.log" &
     watcher=$!
     gantry_deploy "$ns" "$broken" --restart-threshold 0 --pull-error-tolerance 0s 2>&1 | stamp >"$work/detect.log" || true
-    kill "$watcher" 2>/dev/null || true
+    kill -TERM -- "-$watcher" 2>/dev/null || true
     wait "$watcher" 2>/dev/null || true
     first=$(awk -v r="$reason" '$0 ~ r { print $1; exit }' "$work/watch.log")
     rollback=$(awk '/rolling back to release/ { print $1; exit }' "$work/detect.log")
     if [[ -z $first || -z $rollback ]]; then
       echo "bench: no $reason seen ($first) or no rollback logged ($rollback)" >&2
-      tail -5 "$work/watch.log" "$work/detect.log" >&2
+      tail -n 5 "$work/watch.log" "$work/detect.log" >&2
       exit 1
     fi
     latency=$(awk -v a="$first" -v b="$rollback" 'BEGIN { printf "%.3f", b - a }')
@@ -173,5 +181,5 @@ printf '  %-60s %8s\n' "gantry deploy (fail fast, every resource rolled back)" "
 printf '  %-60s %8s\n' "kubectl apply + rollout status + rollout undo + status" "$k"
 printf '  %-60s %8s\n' "ratio gantry / kubectl" "$(awk -v a="$g" -v b="$k" 'BEGIN { printf "%.2f", a / b }')"
 printf '%-62s %8s\n' "detection: first status the API serves -> rollback starts" ""
-printf '  %-60s %8s\n' "CrashLoopBackOff (restart-threshold 0)" "$c"
+printf '  %-60s %8s\n' "crashed container (restart-threshold 0)" "$c"
 printf '  %-60s %8s\n' "ErrImagePull (pull-error-tolerance 0s)" "$p"
