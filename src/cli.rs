@@ -48,6 +48,11 @@ const RUN_SUBCOMMANDS: &[(&str, Option<CommandChoice>, &str)] = &[
         Some(CommandChoice::History),
         "List the environment's releases",
     ),
+    (
+        "unlock",
+        Some(CommandChoice::Unlock),
+        "Break the environment lock of a run known to be gone (needs --confirm-unlock ENV)",
+    ),
 ];
 
 fn value_name(kind: InputKind) -> &'static str {

@@ -185,6 +185,7 @@ pub fn settings(config: &crate::config::Config) -> deploy::Settings {
         force_conflicts: deploy.force_conflicts,
         history_max: deploy.history_max,
         lock_timeout: deploy.lock_timeout,
+        lease_duration: deploy.lease_duration,
         apply_concurrency: deploy.apply_concurrency,
         tolerances: rollout::Tolerances {
             pull_error: deploy.pull_error_tolerance,
@@ -309,6 +310,7 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
         Command::Plan => engine.plan(&objects).await,
         Command::Rollback => engine.rollback(run.config.rollback_to, &origin).await,
         Command::History => engine.history().await,
+        Command::Unlock => engine.unlock(&origin).await,
         Command::Destroy => {
             return PhaseResult::new(PhaseStatus::skipped("destroy only runs Terraform"))
         }

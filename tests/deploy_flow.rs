@@ -6,154 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gantry::adapters::kube::Cluster;
-use gantry::adapters::runner::{Runner, SharedBuffer};
-use gantry::deploy::{Ending, Engine, Origin, Outcome, Settings};
+use gantry::deploy::{Ending, Engine, Origin};
 use gantry::pipeline::facts::{ChangeAction, PlannedAction};
-use gantry::pipeline::{Cancel, CancelHandle};
+use gantry::pipeline::Cancel;
 use gantry::release::{self, ReleaseStatus};
 use serde_json::{json, Value};
-use support::apiproxy::{token_kubeconfig, ApiProxy, Fault, Matcher};
-use support::cluster::{
-    crashing_container, runnable_image, web_container, TestCluster, TestNamespace, DEPLOYER,
+use support::apiproxy::{Fault, Matcher};
+use support::cluster::{crashing_container, web_container};
+use support::deploy::{
+    assert_succeeded, config_map, missing_image, release_with, service, web, Harness, ENV,
 };
-
-const ENV: &str = "dev";
-
-fn config_map(ns: &str, name: &str, value: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": ns},
-        "data": {"setting": value}})
-}
-
-fn service(ns: &str, name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}})
-}
-
-/// A release in apply order: ConfigMap, Service, Deployment (2 replicas of `container`).
-fn release_with(ns: &str, container: Value, setting: &str) -> Vec<Value> {
-    vec![
-        config_map(ns, "web-config", setting),
-        service(ns, "web"),
-        support::cluster::deployment(ns, "web", 2, container),
-    ]
-}
-
-/// The healthy web image of version `tag`, and a release of it.
-async fn web(tag: &str) -> String {
-    runnable_image("gantry-test/web", tag).await.0
-}
-
-/// A tag that was never pushed: the kubelet's pull fails for real.
-fn missing_image() -> String {
-    format!(
-        "127.0.0.1:5000/gantry-test/web:{}",
-        support::cluster::unique_name("missing")
-    )
-}
-
-struct Harness {
-    cluster: TestCluster,
-    ns: TestNamespace,
-    proxy: ApiProxy,
-    gantry: Arc<Cluster>,
-    runner: Runner,
-    log: SharedBuffer,
-    cancel: Cancel,
-    cancel_handle: CancelHandle,
-    settings: Settings,
-}
-
-impl Harness {
-    async fn new(prefix: &str) -> Harness {
-        let cluster = TestCluster::connect().await;
-        let ns = cluster.namespace(prefix).await;
-        let (server, ca, token) = token_kubeconfig(&cluster.deployer_kubeconfig);
-        let proxy = ApiProxy::start(&server, &ca).await;
-        let gantry = Arc::new(Cluster::new(proxy.client(&token).await, DEPLOYER));
-        let (runner, log) = Runner::capturing(false);
-        let (cancel_handle, cancel) = Cancel::new();
-        let settings = support::deploy::settings(&ns.name);
-        Harness {
-            cluster,
-            ns,
-            proxy,
-            gantry,
-            runner,
-            log,
-            cancel,
-            cancel_handle,
-            settings,
-        }
-    }
-
-    fn ns(&self) -> &str {
-        &self.ns.name
-    }
-
-    fn engine(&self) -> Engine<'_> {
-        Engine {
-            cluster: self.gantry.clone(),
-            settings: self.settings.clone(),
-            runner: &self.runner,
-            cancel: &self.cancel,
-            me: "test-run #1".into(),
-            images: None,
-        }
-    }
-
-    async fn deploy(&self, objects: Vec<Value>) -> Outcome {
-        self.engine()
-            .deploy(
-                objects,
-                &Origin {
-                    commit: Some("0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c".into()),
-                    ..Origin::default()
-                },
-            )
-            .await
-    }
-
-    async fn release(&self, tag: &str, setting: &str) -> Vec<Value> {
-        release_with(self.ns(), web_container("web", &web(tag).await), setting)
-    }
-
-    async fn object(&self, api_version: &str, kind: &str, name: &str) -> Option<Value> {
-        self.cluster
-            .get(api_version, kind, Some(self.ns()), name)
-            .await
-    }
-
-    async fn image_of(&self, name: &str) -> String {
-        self.object("apps/v1", "Deployment", name).await.unwrap()["spec"]["template"]["spec"]
-            ["containers"][0]["image"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    async fn history(&self) -> Vec<(u64, ReleaseStatus)> {
-        self.cluster.history(self.ns(), ENV).await
-    }
-
-    async fn lease_holder(&self) -> Option<String> {
-        self.cluster.lease_holder(self.ns(), ENV).await
-    }
-
-    fn named(&self, kind: &str, name: &str) -> String {
-        format!("{kind}/{name} (namespace {})", self.ns())
-    }
-}
-
-fn assert_succeeded(outcome: &Outcome, log: &SharedBuffer) {
-    assert_eq!(
-        outcome.ending,
-        Ending::Succeeded,
-        "log:\n{}",
-        log.contents()
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_deploy_applies_in_dependency_order_and_records_release_1() {
@@ -547,8 +409,21 @@ async fn the_rollback_command_restores_a_chosen_release_as_a_new_one() {
     assert!(message.contains("releases 1, 2, 3"), "{message}");
 }
 
-fn lease(ns: &str, holder: &str, renewed: k8s_openapi::jiff::Timestamp) -> Value {
-    let lease = release::lease::taken(&release::lease_name(ENV), ns, ENV, holder, renewed, None);
+fn lease(
+    ns: &str,
+    holder: &str,
+    renewed: k8s_openapi::jiff::Timestamp,
+    duration: Duration,
+) -> Value {
+    let lease = release::lease::taken(
+        &release::lease_name(ENV),
+        ns,
+        ENV,
+        holder,
+        renewed,
+        duration,
+        None,
+    );
     let mut value = serde_json::to_value(lease).unwrap();
     value["apiVersion"] = json!("coordination.k8s.io/v1");
     value["kind"] = json!("Lease");
@@ -560,7 +435,12 @@ async fn a_live_lock_holder_makes_the_run_wait_then_fail_naming_it() {
     let h = Harness::new("flow-locked").await;
     let holder = "octocat https://github.com/o/r/actions/runs/7 #abc";
     h.cluster
-        .apply(&lease(h.ns(), holder, k8s_openapi::jiff::Timestamp::now()))
+        .apply(&lease(
+            h.ns(),
+            holder,
+            k8s_openapi::jiff::Timestamp::now(),
+            Duration::from_secs(45),
+        ))
         .await;
     let outcome = h.deploy(h.release("v1", "a").await).await;
     let Ending::Failed { reason, message } = &outcome.ending else {
@@ -579,16 +459,30 @@ async fn a_live_lock_holder_makes_the_run_wait_then_fail_naming_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_lock_is_taken_over() {
-    let h = Harness::new("flow-expired").await;
-    let long_ago = k8s_openapi::jiff::Timestamp::now()
-        .checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(600))
+async fn an_expired_lock_is_taken_over_after_its_duration_on_our_clock() {
+    let mut h = Harness::new("flow-expired").await;
+    h.settings.lock_timeout = Duration::from_secs(30);
+    // A renewTime far in the future of our clock (another machine's skewed clock) says
+    // nothing: the holder is gone once its Lease stays unchanged for its 3 s.
+    let skewed = k8s_openapi::jiff::Timestamp::now()
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(3600))
         .unwrap();
     h.cluster
-        .apply(&lease(h.ns(), "a killed run", long_ago))
+        .apply(&lease(
+            h.ns(),
+            "a killed run",
+            skewed,
+            Duration::from_secs(3),
+        ))
         .await;
+    let started = std::time::Instant::now();
     let outcome = h.deploy(h.release("v1", "a").await).await;
     assert_succeeded(&outcome, &h.log);
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(h
         .log
         .contents()

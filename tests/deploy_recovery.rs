@@ -6,8 +6,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use gantry::release::{self, ReleaseStatus};
-use serde_json::json;
+use gantry::release::ReleaseStatus;
 use support::cluster::{runnable_image, TestCluster, TestNamespace};
 
 /// The release of version `tag` (a runnable image per tag; `missing` is never pushed).
@@ -98,7 +97,7 @@ impl Workspace {
             ])
             .args(["--namespace", self.ns(), "--kubeconfig", "kubeconfig"])
             .args(["--rollout-timeout", "90s", "--pull-error-tolerance", "1s"])
-            .args(["--restart-threshold", "0"])
+            .args(["--restart-threshold", "0", "--lock-lease-duration", "3s"])
             .env_remove("GITHUB_ACTIONS")
             .env_remove("KUBECONFIG")
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -131,30 +130,6 @@ impl Workspace {
             .get("v1", "Service", Some(self.ns()), name)
             .await
             .is_some()
-    }
-
-    /// What SIGKILL leaves and time then does: the Lease is no longer renewed and expires.
-    async fn let_the_lease_expire(&self) {
-        let name = release::lease_name("dev");
-        if let Some(lease) = self
-            .cluster
-            .get("coordination.k8s.io/v1", "Lease", Some(self.ns()), &name)
-            .await
-        {
-            if lease["spec"]["holderIdentity"].as_str().is_some() {
-                self.cluster
-                    .merge_patch_as(
-                        "time-passes",
-                        "coordination.k8s.io/v1",
-                        "Lease",
-                        Some(self.ns()),
-                        &name,
-                        json!({"spec": {"renewTime": "2020-01-01T00:00:00.000000Z",
-                            "acquireTime": "2020-01-01T00:00:00.000000Z"}}),
-                    )
-                    .await;
-            }
-        }
     }
 }
 
@@ -193,7 +168,6 @@ async fn kill_deploy_then_rerun(step: &str) -> (Workspace, Output) {
     let v2 = manifests(&web("v2").await, "v2", true);
     let killed = workspace.gantry("deploy", &v2, Some(step)).await;
     assert_killed_at(&killed, step);
-    workspace.let_the_lease_expire().await;
     let rerun = workspace.gantry("deploy", &v2, None).await;
     assert!(rerun.status.success(), "{}", text(&rerun));
     assert_eq!(workspace.image().await, pinned("v2").await);
@@ -280,6 +254,38 @@ async fn killed_between_recording_deployed_and_superseded() {
     assert!(text(&rerun).contains("already deployed with exactly these manifests"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_recording_healthy_before_the_prune_finished() {
+    // v1 has a Service v2 drops; v2 is recorded healthy (pruning is then all that is left) and
+    // the run dies: the next run finishes the prune and records nothing new.
+    let workspace = Workspace::new("kill-before-prune").await;
+    let v1 = manifests(&web("v1").await, "v1", true);
+    let first = workspace.gantry("deploy", &v1, None).await;
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(workspace.has_service("added-by-v2").await);
+    let v2 = manifests(&web("v2").await, "v2", false);
+    let killed = workspace.gantry("deploy", &v2, Some("before-prune")).await;
+    assert_killed_at(&killed, "before-prune");
+    assert!(
+        workspace.has_service("added-by-v2").await,
+        "nothing pruned yet"
+    );
+    let rerun = workspace.gantry("deploy", &v2, None).await;
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    assert!(
+        text(&rerun).contains("finishing the prune"),
+        "{}",
+        text(&rerun)
+    );
+    assert!(!workspace.has_service("added-by-v2").await);
+    assert_eq!(
+        workspace.history().await,
+        [(1, ReleaseStatus::Superseded), (2, ReleaseStatus::Deployed)],
+        "{}",
+        text(&rerun)
+    );
+}
+
 /// Kills the automatic rollback of a crash-looping v2 at `step`, then deploys a healthy v3.
 async fn kill_rollback_then_deploy(step: &str) {
     let workspace = deployed_v1(&format!("kill-{step}")).await;
@@ -291,7 +297,6 @@ async fn kill_rollback_then_deploy(step: &str) {
     assert!(crashing.contains("exit 3"));
     let killed = workspace.gantry("deploy", &crashing, Some(step)).await;
     assert_killed_at(&killed, step);
-    workspace.let_the_lease_expire().await;
     let rerun = workspace
         .gantry("deploy", &manifests(&web("v3").await, "v3", false), None)
         .await;
@@ -339,7 +344,6 @@ async fn an_interrupted_rollback_command_is_finished_by_the_next_run() {
     assert!(second.status.success(), "{}", text(&second));
     let killed = workspace.gantry("rollback", "", Some("mid-rollback")).await;
     assert_killed_at(&killed, "mid-rollback");
-    workspace.let_the_lease_expire().await;
     let listed = workspace.gantry("history", "", None).await;
     assert!(listed.status.success(), "{}", text(&listed));
     // The next run (any verb that takes the lock) finishes the interrupted rollback first.

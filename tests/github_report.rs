@@ -547,6 +547,7 @@ async fn a_rollback_command_records_a_rollback_deployment_that_says_so() {
             restored: vec!["Deployment/shop/api".into()],
             deleted: vec![],
             error: None,
+            ..Default::default()
         }),
         rendered_manifests: Some(report_support::MANIFESTS.into()),
         ..DeployFacts::default()

@@ -895,12 +895,18 @@ fn pod_problems_follow_the_fail_fast_rules() {
 }
 
 #[test]
-fn statefulset_on_delete_is_complete_without_waiting() {
+fn statefulset_on_delete_waits_for_ready_pods_not_for_a_new_template() {
     let statefulset: StatefulSet = variant("statefulset-ondelete.yaml");
     let verdict = statefulset_verdict(&statefulset);
     assert!(
         matches!(&verdict, Verdict::Complete(m) if m.contains("OnDelete") && m.contains("gantry does not wait")),
         "{verdict:?}"
+    );
+    // Its pods not all Ready yet (a first deploy): it waits for them.
+    let mut starting = statefulset.clone();
+    starting.status.as_mut().unwrap().ready_replicas = Some(1);
+    assert!(
+        matches!(statefulset_verdict(&starting), Verdict::Progressing(m) if m.contains("Waiting for 1 pods to be ready")),
     );
     // Until the controller observes the new generation, it still waits.
     let mut unobserved = statefulset.clone();
@@ -967,26 +973,37 @@ fn statefulset_without_rolling_update_parameters_compares_revisions() {
 }
 
 #[test]
-fn daemonset_on_delete_is_complete_without_waiting() {
+fn daemonset_on_delete_waits_for_ready_pods_not_for_a_new_template() {
     let daemonset: DaemonSet = variant("daemonset-ondelete.yaml");
     let verdict = daemonset_verdict(&daemonset);
     assert!(
         matches!(&verdict, Verdict::Complete(m) if m.contains("daemon set \"agent\" uses the OnDelete")),
         "{verdict:?}"
     );
+    let mut starting = daemonset.clone();
+    starting.status.as_mut().unwrap().number_ready = 2;
+    assert!(
+        matches!(daemonset_verdict(&starting), Verdict::Progressing(m) if m.contains("2 of 3 pods are ready"))
+    );
     assert_eq!(daemonset_ready(&daemonset), "3/3");
 }
 
 #[test]
-fn paused_deployment_is_complete_with_an_explanation_and_has_no_new_pods_to_judge() {
+fn a_paused_deployment_never_counts_as_rolled_out() {
     let deployment: Deployment = variant("deployment-paused.yaml");
     let verdict = deployment_verdict(&deployment);
+    let Verdict::Failed { reason, message } = &verdict else {
+        panic!("{verdict:?}");
+    };
+    assert_eq!(reason, "DeploymentPaused");
+    assert!(message.contains("is paused"), "{message}");
+    assert!(message.contains("0 of 2 replicas updated"), "{message}");
     assert!(
-        matches!(&verdict, Verdict::Complete(m) if m.contains("is paused") && m.contains("0 of 2 replicas updated")),
-        "{verdict:?}"
+        message.contains("kubectl rollout resume deployment/api"),
+        "{message}"
     );
     assert_eq!(deployment_ready(&deployment), "2/2");
-    // A paused deployment that already finished rolling out reads as kubectl reads it.
+    // A paused deployment that already runs its template reads as kubectl reads it.
     let mut finished = deployment.clone();
     if let Some(status) = finished.status.as_mut() {
         status.updated_replicas = Some(2);
@@ -995,6 +1012,43 @@ fn paused_deployment_is_complete_with_an_explanation_and_has_no_new_pods_to_judg
         deployment_verdict(&finished),
         Verdict::Complete("deployment \"api\" successfully rolled out".into())
     );
+}
+
+#[test]
+fn replica_failure_fails_at_once_naming_quota_or_pod_security() {
+    let base: Deployment = variant("deployment-paused.yaml");
+    let cases = [
+        (
+            "pods \"api-7d4b9c-x\" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=2, limited: pods=2",
+            "because of a ResourceQuota",
+        ),
+        (
+            "pods \"api-7d4b9c-x\" is forbidden: violates PodSecurity \"restricted:latest\": allowPrivilegeEscalation != false",
+            "because PodSecurity admission rejects them",
+        ),
+    ];
+    for (api_message, cause) in cases {
+        let mut deployment = base.clone();
+        deployment.spec.as_mut().unwrap().paused = None;
+        let status = deployment.status.as_mut().unwrap();
+        let mut conditions = status.conditions.clone().unwrap_or_default();
+        conditions.push(k8s_openapi::api::apps::v1::DeploymentCondition {
+            type_: "ReplicaFailure".into(),
+            status: "True".into(),
+            reason: Some("FailedCreate".into()),
+            message: Some(api_message.into()),
+            ..Default::default()
+        });
+        status.conditions = Some(conditions);
+        let verdict = deployment_verdict(&deployment);
+        let Verdict::Failed { reason, message } = &verdict else {
+            panic!("{verdict:?}");
+        };
+        assert_eq!(reason, "ReplicaFailure");
+        assert!(message.contains(cause), "{message}");
+        assert!(message.contains(api_message), "{message}");
+        assert!(message.contains("(FailedCreate)"), "{message}");
+    }
 }
 
 #[test]

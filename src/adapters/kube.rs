@@ -46,6 +46,14 @@ pub enum KubeError {
     AlreadyExists { object: String },
     #[error("{object} is invalid: {causes}")]
     Invalid { object: String, causes: String },
+    #[error("{object}: {} cannot change on the live object (immutable); annotate it `gantry.dev/replace: \"true\"` to let gantry delete it and create it again (before the release is proven healthy), or give it a new name", fields.join(", "))]
+    Immutable {
+        object: String,
+        /// The immutable fields the change touches (`spec.template`, `spec.clusterIP`).
+        fields: Vec<String>,
+        /// The API's causes, for the record.
+        causes: String,
+    },
     #[error("{object}: forbidden for {identity}: {message}")]
     Forbidden {
         object: String,
@@ -63,6 +71,8 @@ pub enum KubeError {
     },
     #[error("cannot reach the cluster API ({object}): {message}")]
     Unreachable { object: String, message: String },
+    #[error("{object} was not written: {reason}")]
+    LockLost { object: String, reason: String },
 }
 
 impl KubeError {
@@ -81,12 +91,79 @@ impl KubeError {
 const RETRIES: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The write fence of a held environment lock. Every write through [`Cluster`] checks it first:
+/// past the deadline (the last successful renewal plus the lease duration, minus a margin, on
+/// this process's monotonic clock) or once another holder was seen, nothing more is written.
+#[derive(Debug)]
+pub struct Fence {
+    state: Mutex<FenceState>,
+}
+
+#[derive(Debug)]
+struct FenceState {
+    deadline: std::time::Instant,
+    lost_to: Option<String>,
+    /// Set when a write was refused: the run must report `lock-lost`.
+    refused: bool,
+}
+
+impl Fence {
+    /// A fence for a lock taken by a request sent at `sent` and held for `duration`.
+    pub fn new(sent: std::time::Instant, duration: Duration) -> Fence {
+        Fence {
+            state: Mutex::new(FenceState {
+                deadline: sent + duration - crate::release::lease::fencing_margin(duration),
+                lost_to: None,
+                refused: false,
+            }),
+        }
+    }
+
+    /// A renewal sent at `sent` succeeded: the deadline moves on.
+    pub fn renewed(&self, sent: std::time::Instant, duration: Duration) {
+        if let Ok(mut state) = self.state.lock() {
+            let deadline = sent + duration - crate::release::lease::fencing_margin(duration);
+            state.deadline = state.deadline.max(deadline);
+        }
+    }
+
+    /// Another holder owns the Lease now.
+    pub fn lose(&self, holder: &str) {
+        if let Ok(mut state) = self.state.lock() {
+            state.lost_to = Some(holder.to_string());
+        }
+    }
+
+    /// Why writing is no longer allowed, if it is not.
+    pub fn check(&self) -> Result<(), String> {
+        let Ok(mut state) = self.state.lock() else {
+            return Err("the lock state is unreadable".into());
+        };
+        let reason = match &state.lost_to {
+            Some(holder) => format!("the environment lock now belongs to {holder}"),
+            None if std::time::Instant::now() >= state.deadline => {
+                "the environment lock was not renewed in time (this run may have been paused or cut off from the API server), so another run may hold it".to_string()
+            }
+            None => return Ok(()),
+        };
+        state.refused = true;
+        Err(reason)
+    }
+
+    /// Whether a write was refused (the run lost the lock while it had work to do).
+    pub fn refused(&self) -> bool {
+        self.state.lock().map(|s| s.refused).unwrap_or(true)
+    }
+}
+
 /// A connection to one cluster.
 pub struct Cluster {
     client: kube::Client,
     /// Who gantry authenticates as, for 401/403 messages.
     identity: String,
     kinds: Mutex<HashMap<(String, String), ResolvedKind>>,
+    /// The fence every write checks while the environment lock is held.
+    fence: Mutex<Option<std::sync::Arc<Fence>>>,
 }
 
 /// Options of one server-side apply.
@@ -102,6 +179,7 @@ impl Cluster {
             client,
             identity: identity.into(),
             kinds: Mutex::new(HashMap::new()),
+            fence: Mutex::new(None),
         }
     }
 
@@ -111,6 +189,25 @@ impl Cluster {
 
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// From now on every write checks `fence` first (`None`: writes are no longer fenced).
+    pub fn set_fence(&self, fence: Option<std::sync::Arc<Fence>>) {
+        if let Ok(mut slot) = self.fence.lock() {
+            *slot = fence;
+        }
+    }
+
+    /// Fails a write to `object` when the environment lock may have passed to another run.
+    fn fenced(&self, object: &str) -> Result<(), KubeError> {
+        let fence = self.fence.lock().ok().and_then(|f| f.clone());
+        match fence.map(|f| f.check()) {
+            Some(Err(reason)) => Err(KubeError::LockLost {
+                object: object.to_string(),
+                reason,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Looks a kind up through discovery (cached): its resource name and scope.
@@ -209,6 +306,9 @@ impl Cluster {
         };
         let name = reference.to_string();
         retry(|| async {
+            if !options.dry_run {
+                self.fenced(&name)?;
+            }
             api.patch(&reference.name, &params, &Patch::Apply(object))
                 .await
                 .map(to_json)
@@ -244,9 +344,21 @@ impl Cluster {
 
     /// Creates an object; [`KubeError::AlreadyExists`] when its name is taken.
     pub async fn create(&self, object: &Value) -> Result<Value, KubeError> {
+        self.create_checked(object, true).await
+    }
+
+    /// Creates the lock's own Lease: not fenced (the lock is what the fence stands for).
+    pub async fn create_unfenced(&self, object: &Value) -> Result<Value, KubeError> {
+        self.create_checked(object, false).await
+    }
+
+    async fn create_checked(&self, object: &Value, fenced: bool) -> Result<Value, KubeError> {
         let (reference, api, typed) = self.prepare(object).await?;
         let name = reference.to_string();
         retry(|| async {
+            if fenced {
+                self.fenced(&name)?;
+            }
             api.create(&Self::write_params(), &typed)
                 .await
                 .map(to_json)
@@ -258,9 +370,21 @@ impl Cluster {
     /// Replaces an object; with `metadata.resourceVersion` set, a concurrent change gives
     /// [`KubeError::Conflict`] (optimistic concurrency).
     pub async fn replace(&self, object: &Value) -> Result<Value, KubeError> {
+        self.replace_checked(object, true).await
+    }
+
+    /// Replaces the lock's own Lease: not fenced (the lock is what the fence stands for).
+    pub async fn replace_unfenced(&self, object: &Value) -> Result<Value, KubeError> {
+        self.replace_checked(object, false).await
+    }
+
+    async fn replace_checked(&self, object: &Value, fenced: bool) -> Result<Value, KubeError> {
         let (reference, api, typed) = self.prepare(object).await?;
         let name = reference.to_string();
         retry(|| async {
+            if fenced {
+                self.fenced(&name)?;
+            }
             api.replace(&reference.name, &Self::write_params(), &typed)
                 .await
                 .map(to_json)
@@ -309,6 +433,7 @@ impl Cluster {
         };
         let name = reference.to_string();
         retry(|| async {
+            self.fenced(&name)?;
             match api.delete(&reference.name, &params).await {
                 Ok(_) => Ok(true),
                 Err(err) => match self.map_error(err, &name) {
@@ -488,14 +613,33 @@ pub fn map_error(err: kube::Error, object: &str, identity: &str) -> KubeError {
                     object,
                     message: status.message.clone(),
                 },
-                (422, _) => KubeError::Invalid {
-                    object,
-                    causes: if causes.is_empty() {
+                (422, _) => {
+                    let immutable: Vec<String> = status
+                        .details
+                        .as_ref()
+                        .map(|d| {
+                            d.causes
+                                .iter()
+                                .filter(|c| c.message.contains("field is immutable"))
+                                .map(|c| c.field.clone())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let causes = if causes.is_empty() {
                         status.message.clone()
                     } else {
                         causes.join("; ")
-                    },
-                },
+                    };
+                    if immutable.is_empty() {
+                        KubeError::Invalid { object, causes }
+                    } else {
+                        KubeError::Immutable {
+                            object,
+                            fields: immutable,
+                            causes,
+                        }
+                    }
+                }
                 (code, reason) => KubeError::Api {
                     object,
                     code,

@@ -82,7 +82,9 @@ impl InputSpec {
 }
 
 /// The commands gantry can run.
-pub const COMMANDS: &[&str] = &["auto", "deploy", "plan", "rollback", "destroy", "history"];
+pub const COMMANDS: &[&str] = &[
+    "auto", "deploy", "plan", "rollback", "destroy", "history", "unlock",
+];
 /// The phases a run can be limited to (the report always runs).
 pub const PHASES: &[&str] = &["infra", "build", "deploy"];
 
@@ -129,7 +131,7 @@ pub const INPUTS: &[InputSpec] = &[
         General,
         Choice(COMMANDS),
         Some("auto"),
-        "What to do. `auto` decides from the event: push to the default branch deploys, pull_request plans and comments, workflow_dispatch runs the `command` input of the dispatch. Otherwise one of deploy, plan, rollback, destroy, history.",
+        "What to do. `auto` decides from the event: push to the default branch deploys, pull_request plans and comments, workflow_dispatch runs the `command` input of the dispatch. Otherwise one of deploy, plan, rollback, destroy, history, unlock (breaks a stale environment lock; needs confirm-unlock).",
     ),
     required(input(
         "environment",
@@ -165,6 +167,13 @@ pub const INPUTS: &[InputSpec] = &[
         Count { min: 1, max: 1_000_000 },
         None,
         "With command rollback: the release number to restore. Empty: the last release that deployed successfully before the current one.",
+    ),
+    input(
+        "confirm-unlock",
+        General,
+        Text,
+        None,
+        "With command unlock: must repeat the environment name exactly, as a deliberate confirmation that the run holding the lock is gone.",
     ),
     input(
         "confirm-destroy",
@@ -385,6 +394,13 @@ pub const INPUTS: &[InputSpec] = &[
         Count { min: 1, max: 1000 },
         Some("10"),
         "How many release records to keep per environment.",
+    ),
+    input(
+        "lock-lease-duration",
+        Deploy,
+        Duration,
+        Some("45s"),
+        "How long the environment lock lasts without renewal (renewed every third of it). A run that cannot renew in time stops writing (failure-reason lock-lost); a run whose holder stopped renewing takes the lock over after this long (2s to 10m).",
     ),
     input(
         "lock-timeout",

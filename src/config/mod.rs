@@ -290,6 +290,7 @@ pub enum CommandChoice {
     Rollback,
     Destroy,
     History,
+    Unlock,
 }
 
 impl CommandChoice {
@@ -301,6 +302,7 @@ impl CommandChoice {
             "rollback" => CommandChoice::Rollback,
             "destroy" => CommandChoice::Destroy,
             "history" => CommandChoice::History,
+            "unlock" => CommandChoice::Unlock,
             _ => return None,
         })
     }
@@ -313,6 +315,7 @@ impl CommandChoice {
             CommandChoice::Rollback => "rollback",
             CommandChoice::Destroy => "destroy",
             CommandChoice::History => "history",
+            CommandChoice::Unlock => "unlock",
         }
     }
 }
@@ -409,6 +412,7 @@ pub struct DeployConfig {
     pub force_conflicts: bool,
     pub history_max: u32,
     pub lock_timeout: Duration,
+    pub lease_duration: Duration,
     pub pull_error_tolerance: Duration,
     pub restart_threshold: u32,
     pub unschedulable_tolerance: Duration,
@@ -439,6 +443,7 @@ pub struct Config {
     pub version: Option<String>,
     pub rollback_to: Option<u64>,
     pub confirm_destroy: Option<String>,
+    pub confirm_unlock: Option<String>,
     pub infra: InfraConfig,
     pub build: BuildConfig,
     pub deploy: DeployConfig,
@@ -474,6 +479,7 @@ impl Config {
         let version = v.version();
         let rollback_to = v.count("rollback-to");
         let confirm_destroy = v.text("confirm-destroy");
+        let confirm_unlock = v.text("confirm-unlock");
         let base = working_directory
             .clone()
             .unwrap_or_else(|| cx.workspace.clone());
@@ -496,6 +502,7 @@ impl Config {
                 version,
                 rollback_to,
                 confirm_destroy,
+                confirm_unlock,
                 infra,
                 build,
                 deploy,
@@ -587,6 +594,24 @@ impl Validator<'_> {
                 fallback
             }),
         }
+    }
+
+    /// A duration that must lie between `min` and `max`.
+    fn bounded_duration(&mut self, name: &str, min: Duration, max: Duration) -> Duration {
+        let value = self.duration(name);
+        if value < min || value > max {
+            self.error(
+                name,
+                format!(
+                    "{}s is out of range; give a duration from {}s to {}s",
+                    value.as_secs_f64(),
+                    min.as_secs(),
+                    max.as_secs()
+                ),
+            );
+            return value.clamp(min, max);
+        }
+        value
     }
 
     fn count(&mut self, name: &str) -> Option<u64> {
@@ -1030,6 +1055,11 @@ impl Validator<'_> {
             force_conflicts: self.boolean("force-conflicts"),
             history_max: self.count_or_default("history-max") as u32,
             lock_timeout: self.duration("lock-timeout"),
+            lease_duration: self.bounded_duration(
+                "lock-lease-duration",
+                Duration::from_secs(2),
+                Duration::from_secs(600),
+            ),
             pull_error_tolerance: self.duration("pull-error-tolerance"),
             restart_threshold: self.count_or_default("restart-threshold") as u32,
             unschedulable_tolerance: self.duration("unschedulable-tolerance"),

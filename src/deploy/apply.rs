@@ -13,9 +13,25 @@ use crate::release::ObjectRef;
 /// How long a CustomResourceDefinition may take to become Established.
 const CRD_ESTABLISH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What an apply does when another field manager owns a field it sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Conflicts {
+    /// Fail naming the other manager (`force` of [`ApplyOptions`] decides).
+    #[default]
+    AsOptions,
+    /// Take the fields over and say which (a rollback: restoring is the point).
+    TakeOver,
+}
+
 /// The result of applying a set of objects.
 #[derive(Debug, Default)]
 pub struct Applied {
+    /// With [`Conflicts::TakeOver`]: `object: conflicts` of every object whose fields were
+    /// taken from another field manager.
+    pub taken_over: Vec<String>,
+    /// Objects deleted and created again: an immutable field changed and they are annotated
+    /// `gantry.dev/replace: "true"`.
+    pub replaced: Vec<String>,
     /// Objects applied, in apply order.
     pub changes: Vec<ObjectChange>,
     /// The first rank that failed: every error of it (later ranks were not applied).
@@ -33,6 +49,26 @@ pub async fn apply_all(
     concurrency: usize,
     step: &str,
 ) -> Applied {
+    apply_all_with(
+        cluster,
+        objects,
+        options,
+        Conflicts::AsOptions,
+        concurrency,
+        step,
+    )
+    .await
+}
+
+/// [`apply_all`] with a choice of what conflicts do.
+pub async fn apply_all_with(
+    cluster: &Cluster,
+    objects: &[Value],
+    options: ApplyOptions,
+    conflicts: Conflicts,
+    concurrency: usize,
+    step: &str,
+) -> Applied {
     let mut applied = Applied::default();
     let mut index = 0;
     while index < objects.len() {
@@ -47,20 +83,31 @@ pub async fn apply_all(
         let pending: Vec<_> = group
             .iter()
             .enumerate()
-            .map(|(position, object)| indexed(position, apply_one(cluster, object, options)))
+            .map(|(position, object)| {
+                indexed(
+                    position,
+                    apply_taking_over(cluster, object, options, conflicts),
+                )
+            })
             .collect();
-        let results: Vec<(usize, Result<ChangeAction, KubeError>)> = stream::iter(pending)
+        let results: Vec<(usize, Result<Taken, KubeError>)> = stream::iter(pending)
             .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
-        let mut ordered: Vec<(usize, Result<ChangeAction, KubeError>)> = results;
+        let mut ordered = results;
         ordered.sort_by_key(|(position, _)| *position);
         for (position, result) in ordered {
             let name = ObjectRef::of(&group[position])
                 .map(|r| r.to_string())
                 .unwrap_or_default();
             match result {
-                Ok(action) => {
+                Ok((action, taken)) => {
+                    if let Some(conflicts) = taken {
+                        applied.taken_over.push(format!("{name}: {conflicts}"));
+                    }
+                    if action == ChangeAction::Replaced {
+                        applied.replaced.push(name.clone());
+                    }
                     if !options.dry_run && action != ChangeAction::Unchanged {
                         applied.wrote = true;
                     }
@@ -106,6 +153,76 @@ fn kind_of(object: &Value) -> &str {
 
 fn rank_of(object: &Value) -> u8 {
     apply_rank(kind_of(object))
+}
+
+/// What applying one object did, and the conflicts it took over (if any).
+type Taken = (ChangeAction, Option<String>);
+
+/// Applies one object; with [`Conflicts::TakeOver`] a conflict is applied again forced and the
+/// conflicting fields returned.
+async fn apply_taking_over(
+    cluster: &Cluster,
+    object: &Value,
+    options: ApplyOptions,
+    conflicts: Conflicts,
+) -> Result<Taken, KubeError> {
+    match apply_replacing(cluster, object, options).await {
+        Err(KubeError::ApplyConflict {
+            conflicts: fields, ..
+        }) if conflicts == Conflicts::TakeOver && !options.force => {
+            let forced = ApplyOptions {
+                force: true,
+                ..options
+            };
+            let action = apply_replacing(cluster, object, forced).await?;
+            Ok((action, Some(fields)))
+        }
+        other => other.map(|action| (action, None)),
+    }
+}
+
+/// Applies one object; an object annotated `gantry.dev/replace: "true"` whose change touches an
+/// immutable field is deleted (waiting until it is gone) and created again ([`ChangeAction::Replaced`]).
+async fn apply_replacing(
+    cluster: &Cluster,
+    object: &Value,
+    options: ApplyOptions,
+) -> Result<ChangeAction, KubeError> {
+    match apply_one(cluster, object, options).await {
+        Err(KubeError::Immutable { .. })
+            if !options.dry_run && crate::release::allows_replace(object) =>
+        {
+            let reference = ObjectRef::of(object).ok_or_else(|| KubeError::Invalid {
+                object: "an object".into(),
+                causes: "apiVersion, kind and metadata.name are required".into(),
+            })?;
+            cluster.delete(&reference).await?;
+            wait_gone(cluster, &reference).await?;
+            cluster.apply(object, options).await?;
+            Ok(ChangeAction::Replaced)
+        }
+        other => other,
+    }
+}
+
+/// Waits until a deleted object is gone (finalizers done).
+async fn wait_gone(cluster: &Cluster, reference: &ObjectRef) -> Result<(), KubeError> {
+    let started = std::time::Instant::now();
+    while cluster.get(reference).await?.is_some() {
+        if started.elapsed() > CRD_ESTABLISH_TIMEOUT {
+            return Err(KubeError::Api {
+                object: reference.to_string(),
+                code: 0,
+                reason: "NotDeleted".into(),
+                message: format!(
+                    "still there {}s after gantry deleted it to create it again (a finalizer?)",
+                    CRD_ESTABLISH_TIMEOUT.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
 }
 
 /// Applies one object and says whether it was created, changed or left as it was.
@@ -166,7 +283,7 @@ async fn wait_established(cluster: &Cluster, crd: &Value) -> Result<(), KubeErro
                     })
                 });
             if established {
-                return Ok(());
+                return wait_served(cluster, crd, started).await;
             }
         }
         if started.elapsed() > CRD_ESTABLISH_TIMEOUT {
@@ -182,6 +299,27 @@ async fn wait_established(cluster: &Cluster, crd: &Value) -> Result<(), KubeErro
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// After `Established`, waits until API discovery serves every version of the CRD, so the
+/// custom resources of the next rank resolve.
+async fn wait_served(
+    cluster: &Cluster,
+    crd: &Value,
+    started: std::time::Instant,
+) -> Result<(), KubeError> {
+    for (api_version, kind) in super::preflight::kinds_defined_by_crds(std::slice::from_ref(crd)) {
+        loop {
+            match cluster.resolve(&api_version, &kind).await {
+                Ok(_) => break,
+                Err(KubeError::UnknownKind { .. }) if started.elapsed() < CRD_ESTABLISH_TIMEOUT => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Deletes objects (already in delete order); returns the ones deleted and every error.

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod preflight;
+pub mod statefulsets;
 pub mod store;
 pub mod track;
 
@@ -37,6 +38,8 @@ pub struct Settings {
     pub force_conflicts: bool,
     pub history_max: u32,
     pub lock_timeout: Duration,
+    /// How long the environment lock lasts without renewal (`lock-lease-duration`).
+    pub lease_duration: Duration,
     pub apply_concurrency: usize,
     pub tolerances: Tolerances,
 }
@@ -158,13 +161,16 @@ impl Engine<'_> {
         Ok(true)
     }
 
-    async fn take_lock(&self) -> Result<store::HeldLock, String> {
+    async fn take_lock(&self) -> Result<store::HeldLock, store::LockError> {
         let runner = self.runner;
         store::lock(
             self.cluster.clone(),
             &self.location(),
-            &self.me,
-            self.settings.lock_timeout,
+            &store::LockTerms {
+                me: self.me.clone(),
+                duration: self.settings.lease_duration,
+                timeout: self.settings.lock_timeout,
+            },
             self.cancel,
             |holder| {
                 runner.info(&format!(
@@ -174,16 +180,56 @@ impl Engine<'_> {
             },
         )
         .await
-        .map_err(|err| err.to_string())
     }
 
-    async fn release_lock(&self, lock: store::HeldLock) {
+    /// Takes the lock, or says why not: the failure reason and message.
+    async fn lock_or_fail(&self) -> Result<store::HeldLock, (&'static str, String)> {
+        match self.take_lock().await {
+            Ok(lock) => {
+                if let Some(previous) = &lock.taken_over_from {
+                    self.runner.warning(&format!(
+                        "took over the environment lock from {previous}, which stopped renewing it"
+                    ));
+                }
+                Ok(lock)
+            }
+            Err(err @ store::LockError::Invalid { .. }) => Err(("lock-invalid", err.to_string())),
+            Err(err) => Err(("locked", err.to_string())),
+        }
+    }
+
+    /// Hands the lock back; when the fence refused a write meanwhile, the verb's outcome
+    /// becomes `lock-lost` (it could not finish, and wrote nothing after losing the lock).
+    async fn release_lock(&self, lock: store::HeldLock, outcome: Outcome) -> Outcome {
+        let lost = lock.fence.refused();
         if let Err(err) = lock.release().await {
             self.runner.warning(&format!(
                 "could not release the environment lock (it expires by itself in {}s): {err}",
-                release::lease::LEASE_DURATION.as_secs()
+                self.settings.lease_duration.as_secs()
             ));
         }
+        if !lost {
+            return outcome;
+        }
+        let what = match &outcome.ending {
+            Ending::Succeeded => String::new(),
+            Ending::RolledBack { message, .. } | Ending::Failed { message, .. } => {
+                format!(" ({message})")
+            }
+        };
+        let number = outcome
+            .facts
+            .release
+            .map(|n| format!("release {n}"))
+            .unwrap_or_else(|| "the release".into());
+        let mut outcome = outcome;
+        outcome.changed = true;
+        outcome.failed(
+            "lock-lost",
+            format!(
+                "the environment lock was lost while {number} was in progress, so this run stopped writing{what}; the run that holds the lock now recovers the environment (an interrupted release is restored to the last good one)"
+            ),
+        )
     }
 
     /// Brings the environment back to a consistent release after killed runs: releases left
@@ -194,16 +240,35 @@ impl Engine<'_> {
     async fn recover(
         &self,
         mut history: Vec<Release>,
+        records: &store::Records,
         facts: &mut DeployFacts,
     ) -> Result<Vec<Release>, String> {
-        let at = self.location();
-        // Two `deployed` records: the newer is current (it was recorded healthy first).
-        if let Some(current) = release::last_deployed(&history).map(|r| r.number) {
+        // Two `deployed` records: the newer is current (it was recorded healthy first) and a
+        // run stopped between recording it and superseding the older one, maybe mid-prune.
+        if let Some(current) = release::last_deployed(&history).cloned() {
+            let older_deployed = history
+                .iter()
+                .any(|r| r.status == ReleaseStatus::Deployed && r.number != current.number);
+            if older_deployed && !current.prune_pending.is_empty() {
+                self.runner.warning(&format!(
+                    "release {} was recorded healthy but its run stopped while pruning; finishing the prune",
+                    current.number
+                ));
+                let (deleted, errors) =
+                    apply::delete_all(&self.cluster, &current.prune_pending).await;
+                facts.pruned.extend(deleted);
+                if let Some(error) = errors.first() {
+                    return Err(format!(
+                        "could not finish pruning after release {}: {error}",
+                        current.number
+                    ));
+                }
+            }
             for record in history.iter_mut() {
-                if record.status == ReleaseStatus::Deployed && record.number != current {
+                if record.status == ReleaseStatus::Deployed && record.number != current.number {
                     record.status = ReleaseStatus::Superseded;
                     record.updated = now();
-                    store::save(&self.cluster, &at, record).await?;
+                    records.save(&self.cluster, record).await?;
                 }
             }
         }
@@ -241,16 +306,16 @@ impl Engine<'_> {
                 RollbackPlan::Restore {
                     to: rollback.restored_from.unwrap_or(rollback.number),
                     reapply: rollback.manifests.clone(),
-                    delete: release::objects_to_delete(&leaving, &rollback.manifests),
+                    removal: release::removal(&leaving, &rollback.manifests),
                 }
             }
             (None, Some(good)) => RollbackPlan::Restore {
                 to: good.number,
                 reapply: good.manifests.clone(),
-                delete: release::objects_to_delete(&leaving, &good.manifests),
+                removal: release::removal(&leaving, &good.manifests),
             },
             (None, None) => RollbackPlan::RemoveAll {
-                delete: release::objects_to_delete(&leaving, &[]),
+                removal: release::removal(&leaving, &[]),
             },
         };
         let restored = self
@@ -284,14 +349,14 @@ impl Engine<'_> {
                 facts.interrupted.push(record.number);
             }
             record.updated = now();
-            store::save(&self.cluster, &at, record).await?;
+            records.save(&self.cluster, record).await?;
         }
         if let (Some(finished), Some(good)) = (&finishing_rollback, &last_good) {
             if let Some(record) = history.iter_mut().find(|r| r.number == good.number) {
                 if record.number != finished.number {
                     record.status = ReleaseStatus::Superseded;
                     record.updated = now();
-                    store::save(&self.cluster, &at, record).await?;
+                    records.save(&self.cluster, record).await?;
                 }
             }
         }
@@ -324,10 +389,9 @@ impl Engine<'_> {
         )
         .await;
         problems.extend(rejected.into_iter().map(|r| format!("dry run: {r}")));
-        for object in deferred {
-            notes.push(format!(
-                "{object}: not dry-run checked (its namespace is created by this release)"
-            ));
+        for note in deferred {
+            self.runner.info(&note);
+            notes.push(note);
         }
         match self.access_needed(objects).await {
             Ok(needed) => match preflight::missing_access(&self.cluster, &needed).await {
@@ -427,18 +491,12 @@ impl Engine<'_> {
             Ok(created) => outcome.changed |= created,
             Err(err) => return outcome.failed("cluster-error", err.to_string()),
         }
-        let lock = match self.take_lock().await {
+        let lock = match self.lock_or_fail().await {
             Ok(lock) => lock,
-            Err(err) => return outcome.failed("locked", err),
+            Err((reason, message)) => return outcome.failed(reason, message),
         };
-        if let Some(previous) = &lock.taken_over_from {
-            self.runner.warning(&format!(
-                "took over the environment lock from {previous}, which stopped renewing it"
-            ));
-        }
         let outcome = self.deploy_locked(objects, origin, outcome).await;
-        self.release_lock(lock).await;
-        outcome
+        self.release_lock(lock, outcome).await
     }
 
     async fn deploy_locked(
@@ -447,15 +505,11 @@ impl Engine<'_> {
         origin: &Origin,
         mut outcome: Outcome,
     ) -> Outcome {
-        let at = self.location();
-        let (history, warnings) = match store::history(&self.cluster, &at).await {
+        let (history, records) = match self.load_history(&mut outcome.facts).await {
             Ok(found) => found,
-            Err(err) => return outcome.failed("cluster-error", err.to_string()),
+            Err((reason, message)) => return outcome.failed(reason, message),
         };
-        for warning in warnings {
-            self.runner.warning(&warning);
-        }
-        let history = match self.recover(history, &mut outcome.facts).await {
+        let history = match self.recover(history, &records, &mut outcome.facts).await {
             Ok(history) => history,
             Err(err) => {
                 outcome.changed = true;
@@ -488,9 +542,11 @@ impl Engine<'_> {
             actor: origin.actor.clone(),
             run_url: origin.run_url.clone(),
             restored_from: None,
+            prune_pending: Vec::new(),
+            previous_digest: chain_link(&history),
         };
         // The pending record goes first: a run killed from here on is recognised.
-        if let Err(err) = store::save(&self.cluster, &at, &record).await {
+        if let Err(err) = records.save(&self.cluster, &record).await {
             return outcome.failed(
                 "record-failed",
                 format!("could not write the release record, nothing was applied: {err}"),
@@ -519,9 +575,16 @@ impl Engine<'_> {
         )
         .await;
         outcome.facts.applied = applied.changes.clone();
+        outcome.facts.replaced = applied.replaced.clone();
         for change in &applied.changes {
             self.runner
                 .info(&format!("{} {}", change.object, change.action.as_str()));
+        }
+        for object in &applied.replaced {
+            self.runner.warning(&format!(
+                "{object} was deleted and created again before the release was proven healthy (a field of it cannot change; annotated {}: \"true\")",
+                release::REPLACE_ANNOTATION
+            ));
         }
         let failure: Option<RunFailure> = if !applied.errors.is_empty() {
             Some((
@@ -533,24 +596,6 @@ impl Engine<'_> {
                 None,
             ))
         } else {
-            // Prune: what the last good release (or a failed or cancelled one after it) had,
-            // this one has not.
-            if self.settings.prune {
-                let mut previous: Vec<Value> = last_good
-                    .as_ref()
-                    .map(|r| r.manifests.clone())
-                    .unwrap_or_default();
-                previous.extend(leftovers.iter().cloned());
-                let gone = release::objects_to_delete(&previous, &objects);
-                let (deleted, errors) = apply::delete_all(&self.cluster, &gone).await;
-                for object in &deleted {
-                    self.runner.info(&format!("{object} pruned"));
-                }
-                outcome.facts.pruned = deleted;
-                for error in errors {
-                    self.runner.warning(&format!("prune: {error}"));
-                }
-            }
             crash_point("before-tracking");
             let tracked = track::track_all(
                 &self.cluster,
@@ -562,42 +607,29 @@ impl Engine<'_> {
             )
             .await;
             outcome.facts.workloads = tracked.workloads.clone();
-            if tracked.healthy() {
-                None
-            } else if tracked.cancelled {
-                Some((
-                    "cancelled".into(),
-                    format!("the run was cancelled while release {number} was rolling out"),
-                    None,
-                ))
-            } else if let Some((namespace, failure)) = tracked.failure {
-                Some((
-                    "rollout-failed".into(),
-                    format!(
-                        "release {number}: {} failed: {}: {}",
-                        failure.object, failure.reason, failure.message
-                    ),
-                    Some((namespace, failure)),
-                ))
-            } else {
-                Some((
-                    "rollout-timeout".into(),
-                    format!(
-                        "release {number} did not become healthy within rollout-timeout ({}s)",
-                        self.settings.rollout_timeout.as_secs()
-                    ),
-                    None,
-                ))
-            }
+            tracking_failure(number, &tracked, self.settings.rollout_timeout)
         };
 
         let Some((reason, message, evidence)) = failure else {
-            // Success: this release is current, the previous one superseded, old records trimmed.
+            // Healthy: only now is anything of the previous release deleted. The record says
+            // what is still to prune, so a run killed mid-prune is finished by the next one.
+            let mut previous: Vec<Value> = last_good
+                .as_ref()
+                .map(|r| r.manifests.clone())
+                .unwrap_or_default();
+            previous.extend(leftovers.iter().cloned());
+            let removal = if self.settings.prune {
+                self.with_live_opt_ins(release::removal(&previous, &objects))
+                    .await
+            } else {
+                release::Removal::default()
+            };
             crash_point("before-deployed-record");
             record.status = ReleaseStatus::Deployed;
             record.updated = now();
             record.description = "deployed".into();
-            if let Err(err) = store::save(&self.cluster, &at, &record).await {
+            record.prune_pending = removal.delete.clone();
+            if let Err(err) = records.save(&self.cluster, &record).await {
                 return outcome.failed(
                     "record-failed",
                     format!(
@@ -605,18 +637,34 @@ impl Engine<'_> {
                     ),
                 );
             }
+            crash_point("before-prune");
+            let (deleted, errors) = apply::delete_all(&self.cluster, &removal.delete).await;
+            for object in &deleted {
+                self.runner.info(&format!("{object} pruned"));
+            }
+            outcome.facts.pruned = deleted;
+            for error in errors {
+                self.runner.warning(&format!("prune: {error}"));
+            }
+            outcome.facts.kept = removal.keep.iter().map(ToString::to_string).collect();
+            for object in &outcome.facts.kept {
+                self.runner.info(&format!(
+                    "{object} is no longer in the release and is kept (it holds data or other objects; annotate it {}: \"true\" to let gantry delete it)",
+                    release::ALLOW_DELETE_ANNOTATION
+                ));
+            }
             crash_point("before-superseded-record");
             if let Some(mut previous) = last_good {
                 previous.status = ReleaseStatus::Superseded;
                 previous.updated = now();
-                if let Err(err) = store::save(&self.cluster, &at, &previous).await {
+                if let Err(err) = records.save(&self.cluster, &previous).await {
                     self.runner.warning(&format!(
                         "could not mark release {} superseded: {err}",
                         previous.number
                     ));
                 }
             }
-            self.trim_history().await;
+            self.trim_history(&records).await;
             outcome.facts.rendered_manifests = Some(audit_yaml(&objects));
             return outcome;
         };
@@ -632,7 +680,7 @@ impl Engine<'_> {
             record.status = ReleaseStatus::Failed;
             record.updated = now();
             record.description = message.clone();
-            let saved = store::save(&self.cluster, &at, &record).await;
+            let saved = records.save(&self.cluster, &record).await;
             let state = match (&last_good, reason.as_str()) {
                 (_, "cancelled") => format!(
                     "the cluster is left with release {number} partly rolled out; the next run reconciles it"
@@ -668,7 +716,7 @@ impl Engine<'_> {
             (None, None) => format!("{message}; first release removed"),
             (Some(err), _) => format!("{message}; the rollback failed too: {err}"),
         };
-        if let Err(err) = store::save(&self.cluster, &at, &record).await {
+        if let Err(err) = records.save(&self.cluster, &record).await {
             self.runner
                 .warning(&format!("could not record release {number}: {err}"));
         }
@@ -781,47 +829,103 @@ impl Engine<'_> {
         )
     }
 
+    /// The HorizontalPodAutoscalers that may target objects of `objects`: those in the
+    /// release, and those live in its namespaces (an HPA someone added by hand counts too).
+    async fn autoscalers(&self, objects: &[Value]) -> Vec<Value> {
+        let mut found: Vec<Value> = objects
+            .iter()
+            .filter(|o| o.get("kind").and_then(Value::as_str) == Some("HorizontalPodAutoscaler"))
+            .cloned()
+            .collect();
+        let namespaces: std::collections::BTreeSet<String> = objects
+            .iter()
+            .filter_map(ObjectRef::of)
+            .filter_map(|r| r.namespace)
+            .collect();
+        for namespace in namespaces {
+            match self
+                .cluster
+                .list("autoscaling/v2", "HorizontalPodAutoscaler", Some(&namespace), None)
+                .await
+            {
+                Ok(live) => found.extend(live),
+                Err(err) => self.runner.warning(&format!(
+                    "could not list the HorizontalPodAutoscalers of namespace {namespace} ({err}); the rollback restores spec.replicas as recorded"
+                )),
+            }
+        }
+        found
+    }
+
+    /// Protected objects that opted in to deletion on the live object (the annotation was set
+    /// with kubectl rather than in the release) move from `keep` to `delete`.
+    async fn with_live_opt_ins(&self, mut removal: release::Removal) -> release::Removal {
+        let mut keep = Vec::new();
+        for reference in std::mem::take(&mut removal.keep) {
+            match self.cluster.get(&reference).await {
+                Ok(Some(live)) if release::allows_delete(&live) => removal.delete.push(reference),
+                Ok(None) => {}
+                _ => keep.push(reference),
+            }
+        }
+        removal.keep = keep;
+        release::delete_order(&mut removal.delete);
+        removal
+    }
+
     /// Re-applies the last good release and deletes what the failed release added (or
     /// removes a failed first release), then waits for the restored release to be healthy.
     async fn execute_rollback(&self, plan: RollbackPlan, from: Option<u64>) -> RollbackFacts {
         let mut facts = RollbackFacts {
             from_release: from,
-            to_release: None,
-            restored: Vec::new(),
-            deleted: Vec::new(),
-            error: None,
+            ..RollbackFacts::default()
         };
-        let (reapply, delete) = match plan {
+        let (reapply, removal) = match plan {
             RollbackPlan::Restore {
                 to,
                 reapply,
-                delete,
+                removal,
             } => {
                 facts.to_release = Some(to);
                 self.runner.info(&format!("rolling back to release {to}"));
-                (reapply, delete)
+                (reapply, removal)
             }
-            RollbackPlan::RemoveAll { delete } => {
+            RollbackPlan::RemoveAll { removal } => {
                 self.runner.info(
                     "removing the failed first release (there is no earlier release to restore)",
                 );
-                (Vec::new(), delete)
+                (Vec::new(), removal)
             }
         };
+        let removal = self.with_live_opt_ins(removal).await;
+        facts.kept = removal.keep.iter().map(ToString::to_string).collect();
+        for object in &facts.kept {
+            self.runner.info(&format!(
+                "{object} was added by the failed release and is kept (it holds data or other objects)"
+            ));
+        }
+        let delete = removal.delete;
         let mut errors = Vec::new();
         if !reapply.is_empty() {
-            let applied = apply::apply_all(
+            // What autoscalers manage stays theirs; any other field the restored release sets
+            // is taken back from whoever changed it, and named.
+            let autoscalers = self.autoscalers(&reapply).await;
+            let (restore, left) = release::leave_to_autoscalers(&reapply, &autoscalers);
+            facts.left_to_controllers = left;
+            let applied = apply::apply_all_with(
                 &self.cluster,
-                &reapply,
-                // The restored release takes its fields back from whoever changed them.
-                ApplyOptions {
-                    dry_run: false,
-                    force: true,
-                },
+                &restore,
+                ApplyOptions::default(),
+                apply::Conflicts::TakeOver,
                 self.settings.apply_concurrency,
                 "rollback",
             )
             .await;
+            for taken in &applied.taken_over {
+                self.runner
+                    .warning(&format!("the rollback took fields back: {taken}"));
+            }
+            facts.taken_over = applied.taken_over;
             facts.restored = applied.changes.iter().map(|c| c.object.clone()).collect();
             errors.extend(applied.errors.iter().map(|e| e.to_string()));
         }
@@ -829,6 +933,16 @@ impl Engine<'_> {
         let (deleted, delete_errors) = apply::delete_all(&self.cluster, &delete).await;
         facts.deleted = deleted;
         errors.extend(delete_errors.iter().map(|e| e.to_string()));
+        if errors.is_empty() {
+            let (pods, pod_errors) = statefulsets::delete_stuck_pods(&self.cluster, &reapply).await;
+            for pod in &pods {
+                self.runner.info(&format!(
+                    "{pod} of the failed revision deleted: its StatefulSet recreates it from the restored template"
+                ));
+            }
+            facts.pods_deleted = pods;
+            errors.extend(pod_errors.iter().map(|e| e.to_string()));
+        }
         if errors.is_empty() && !reapply.is_empty() {
             // The restored release gets its own rollout-timeout; a cancel stops this wait too.
             let tracked = track::track_all(
@@ -862,43 +976,90 @@ impl Engine<'_> {
         facts
     }
 
-    async fn trim_history(&self) {
+    async fn trim_history(&self, records: &store::Records) {
         let at = self.location();
-        if let Ok((history, _)) = store::history(&self.cluster, &at).await {
-            let drop = release::records_to_drop(&history, self.settings.history_max);
-            if let Err(err) = store::drop_records(&self.cluster, &at, &drop).await {
+        if let Ok(history) = store::history(&self.cluster, &at).await {
+            let drop = release::records_to_drop(&history.releases, self.settings.history_max);
+            if let Err(err) = records.drop_records(&self.cluster, &drop).await {
                 self.runner
                     .warning(&format!("could not trim old release records: {err}"));
             }
         }
     }
 
+    /// Reads the records under the lock: unreadable ones reported, ones gantry did not write
+    /// refused (the failure reason and message), records of gantry 0.1 adopted into the chain.
+    async fn load_history(
+        &self,
+        facts: &mut DeployFacts,
+    ) -> Result<(Vec<Release>, store::Records), (&'static str, String)> {
+        let at = self.location();
+        let history = self.read_history().await?;
+        let records = store::Records::new(&at, &history);
+        if history.needs_adoption() {
+            let adopted = records
+                .adopt(&self.cluster, &history)
+                .await
+                .map_err(|err| ("record-failed", err))?;
+            let note = format!(
+                "adopted {adopted} release record{} written by gantry 0.1 into the record chain (index: Lease {} in namespace {}); from now on a record gantry did not write is refused",
+                if adopted == 1 { "" } else { "s" },
+                release::records::index_name(&at.environment),
+                at.namespace
+            );
+            self.runner.warning(&note);
+            facts.preflight.push(note);
+        }
+        Ok((history.releases, records))
+    }
+
+    /// Reads and checks the records without writing: warnings reported, untrusted records a
+    /// failure that names them.
+    async fn read_history(&self) -> Result<store::History, (&'static str, String)> {
+        let history = store::history(&self.cluster, &self.location())
+            .await
+            .map_err(|err| ("cluster-error", err.to_string()))?;
+        for warning in &history.warnings {
+            self.runner.warning(warning);
+        }
+        if !history.untrusted.is_empty() {
+            return Err((
+                "untrusted-record",
+                format!(
+                    "refusing to act on release records gantry did not write ({}); nothing was applied. Find out who wrote them, delete them, and run again",
+                    history.untrusted.join("; ")
+                ),
+            ));
+        }
+        Ok(history)
+    }
+
     /// `rollback`: restores a chosen (or the previous good) release as a new release.
     pub async fn rollback(&self, chosen: Option<u64>, origin: &Origin) -> Outcome {
         let mut outcome = Outcome::new();
-        let at = self.location();
         // The target is checked before anything is written (the lock is a write).
-        match store::history(&self.cluster, &at).await {
-            Ok((history, _)) => {
-                if let Err(err) = release::rollback_target(&history, chosen) {
+        match self.read_history().await {
+            Ok(history) => {
+                if let Err(err) = release::rollback_target(&history.releases, chosen) {
                     return outcome.failed("no-release", err);
                 }
             }
-            Err(err) => return outcome.failed("cluster-error", err.to_string()),
+            Err((reason, message)) => return outcome.failed(reason, message),
         }
-        let lock = match self.take_lock().await {
+        let lock = match self.lock_or_fail().await {
             Ok(lock) => lock,
-            Err(err) => return outcome.failed("locked", err),
+            Err((reason, message)) => return outcome.failed(reason, message),
+        };
+        let (history, records) = match self.load_history(&mut outcome.facts).await {
+            Ok(found) => found,
+            Err((reason, message)) => {
+                let outcome = outcome.failed(reason, message);
+                return self.release_lock(lock, outcome).await;
+            }
         };
         let result = async {
-            let (history, warnings) = store::history(&self.cluster, &at)
-                .await
-                .map_err(|err| ("cluster-error", err.to_string()))?;
-            for warning in warnings {
-                self.runner.warning(&warning);
-            }
             let history = self
-                .recover(history, &mut outcome.facts)
+                .recover(history, &records, &mut outcome.facts)
                 .await
                 .map_err(|err| ("recovery-failed", err))?;
             let target = release::rollback_target(&history, chosen)
@@ -918,9 +1079,12 @@ impl Engine<'_> {
                 actor: origin.actor.clone(),
                 run_url: origin.run_url.clone(),
                 restored_from: Some(target.number),
+                prune_pending: Vec::new(),
+                previous_digest: chain_link(&history),
                 ..target.clone()
             };
-            store::save(&self.cluster, &at, &record)
+            records
+                .save(&self.cluster, &record)
                 .await
                 .map_err(|err| ("record-failed", err))?;
             outcome.changed = true;
@@ -931,7 +1095,7 @@ impl Engine<'_> {
             let plan = RollbackPlan::Restore {
                 to: target.number,
                 reapply: target.manifests.clone(),
-                delete: release::objects_to_delete(&leaving, &target.manifests),
+                removal: release::removal(&leaving, &target.manifests),
             };
             let rolled = self
                 .execute_rollback(plan, current.as_ref().map(|r| r.number))
@@ -941,18 +1105,19 @@ impl Engine<'_> {
                 record.status = ReleaseStatus::Failed;
                 record.updated = now();
                 record.description = format!("rollback to release {} failed: {err}", target.number);
-                let _ = store::save(&self.cluster, &at, &record).await;
+                let _ = records.save(&self.cluster, &record).await;
                 return Err(("rollback-failed", record.description.clone()));
             }
             record.status = ReleaseStatus::Deployed;
             record.updated = now();
-            store::save(&self.cluster, &at, &record)
+            records
+                .save(&self.cluster, &record)
                 .await
                 .map_err(|err| ("record-failed", err))?;
             if let Some(mut previous) = current {
                 previous.status = ReleaseStatus::Superseded;
                 previous.updated = now();
-                let _ = store::save(&self.cluster, &at, &previous).await;
+                let _ = records.save(&self.cluster, &previous).await;
             }
             outcome.facts.rendered_manifests = Some(audit_yaml(&target.manifests));
             self.runner.info(&format!(
@@ -962,12 +1127,12 @@ impl Engine<'_> {
             Ok(())
         }
         .await;
-        self.trim_history().await;
-        self.release_lock(lock).await;
-        match result {
+        self.trim_history(&records).await;
+        let outcome = match result {
             Ok(()) => outcome,
             Err((reason, message)) => outcome.failed(reason, message),
-        }
+        };
+        self.release_lock(lock, outcome).await
     }
 
     /// `plan`: a server-side dry run of every object, compared with what is live, plus what
@@ -976,13 +1141,16 @@ impl Engine<'_> {
         let mut outcome = Outcome::new();
         let mut changes = Vec::new();
         let mut errors = Vec::new();
+        let defined_by_release = preflight::kinds_defined_by_crds(objects);
         for object in objects {
             let Some(reference) = ObjectRef::of(object) else {
                 continue;
             };
+            let key = (reference.api_version.clone(), reference.kind.clone());
             let live = match self.cluster.get(&reference).await {
                 Ok(live) => live,
                 Err(KubeError::NotFound { .. }) => None,
+                Err(KubeError::UnknownKind { .. }) if defined_by_release.contains(&key) => None,
                 Err(err) => {
                     errors.push(err.to_string());
                     continue;
@@ -1004,7 +1172,17 @@ impl Engine<'_> {
                     action: PlannedAction::Create,
                     fields: Vec::new(),
                 }),
-                // A namespace the release itself creates does not exist yet for the dry run.
+                // A namespace the release itself creates does not exist yet for the dry run,
+                // nor does a kind whose CustomResourceDefinition comes with the release.
+                (None, Err(KubeError::UnknownKind { api_version, kind }))
+                    if defined_by_release.contains(&(api_version.clone(), kind.clone())) =>
+                {
+                    changes.push(PlannedChange {
+                        object: reference.to_string(),
+                        action: PlannedAction::Create,
+                        fields: vec!["(not dry-run checked: its CustomResourceDefinition is in this release)".into()],
+                    })
+                }
                 (None, Err(KubeError::NotFound { .. } | KubeError::NamespaceMissing { .. })) => {
                     changes.push(PlannedChange {
                         object: reference.to_string(),
@@ -1024,26 +1202,56 @@ impl Engine<'_> {
                         fields,
                     });
                 }
+                (Some(_), Err(KubeError::Immutable { fields, .. }))
+                    if release::allows_replace(object) =>
+                {
+                    changes.push(PlannedChange {
+                        object: reference.to_string(),
+                        action: PlannedAction::Replace,
+                        fields,
+                    })
+                }
                 (_, Err(err)) => errors.push(err.to_string()),
             }
         }
-        if self.settings.prune {
-            match store::history(&self.cluster, &self.location()).await {
-                Ok((history, _)) => {
-                    outcome.facts.previous_release =
-                        release::last_deployed(&history).map(|r| r.number);
-                    if let Some(current) = release::last_deployed(&history) {
-                        for gone in release::objects_to_delete(&current.manifests, objects) {
+        match self.read_history().await {
+            Ok(history) => {
+                let history = history.releases;
+                outcome.facts.previous_release = release::last_deployed(&history).map(|r| r.number);
+                // Exactly what a deploy would prune and keep: the last good release and
+                // whatever failed or cancelled releases after it left behind.
+                let mut previous: Vec<Value> = release::last_deployed(&history)
+                    .map(|r| r.manifests.clone())
+                    .unwrap_or_default();
+                previous.extend(release::applied_since_last_good(&history));
+                for (from, to) in release::moved(&previous, objects) {
+                    let note = format!(
+                        "moved from namespace {} (created here, deleted there once healthy)",
+                        from.namespace.as_deref().unwrap_or("-")
+                    );
+                    if let Some(change) = changes.iter_mut().find(|c| c.object == to.to_string()) {
+                        change.fields.push(note);
+                    }
+                }
+                if self.settings.prune {
+                    let removal = self
+                        .with_live_opt_ins(release::removal(&previous, objects))
+                        .await;
+                    for (references, action) in [
+                        (&removal.delete, PlannedAction::Prune),
+                        (&removal.keep, PlannedAction::Keep),
+                    ] {
+                        for reference in references {
                             changes.push(PlannedChange {
-                                object: gone.to_string(),
-                                action: PlannedAction::Prune,
+                                object: reference.to_string(),
+                                action,
                                 fields: Vec::new(),
                             });
                         }
                     }
                 }
-                Err(err) => errors.push(err.to_string()),
             }
+            Err((_, message)) => errors.push(message),
         }
         for change in &changes {
             self.runner.info(&format!(
@@ -1052,7 +1260,11 @@ impl Engine<'_> {
                 match change.action {
                     PlannedAction::Create => "created",
                     PlannedAction::Change => "changed",
-                    PlannedAction::Prune => "pruned",
+                    PlannedAction::Prune => "pruned (once the release is healthy)",
+                    PlannedAction::Keep =>
+                        "kept: no longer in the release, but it holds data or other objects",
+                    PlannedAction::Replace =>
+                        "deleted and created again (a field of it cannot change)",
                     PlannedAction::Unchanged => "unchanged",
                 },
                 if change.fields.is_empty() {
@@ -1075,14 +1287,64 @@ impl Engine<'_> {
         outcome
     }
 
+    /// `unlock`: breaks the environment lock whoever holds it (a run known to be gone), and
+    /// records that in the history. The run that held it, if it still lives, stops writing at
+    /// its next renewal (it finds another state of the Lease).
+    pub async fn unlock(&self, origin: &Origin) -> Outcome {
+        let mut outcome = Outcome::new();
+        let at = self.location();
+        match store::unlock(&self.cluster, &at).await {
+            Ok(store::Unlocked::WasFree) => {
+                self.runner
+                    .info("the environment lock is not held: nothing to unlock");
+                outcome
+            }
+            Ok(store::Unlocked::Broken { holder, renewed }) => {
+                let sentence = format!(
+                    "lock broken by {} ({}): it was held by {holder}, last renewed {}",
+                    origin.actor.as_deref().unwrap_or("a local run"),
+                    origin.run_url.as_deref().unwrap_or("gantry unlock"),
+                    renewed.as_deref().unwrap_or("never")
+                );
+                self.runner.warning(&sentence);
+                outcome.changed = true;
+                let time = k8s_openapi::jiff::Timestamp::now();
+                if let Err(err) = store::save_lock_event(&self.cluster, &at, &time, &sentence).await
+                {
+                    self.runner.warning(&format!(
+                        "the lock is broken, but recording that in the history failed: {err}"
+                    ));
+                }
+                outcome.facts.lock_events = vec![format!("{time}: {sentence}")];
+                outcome
+            }
+            Err(err) => outcome.failed("cluster-error", err.to_string()),
+        }
+    }
+
     /// `history`: the environment's releases, newest first.
     pub async fn history(&self) -> Outcome {
         let mut outcome = Outcome::new();
-        match store::history(&self.cluster, &self.location()).await {
-            Ok((history, warnings)) => {
-                for warning in warnings {
-                    self.runner.warning(&warning);
+        match store::lock_events(&self.cluster, &self.location()).await {
+            Ok(events) => {
+                for event in &events {
+                    self.runner.info(event);
                 }
+                outcome.facts.lock_events = events;
+            }
+            Err(err) => self
+                .runner
+                .warning(&format!("could not read the lock events: {err}")),
+        }
+        match store::history(&self.cluster, &self.location()).await {
+            Ok(found) => {
+                for warning in found.warnings.iter().chain(&found.untrusted) {
+                    self.runner.warning(warning);
+                }
+                if found.needs_adoption() {
+                    self.runner.info("these records were written by gantry 0.1; the next run that takes the lock adopts them into the record chain");
+                }
+                let history = found.releases;
                 outcome.facts.history = history.iter().rev().map(release::summary).collect();
                 outcome.facts.release = release::last_deployed(&history).map(|r| r.number);
                 for line in &outcome.facts.history {
@@ -1102,6 +1364,58 @@ impl Engine<'_> {
             }
             Err(err) => outcome.failed("cluster-error", err.to_string()),
         }
+    }
+}
+
+/// The chain link of the next record: the content digest of the newest recorded release.
+fn chain_link(history: &[Release]) -> Option<String> {
+    history
+        .iter()
+        .max_by_key(|r| r.number)
+        .map(release::records::content_digest)
+}
+
+/// How tracking ended, as a failure (`None` when healthy): the reason, the message and the
+/// rollout evidence (with the failing pod's namespace) when a workload failed.
+fn tracking_failure(
+    number: u64,
+    tracked: &track::Tracked,
+    timeout: Duration,
+) -> Option<RunFailure> {
+    if tracked.healthy() {
+        None
+    } else if tracked.cancelled {
+        Some((
+            "cancelled".into(),
+            format!("the run was cancelled while release {number} was rolling out"),
+            None,
+        ))
+    } else if let Some((namespace, failure)) = &tracked.failure {
+        Some((
+            failure_reason_of(&failure.reason).into(),
+            format!(
+                "release {number}: {} failed: {}: {}",
+                failure.object, failure.reason, failure.message
+            ),
+            Some((namespace.clone(), failure.clone())),
+        ))
+    } else {
+        Some((
+            "rollout-timeout".into(),
+            format!(
+                "release {number} did not become healthy within rollout-timeout ({}s)",
+                timeout.as_secs()
+            ),
+            None,
+        ))
+    }
+}
+
+/// The `failure-reason` of a workload failure: a paused Deployment is not a broken release.
+fn failure_reason_of(kubernetes_reason: &str) -> &'static str {
+    match kubernetes_reason {
+        crate::rollout::DEPLOYMENT_PAUSED => "rollout-paused",
+        _ => "rollout-failed",
     }
 }
 

@@ -253,13 +253,41 @@ pub async fn dry_run(
         .map(str::to_string)
         .collect();
     created_namespaces.extend(also_created.iter().cloned());
+    let defined = kinds_defined_by_crds(objects);
     let mut missing_namespaces: BTreeMap<String, bool> = BTreeMap::new();
     let mut deferred = Vec::new();
     let mut checked = Vec::new();
+    let mut errors = Vec::new();
     for object in objects {
         let Some(reference) = ObjectRef::of(object) else {
             continue;
         };
+        // A custom resource whose CustomResourceDefinition comes with the release (or adds
+        // the version it is written in) cannot be dry-run before that CRD is established.
+        match cluster
+            .resolve(&reference.api_version, &reference.kind)
+            .await
+        {
+            Ok(_) => {}
+            Err(KubeError::UnknownKind { .. }) => {
+                let key = (reference.api_version.clone(), reference.kind.clone());
+                if defined.contains(&key) {
+                    deferred.push(format!(
+                        "{reference}: not dry-run checked (its CustomResourceDefinition is in this release; applied once that is Established)"
+                    ));
+                } else {
+                    errors.push(format!(
+                        "{reference}: no CustomResourceDefinition in the cluster or in this release serves {} ({}); add the CRD that defines it to the release or install it first",
+                        reference.kind, reference.api_version
+                    ));
+                }
+                continue;
+            }
+            Err(err) => {
+                errors.push(err.to_string());
+                continue;
+            }
+        }
         if let Some(namespace) = &reference.namespace {
             if created_namespaces.contains(namespace) {
                 let missing = match missing_namespaces.get(namespace) {
@@ -281,7 +309,9 @@ pub async fn dry_run(
                     }
                 };
                 if missing {
-                    deferred.push(reference.to_string());
+                    deferred.push(format!(
+                        "{reference}: not dry-run checked (its namespace is created by this release)"
+                    ));
                     continue;
                 }
             }
@@ -294,15 +324,54 @@ pub async fn dry_run(
         force,
     };
     let pending: Vec<_> = checked
-        .into_iter()
+        .iter()
         .map(|object| cluster.apply(object, options))
         .collect();
-    let errors: Vec<String> = futures::stream::iter(pending)
-        .buffered(8)
-        .filter_map(|result| async move { result.err().map(|err| err.to_string()) })
-        .collect()
-        .await;
+    let results: Vec<Result<Value, KubeError>> =
+        futures::stream::iter(pending).buffered(8).collect().await;
+    for (object, result) in checked.iter().zip(results) {
+        match result {
+            Ok(_) => {}
+            // Annotated for replacement: deleted and created again when the release is applied.
+            Err(KubeError::Immutable {
+                object: name,
+                fields,
+                ..
+            }) if crate::release::allows_replace(object) => {
+                deferred.push(format!(
+                    "{name}: will be deleted and created again before the release is proven healthy ({} cannot change; annotated {}: \"true\")",
+                    fields.join(", "),
+                    crate::release::REPLACE_ANNOTATION
+                ));
+            }
+            Err(err) => errors.push(err.to_string()),
+        }
+    }
     (errors, deferred)
+}
+
+/// `(apiVersion, kind)` of every version the CustomResourceDefinitions of the release serve.
+pub fn kinds_defined_by_crds(objects: &[Value]) -> BTreeSet<(String, String)> {
+    let mut defined = BTreeSet::new();
+    for crd in objects
+        .iter()
+        .filter(|o| o.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
+    {
+        let spec = &crd["spec"];
+        let (Some(group), Some(kind)) = (spec["group"].as_str(), spec["names"]["kind"].as_str())
+        else {
+            continue;
+        };
+        for version in spec["versions"].as_array().into_iter().flatten() {
+            if version["served"].as_bool() == Some(false) {
+                continue;
+            }
+            if let Some(name) = version["name"].as_str() {
+                defined.insert((format!("{group}/{name}"), kind.to_string()));
+            }
+        }
+    }
+    defined
 }
 
 /// One permission the deploy needs.

@@ -1,14 +1,16 @@
 //! Release records and the environment lock in the cluster: release Secrets read, written and trimmed, and the Lease taken, renewed while gantry runs, and released.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
-use crate::adapters::kube::{ApplyOptions, Cluster, KubeError};
-use crate::release::lease::{self, LockState, LEASE_DURATION};
+use crate::adapters::kube::{ApplyOptions, Cluster, Fence, KubeError};
+use crate::release::lease::{self, LockState};
+use crate::release::records::{self, RecordIndex};
 use crate::release::{self, ObjectRef, Release};
 
 /// Where an environment's records and lock live.
@@ -18,12 +20,42 @@ pub struct StoreLocation {
     pub environment: String,
 }
 
-/// Reads every release record of the environment; unreadable records are returned as
-/// warnings, never silently dropped.
-pub async fn history(
-    cluster: &Cluster,
-    at: &StoreLocation,
-) -> Result<(Vec<Release>, Vec<String>), KubeError> {
+/// The environment's release records as read: the releases (oldest first) with the digests of
+/// their stored bytes, what could not be read, and what is not to be trusted.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub releases: Vec<Release>,
+    pub digests: BTreeMap<u64, String>,
+    /// Records that cannot be read (named), reported as warnings.
+    pub warnings: Vec<String>,
+    /// Records gantry did not write, or that were changed (named): the run stops before
+    /// anything is applied.
+    pub untrusted: Vec<String>,
+    /// The record index as stored, with its resourceVersion; `None` when none exists yet
+    /// (a new environment, or records written by gantry 0.1 to adopt).
+    pub index: Option<(RecordIndex, Option<String>)>,
+}
+
+impl History {
+    /// Records exist but no index: written by gantry 0.1, adopted by the next run that holds
+    /// the lock.
+    pub fn needs_adoption(&self) -> bool {
+        self.index.is_none() && !self.releases.is_empty()
+    }
+}
+
+fn index_reference(at: &StoreLocation) -> ObjectRef {
+    ObjectRef {
+        api_version: "coordination.k8s.io/v1".into(),
+        kind: "Lease".into(),
+        namespace: Some(at.namespace.clone()),
+        name: records::index_name(&at.environment),
+    }
+}
+
+/// Reads every release record of the environment and checks it against the record index and
+/// the chain (see [`crate::release::records`]).
+pub async fn history(cluster: &Cluster, at: &StoreLocation) -> Result<History, KubeError> {
     let secrets = cluster
         .list(
             "v1",
@@ -36,74 +68,259 @@ pub async fn history(
             )),
         )
         .await?;
-    let mut releases = Vec::new();
-    let mut warnings = Vec::new();
-    for secret in secrets {
-        if secret.get("type").and_then(Value::as_str) != Some(release::SECRET_TYPE) {
-            continue;
+    let (decoded, warnings) = records::decode_all(&secrets);
+    let decoded: Vec<(Release, String)> = decoded
+        .into_iter()
+        .filter(|(r, _)| r.environment == at.environment)
+        .collect();
+    let index = match cluster.get(&index_reference(at)).await {
+        Ok(Some(lease)) => {
+            let version = lease
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let text = lease
+                .pointer(&format!(
+                    "/metadata/annotations/{}",
+                    records::INDEX_ANNOTATION.replace('/', "~1")
+                ))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            Some((RecordIndex::parse(text).unwrap_or_default(), version))
         }
-        match release::from_secret(&secret) {
-            Ok(found) if found.environment == at.environment => releases.push(found),
-            Ok(_) => {}
-            Err(err) => warnings.push(err.to_string()),
+        Ok(None) => None,
+        Err(err) => return Err(err),
+    };
+    let untrusted = match &index {
+        Some((index, _)) => records::verify(&decoded, index),
+        None => Vec::new(),
+    };
+    Ok(History {
+        digests: decoded.iter().map(|(r, d)| (r.number, d.clone())).collect(),
+        releases: decoded.into_iter().map(|(r, _)| r).collect(),
+        warnings,
+        untrusted,
+        index,
+    })
+}
+
+/// Writes release records and keeps the record index in step; one per run, used while the
+/// environment lock is held (so it is the only writer).
+pub struct Records {
+    at: StoreLocation,
+    index: tokio::sync::Mutex<(RecordIndex, Option<String>)>,
+}
+
+impl Records {
+    /// Continues from the history as read (its index, or an empty one).
+    pub fn new(at: &StoreLocation, history: &History) -> Records {
+        Records {
+            at: at.clone(),
+            index: tokio::sync::Mutex::new(history.index.clone().unwrap_or_default()),
         }
     }
-    releases.sort_by_key(|r| r.number);
-    Ok((releases, warnings))
-}
 
-/// Writes (creates or updates) a release record with server-side apply.
-pub async fn save(cluster: &Cluster, at: &StoreLocation, record: &Release) -> Result<(), String> {
-    let secret = release::to_secret(record, &at.namespace).map_err(|err| err.to_string())?;
-    cluster
-        .apply(
-            &secret,
-            ApplyOptions {
-                dry_run: false,
-                force: true,
+    /// Adopts records written before the index existed (gantry 0.1): their digests become the
+    /// index. Returns how many were adopted.
+    pub async fn adopt(&self, cluster: &Cluster, history: &History) -> Result<usize, String> {
+        let mut guard = self.index.lock().await;
+        let mut index = guard.0.clone();
+        for (number, digest) in &history.digests {
+            index = index.before_write(*number, digest);
+        }
+        let version = self.write_index(cluster, &index, guard.1.clone()).await?;
+        *guard = (index, version);
+        Ok(history.digests.len())
+    }
+
+    /// Writes (creates or updates) a release record: first the index learns its new digest,
+    /// then the Secret(s) are written with server-side apply.
+    pub async fn save(&self, cluster: &Cluster, record: &Release) -> Result<(), String> {
+        let (secrets, digest) =
+            records::encode(record, &self.at.namespace).map_err(|err| err.to_string())?;
+        let mut guard = self.index.lock().await;
+        let index = guard.0.before_write(record.number, &digest);
+        if index != guard.0 {
+            let version = self.write_index(cluster, &index, guard.1.clone()).await?;
+            *guard = (index, version);
+        }
+        for secret in &secrets {
+            cluster
+                .apply(
+                    secret,
+                    ApplyOptions {
+                        dry_run: false,
+                        force: true,
+                    },
+                )
+                .await
+                .map_err(|err| err.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the records of these release numbers (every part) and forgets them.
+    pub async fn drop_records(&self, cluster: &Cluster, numbers: &[u64]) -> Result<(), String> {
+        if numbers.is_empty() {
+            return Ok(());
+        }
+        for number in numbers {
+            let parts = cluster
+                .list(
+                    "v1",
+                    "Secret",
+                    Some(&self.at.namespace),
+                    Some(&format!(
+                        "{}={},{}={number}",
+                        release::ENVIRONMENT_LABEL,
+                        self.at.environment,
+                        release::RELEASE_LABEL
+                    )),
+                )
+                .await
+                .map_err(|err| err.to_string())?;
+            for part in parts {
+                let Some(name) = part.pointer("/metadata/name").and_then(Value::as_str) else {
+                    continue;
+                };
+                cluster
+                    .delete(&ObjectRef {
+                        api_version: "v1".into(),
+                        kind: "Secret".into(),
+                        namespace: Some(self.at.namespace.clone()),
+                        name: name.to_string(),
+                    })
+                    .await
+                    .map_err(|err| err.to_string())?;
+            }
+        }
+        let mut guard = self.index.lock().await;
+        let index = guard.0.without(numbers);
+        let version = self.write_index(cluster, &index, guard.1.clone()).await?;
+        *guard = (index, version);
+        Ok(())
+    }
+
+    /// Creates or replaces the index Lease (with its last resourceVersion: a concurrent writer
+    /// makes this fail rather than be overwritten). Returns the new resourceVersion.
+    async fn write_index(
+        &self,
+        cluster: &Cluster,
+        index: &RecordIndex,
+        version: Option<String>,
+    ) -> Result<Option<String>, String> {
+        let mut lease = serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": records::index_name(&self.at.environment),
+                "namespace": self.at.namespace,
+                "labels": {
+                    "app.kubernetes.io/managed-by": "gantry",
+                    release::ENVIRONMENT_LABEL: self.at.environment,
+                },
+                "annotations": {records::INDEX_ANNOTATION: index.to_annotation()},
             },
-        )
-        .await
-        .map(|_| ())
-        .map_err(|err| err.to_string())
+            "spec": {},
+        });
+        let written = match &version {
+            Some(version) => {
+                lease["metadata"]["resourceVersion"] = Value::String(version.clone());
+                cluster.replace(&lease).await
+            }
+            None => cluster.create(&lease).await,
+        }
+        .map_err(|err| format!("could not write the record index: {err}"))?;
+        Ok(written
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string))
+    }
 }
 
-/// Deletes the records of these release numbers.
-pub async fn drop_records(
+/// Records that the environment lock was broken: one Secret per event, named by its time.
+pub async fn save_lock_event(
     cluster: &Cluster,
     at: &StoreLocation,
-    numbers: &[u64],
+    time: &Timestamp,
+    sentence: &str,
 ) -> Result<(), KubeError> {
-    for number in numbers {
-        cluster
-            .delete(&ObjectRef {
-                api_version: "v1".into(),
-                kind: "Secret".into(),
-                namespace: Some(at.namespace.clone()),
-                name: release::secret_name(&at.environment, *number),
-            })
-            .await?;
-    }
-    Ok(())
+    let secret = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": release::EVENT_SECRET_TYPE,
+        "metadata": {
+            "name": format!("gantry.event.{}.{}", at.environment, time.as_millisecond()),
+            "namespace": at.namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": "gantry",
+                release::ENVIRONMENT_LABEL: at.environment,
+            },
+        },
+        "stringData": {"time": time.to_string(), "event": sentence},
+    });
+    cluster.create(&secret).await.map(|_| ())
+}
+
+/// The lock events of the environment, newest first: `time: sentence`.
+pub async fn lock_events(cluster: &Cluster, at: &StoreLocation) -> Result<Vec<String>, KubeError> {
+    use base64::Engine as _;
+    let secrets = cluster
+        .list(
+            "v1",
+            "Secret",
+            Some(&at.namespace),
+            Some(&format!(
+                "{}={}",
+                release::ENVIRONMENT_LABEL,
+                at.environment
+            )),
+        )
+        .await?;
+    let decode = |secret: &Value, key: &str| -> String {
+        secret
+            .pointer(&format!("/data/{key}"))
+            .and_then(Value::as_str)
+            .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    };
+    let mut events: Vec<(String, String)> = secrets
+        .iter()
+        .filter(|s| s.get("type").and_then(Value::as_str) == Some(release::EVENT_SECRET_TYPE))
+        .map(|s| (decode(s, "time"), decode(s, "event")))
+        .collect();
+    events.sort();
+    Ok(events
+        .into_iter()
+        .rev()
+        .map(|(time, event)| format!("{time}: {event}"))
+        .collect())
 }
 
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("the environment is locked by {holder} (another gantry run); waited {waited}s (lock-timeout). The lock expires {LEASE_SECONDS}s after its holder stops renewing it")]
+    #[error("the environment is locked by {holder} (another gantry run); waited {waited}s (lock-timeout). A holder that stops renewing loses the lock after its lease duration; `gantry unlock` breaks a lock whose run is known to be gone")]
     Held { holder: String, waited: u64 },
     #[error("cannot take the environment lock: {0}")]
     Api(#[from] KubeError),
     #[error("cancelled while waiting for the environment lock held by {holder}")]
     Cancelled { holder: String },
+    #[error("the environment lock {lease} is not a Lease gantry can read ({reason}); it was edited by hand. Nothing was written: delete it with `kubectl delete lease {name} -n {namespace}` or run `gantry unlock`")]
+    Invalid {
+        lease: String,
+        name: String,
+        namespace: String,
+        reason: String,
+    },
 }
 
-const LEASE_SECONDS: u64 = LEASE_DURATION.as_secs();
-
-/// A held environment lock, renewed in the background until released.
+/// A held environment lock, renewed in the background until released; its [`Fence`] stops
+/// every write through the cluster once the lock may have passed to another run.
 pub struct HeldLock {
     renewer: tokio::task::JoinHandle<()>,
-    lost: Arc<tokio::sync::watch::Sender<Option<String>>>,
+    pub fence: Arc<Fence>,
     cluster: Arc<Cluster>,
     reference: ObjectRef,
     me: String,
@@ -112,14 +329,10 @@ pub struct HeldLock {
 }
 
 impl HeldLock {
-    /// Set when renewal found another holder: this run no longer owns the environment.
-    pub fn lost(&self) -> Option<String> {
-        self.lost.borrow().clone()
-    }
-
     /// Stops renewing and hands the lock back (the next run takes it at once).
     pub async fn release(self) -> Result<(), KubeError> {
         self.renewer.abort();
+        self.cluster.set_fence(None);
         let current: Option<Lease> = self.cluster.get_typed(&self.reference).await?;
         if let Some(current) = current {
             let holder = current
@@ -128,8 +341,7 @@ impl HeldLock {
                 .and_then(|s| s.holder_identity.clone());
             if holder.as_deref() == Some(self.me.as_str()) {
                 let released = lease::released(current);
-                let value = serde_json::to_value(with_type(released)).unwrap_or(Value::Null);
-                self.cluster.replace(&value).await?;
+                self.cluster.replace_unfenced(&with_type(released)).await?;
             }
         }
         Ok(())
@@ -145,67 +357,104 @@ fn with_type(lease: Lease) -> Value {
     value
 }
 
-/// Takes the environment lock, waiting up to `timeout` for a live holder; a holder that
-/// stopped renewing is taken over. The lock is renewed every third of its duration.
-pub async fn lock(
-    cluster: Arc<Cluster>,
-    at: &StoreLocation,
-    me: &str,
-    timeout: Duration,
-    cancel: &crate::pipeline::Cancel,
-    mut waiting: impl FnMut(&str),
-) -> Result<HeldLock, LockError> {
-    let reference = ObjectRef {
+/// The Lease of an environment's lock.
+pub fn lease_reference(at: &StoreLocation) -> ObjectRef {
+    ObjectRef {
         api_version: "coordination.k8s.io/v1".into(),
         kind: "Lease".into(),
         namespace: Some(at.namespace.clone()),
         name: release::lease_name(&at.environment),
-    };
-    let started = std::time::Instant::now();
+    }
+}
+
+/// How the lock is held: the holder identity of this run and the lease duration it declares.
+#[derive(Debug, Clone)]
+pub struct LockTerms {
+    pub me: String,
+    pub duration: Duration,
+    /// How long to wait for a live holder before failing.
+    pub timeout: Duration,
+}
+
+/// Takes the environment lock, waiting up to `timeout` for a live holder. A holder is gone
+/// only once its Lease stayed unchanged for its whole lease duration on this run's own clock
+/// (see [`crate::release::lease`]); then it is taken over. The lock is renewed every third of
+/// its duration, and the cluster's writes are fenced by it from here on.
+pub async fn lock(
+    cluster: Arc<Cluster>,
+    at: &StoreLocation,
+    terms: &LockTerms,
+    cancel: &crate::pipeline::Cancel,
+    mut waiting: impl FnMut(&str),
+) -> Result<HeldLock, LockError> {
+    let reference = lease_reference(at);
+    let started = Instant::now();
     let mut announced = false;
+    let mut watched: Option<(lease::Observed, Instant)> = None;
     loop {
         let current: Option<Lease> = cluster.get_typed(&reference).await?;
-        let now = Timestamp::now();
-        let state = lease::state(current.as_ref(), me, now);
+        if let Some(lease) = &current {
+            let seen = lease::Observed::of(lease);
+            if watched.as_ref().is_none_or(|(before, _)| *before != seen) {
+                watched = Some((seen, Instant::now()));
+            }
+        }
+        let state = lease::state(
+            current.as_ref(),
+            &terms.me,
+            watched
+                .as_ref()
+                .map(|(seen, since)| (seen, since.elapsed())),
+        );
         let take = |previous: Option<&Lease>| {
             with_type(lease::taken(
                 &reference.name,
                 &at.namespace,
                 &at.environment,
-                me,
-                now,
+                &terms.me,
+                Timestamp::now(),
+                terms.duration,
                 previous,
             ))
         };
         let mut taken_over_from = None;
+        let sent = Instant::now();
         let attempt = match &state {
-            LockState::Free => Some(cluster.create(&take(None)).await),
+            LockState::Free => Some(cluster.create_unfenced(&take(None)).await),
             LockState::Expired { holder } => {
                 taken_over_from = Some(holder.clone());
-                Some(cluster.replace(&take(current.as_ref())).await)
+                Some(cluster.replace_unfenced(&take(current.as_ref())).await)
             }
             LockState::Released | LockState::Ours => {
-                Some(cluster.replace(&take(current.as_ref())).await)
+                Some(cluster.replace_unfenced(&take(current.as_ref())).await)
+            }
+            LockState::Invalid { reason } => {
+                return Err(LockError::Invalid {
+                    lease: reference.to_string(),
+                    name: reference.name.clone(),
+                    namespace: at.namespace.clone(),
+                    reason: reason.clone(),
+                })
             }
             LockState::Held { .. } => None,
         };
         match attempt {
             Some(Ok(_)) => {
-                let (lost_tx, _) = tokio::sync::watch::channel(None);
-                let lost = Arc::new(lost_tx);
+                let fence = Arc::new(Fence::new(sent, terms.duration));
+                cluster.set_fence(Some(fence.clone()));
                 let renewer = tokio::spawn(renew(
                     cluster.clone(),
                     reference.clone(),
                     at.clone(),
-                    me.to_string(),
-                    lost.clone(),
+                    terms.clone(),
+                    fence.clone(),
                 ));
                 return Ok(HeldLock {
                     renewer,
-                    lost,
+                    fence,
                     cluster,
                     reference,
-                    me: me.to_string(),
+                    me: terms.me.clone(),
                     taken_over_from,
                 });
             }
@@ -214,10 +463,10 @@ pub async fn lock(
             Some(Err(err)) => return Err(err.into()),
             None => {}
         }
-        let LockState::Held { holder, .. } = state else {
+        let LockState::Held { holder, left } = state else {
             continue;
         };
-        if started.elapsed() >= timeout {
+        if started.elapsed() >= terms.timeout {
             return Err(LockError::Held {
                 holder,
                 waited: started.elapsed().as_secs(),
@@ -227,22 +476,29 @@ pub async fn lock(
             waiting(&holder);
             announced = true;
         }
+        let pause = Duration::from_millis(500)
+            .min(left)
+            .min(terms.timeout.saturating_sub(started.elapsed()));
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500).min(timeout.saturating_sub(started.elapsed()))) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = cancel.cancelled() => return Err(LockError::Cancelled { holder }),
         }
     }
 }
 
+/// Renews the Lease every third of its duration. A renewal that finds another holder loses
+/// the lock (the fence refuses every later write); one that fails leaves the deadline where it
+/// was, so writes stop when it passes.
 async fn renew(
     cluster: Arc<Cluster>,
     reference: ObjectRef,
     at: StoreLocation,
-    me: String,
-    lost: Arc<tokio::sync::watch::Sender<Option<String>>>,
+    terms: LockTerms,
+    fence: Arc<Fence>,
 ) {
     loop {
-        tokio::time::sleep(LEASE_DURATION / 3).await;
+        tokio::time::sleep(terms.duration / 3).await;
+        let sent = Instant::now();
         let current: Option<Lease> = match cluster.get_typed(&reference).await {
             Ok(current) => current,
             Err(_) => continue,
@@ -251,18 +507,57 @@ async fn renew(
             .as_ref()
             .and_then(|l| l.spec.as_ref())
             .and_then(|s| s.holder_identity.clone());
-        if holder.as_deref() != Some(me.as_str()) {
-            let _ = lost.send(Some(holder.unwrap_or_else(|| "nobody".into())));
+        if holder.as_deref() != Some(terms.me.as_str()) {
+            fence.lose(
+                holder
+                    .as_deref()
+                    .unwrap_or("nobody (the Lease was released or edited)"),
+            );
             return;
         }
         let renewed = lease::taken(
             &reference.name,
             &at.namespace,
             &at.environment,
-            &me,
+            &terms.me,
             Timestamp::now(),
+            terms.duration,
             current.as_ref(),
         );
-        let _ = cluster.replace(&with_type(renewed)).await;
+        if cluster.replace_unfenced(&with_type(renewed)).await.is_ok() {
+            fence.renewed(sent, terms.duration);
+        }
     }
+}
+
+/// What `unlock` found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unlocked {
+    /// Nobody held the lock.
+    WasFree,
+    /// The lock of `holder` (last renewed at `renewed`) was broken.
+    Broken {
+        holder: String,
+        renewed: Option<String>,
+    },
+}
+
+/// Breaks the environment lock whoever holds it (the `unlock` command): the Lease is released
+/// with its resourceVersion, so a holder renewing at the same moment wins and nothing is broken.
+pub async fn unlock(cluster: &Cluster, at: &StoreLocation) -> Result<Unlocked, KubeError> {
+    let reference = lease_reference(at);
+    let Some(current) = cluster.get_typed::<Lease>(&reference).await? else {
+        return Ok(Unlocked::WasFree);
+    };
+    let spec = current.spec.clone().unwrap_or_default();
+    let Some(holder) = spec.holder_identity.filter(|h| !h.is_empty()) else {
+        return Ok(Unlocked::WasFree);
+    };
+    cluster
+        .replace_unfenced(&with_type(lease::released(current)))
+        .await?;
+    Ok(Unlocked::Broken {
+        holder,
+        renewed: spec.renew_time.map(|t| t.0.to_string()),
+    })
 }

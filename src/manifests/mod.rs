@@ -236,9 +236,17 @@ pub fn objects(
             &mut errors,
         );
     }
-    let mut seen: BTreeMap<&ObjectKey, &Manifest> = BTreeMap::new();
+    // One object is one group, kind, namespace and name, whatever API version it is written in.
+    let mut seen: BTreeMap<(&str, &str, Option<&str>, &str), &Manifest> = BTreeMap::new();
     for manifest in &manifests {
-        if let Some(first) = seen.insert(&manifest.key, manifest) {
+        let key = &manifest.key;
+        let identity = (
+            key.group(),
+            key.kind.as_str(),
+            key.namespace.as_deref(),
+            key.name.as_str(),
+        );
+        if let Some(first) = seen.insert(identity, manifest) {
             errors.push(ManifestError {
                 file: manifest.file.clone(),
                 line: manifest.line,

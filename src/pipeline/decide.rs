@@ -13,6 +13,7 @@ pub enum Command {
     Rollback,
     Destroy,
     History,
+    Unlock,
 }
 
 impl Command {
@@ -23,6 +24,7 @@ impl Command {
             Command::Rollback => "rollback",
             Command::Destroy => "destroy",
             Command::History => "history",
+            Command::Unlock => "unlock",
         }
     }
 }
@@ -97,7 +99,7 @@ pub fn decide(config: &Config, cx: &GitHubContext) -> Result<Decision, Validatio
                             error(
                                 "command",
                                 format!(
-                                    "the workflow_dispatch input `command` is `{}`, which gantry does not know; use one of deploy, plan, rollback, destroy, history",
+                                    "the workflow_dispatch input `command` is `{}`, which gantry does not know; use one of deploy, plan, rollback, destroy, history, unlock",
                                     crate::config::values::shorten(text, 40)
                                 ),
                             );
@@ -152,6 +154,19 @@ pub fn decide(config: &Config, cx: &GitHubContext) -> Result<Decision, Validatio
             ),
         }
     }
+    if command == Command::Unlock {
+        match &config.confirm_unlock {
+            Some(confirmation) if *confirmation == config.environment => {}
+            Some(_) => error(
+                "confirm-unlock",
+                format!("does not match the environment; to break the lock of `{}`, set confirm-unlock to `{}`", config.environment, config.environment),
+            ),
+            None => error(
+                "confirm-unlock",
+                format!("unlock breaks the lock of whatever run holds it; confirm that run is gone by setting confirm-unlock to the environment name `{}`", config.environment),
+            ),
+        }
+    }
     let pull_request = match &cx.event {
         Event::PullRequest(pr) => Some(pr.number),
         _ => None,
@@ -194,5 +209,6 @@ fn resolved(choice: CommandChoice) -> Option<Command> {
         CommandChoice::Rollback => Command::Rollback,
         CommandChoice::Destroy => Command::Destroy,
         CommandChoice::History => Command::History,
+        CommandChoice::Unlock => Command::Unlock,
     })
 }

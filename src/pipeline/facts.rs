@@ -15,8 +15,16 @@ pub struct DeployFacts {
     pub previous_release: Option<u64>,
     /// Objects sent with server-side apply, in apply order.
     pub applied: Vec<ObjectChange>,
-    /// Objects deleted because the previous release had them and this one does not.
+    /// Objects deleted because the previous release had them and this one does not (only
+    /// once this release was proven healthy).
     pub pruned: Vec<String>,
+    /// Objects the previous release had and this one has not, kept because they hold data or
+    /// other objects (PersistentVolumeClaims, Namespaces, CRDs, PersistentVolumes) and did not
+    /// opt in to deletion.
+    pub kept: Vec<String>,
+    /// Objects deleted and created again before the release was healthy, because they were
+    /// annotated for replacement and a field of theirs cannot change.
+    pub replaced: Vec<String>,
     /// Each tracked workload as its rollout ended.
     pub workloads: Vec<WorkloadFacts>,
     /// Why the rollout failed, with the evidence a person needs.
@@ -32,6 +40,9 @@ pub struct DeployFacts {
     pub interrupted: Vec<u64>,
     /// `history`: the environment's releases, newest first.
     pub history: Vec<ReleaseSummary>,
+    /// `history` and `unlock`: when the environment lock was broken, by whom, and whose it was
+    /// (newest first), one sentence each.
+    pub lock_events: Vec<String>,
     /// The release as applied (or restored): multi-document YAML with images pinned by
     /// digest, for the audit trail. Never holds Secret data (Secrets are listed, not copied).
     pub rendered_manifests: Option<String>,
@@ -51,6 +62,8 @@ pub struct ObjectChange {
 pub enum ChangeAction {
     Created,
     Configured,
+    /// Deleted and created again: an immutable field changed (annotated `gantry.dev/replace`).
+    Replaced,
     Unchanged,
 }
 
@@ -59,6 +72,7 @@ impl ChangeAction {
         match self {
             ChangeAction::Created => "created",
             ChangeAction::Configured => "configured",
+            ChangeAction::Replaced => "replaced",
             ChangeAction::Unchanged => "unchanged",
         }
     }
@@ -92,7 +106,7 @@ pub struct RolloutFailure {
 }
 
 /// What a rollback did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RollbackFacts {
     /// The release that failed (or that the rollback command replaced).
     pub from_release: Option<u64>,
@@ -102,6 +116,21 @@ pub struct RollbackFacts {
     pub restored: Vec<String>,
     /// Objects the failed release had created, deleted.
     pub deleted: Vec<String>,
+    /// Objects the failed release had created and the rollback kept (they hold data or other
+    /// objects; see [`DeployFacts::kept`]).
+    #[serde(default)]
+    pub kept: Vec<String>,
+    /// Pods of the failed revision deleted so their controller recreates them from the restored
+    /// template (a StatefulSet does not replace a pod that is not Ready by itself).
+    #[serde(default)]
+    pub pods_deleted: Vec<String>,
+    /// Fields the restore took back from other field managers: `object: fields (manager)`.
+    #[serde(default)]
+    pub taken_over: Vec<String>,
+    /// Fields left out of the restore because another controller manages them (an
+    /// autoscaler's `spec.replicas`): `object: field (manager)`.
+    #[serde(default)]
+    pub left_to_controllers: Vec<String>,
     /// `None` when the rollback succeeded and the restored release is healthy.
     pub error: Option<String>,
 }
@@ -122,6 +151,10 @@ pub enum PlannedAction {
     Create,
     Change,
     Prune,
+    /// No longer in the release, but kept: it holds data or other objects.
+    Keep,
+    /// A field that cannot change differs: deleted and created again (annotated to allow it).
+    Replace,
     Unchanged,
 }
 
@@ -131,6 +164,8 @@ impl PlannedAction {
             PlannedAction::Create => "create",
             PlannedAction::Change => "change",
             PlannedAction::Prune => "prune",
+            PlannedAction::Keep => "keep",
+            PlannedAction::Replace => "replace",
             PlannedAction::Unchanged => "unchanged",
         }
     }

@@ -238,6 +238,8 @@ pub enum RunStatus {
     Planned,
     Destroyed,
     Listed,
+    /// `unlock`: the environment lock was broken (or was free).
+    Unlocked,
     Failed,
     RolledBack,
 }
@@ -250,6 +252,7 @@ impl RunStatus {
             RunStatus::Planned => "planned",
             RunStatus::Destroyed => "destroyed",
             RunStatus::Listed => "listed",
+            RunStatus::Unlocked => "unlocked",
             RunStatus::Failed => "failed",
             RunStatus::RolledBack => "rolled-back",
         }
@@ -284,6 +287,7 @@ impl RunOutcome {
                 Command::Plan => RunStatus::Planned,
                 Command::Destroy => RunStatus::Destroyed,
                 Command::History => RunStatus::Listed,
+                Command::Unlock => RunStatus::Unlocked,
             },
         }
     }
@@ -327,6 +331,9 @@ pub fn skip_reason(phase: Phase, config: &Config, command: Command) -> Option<St
         }
         (Command::History, Phase::Infra | Phase::Build) => {
             Some("history only lists the environment's releases")
+        }
+        (Command::Unlock, Phase::Infra | Phase::Build) => {
+            Some("unlock only breaks the environment lock")
         }
         (Command::Destroy, Phase::Build | Phase::Deploy) => {
             Some("destroy only runs Terraform destroy")

@@ -7,18 +7,19 @@
 
 pub mod diff;
 pub mod lease;
+pub mod records;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 
-use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::manifests::ObjectKey;
 
 /// The `type` of release Secrets; also how they are recognised.
 pub const SECRET_TYPE: &str = "gantry.dev/release.v1";
+/// The `type` of the Secrets recording events of an environment's lock (`unlock`).
+pub const EVENT_SECRET_TYPE: &str = "gantry.dev/event.v1";
 /// Label carrying the environment on release Secrets and the lock Lease.
 pub const ENVIRONMENT_LABEL: &str = "gantry.dev/environment";
 /// Label carrying the release number on release Secrets.
@@ -27,8 +28,6 @@ pub const RELEASE_LABEL: &str = "gantry.dev/release";
 pub const STATUS_LABEL: &str = "gantry.dev/status";
 /// The field manager of every apply gantry makes.
 pub const FIELD_MANAGER: &str = "gantry";
-/// A Secret holds at most 1 MiB; the record must fit with room for metadata.
-pub const MAX_RECORD_BYTES: usize = 1_000_000;
 
 /// Where a release is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +137,15 @@ pub struct Release {
     /// For a release made by the `rollback` command: the release whose manifests it restored.
     #[serde(default)]
     pub restored_from: Option<u64>,
+    /// Set when the release is recorded deployed: the objects of the release before it that it
+    /// deletes next (prune runs only once the release is healthy). A run killed before it
+    /// finished leaves this and the older release still `deployed`; the next run finishes it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prune_pending: Vec<ObjectRef>,
+    /// The chain link: [`records::content_digest`] of the release before this one (`None` for
+    /// the first, and for records written by gantry 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_digest: Option<String>,
 }
 
 impl Release {
@@ -160,81 +168,6 @@ pub fn secret_name(environment: &str, number: u64) -> String {
 /// The name of the environment's lock Lease.
 pub fn lease_name(environment: &str) -> String {
     format!("gantry.lock.{environment}")
-}
-
-/// Why a stored record could not be used.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum RecordError {
-    #[error("release record {secret} has no `data.release`")]
-    Missing { secret: String },
-    #[error("release record {secret} is not valid base64/gzip/JSON: {reason}")]
-    Corrupt { secret: String, reason: String },
-    #[error("the release record is {size} bytes compressed and encoded, over the {MAX_RECORD_BYTES}-byte limit of a Secret; split the manifests or move large data out of ConfigMaps")]
-    TooLarge { size: usize },
-}
-
-/// Encodes a release as the Secret that stores it (gzip JSON in `data.release`).
-pub fn to_secret(release: &Release, namespace: &str) -> Result<Value, RecordError> {
-    let json = serde_json::to_vec(release).map_err(|err| RecordError::Corrupt {
-        secret: release.secret_name(),
-        reason: err.to_string(),
-    })?;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let compressed = encoder
-        .write_all(&json)
-        .and_then(|_| encoder.finish())
-        .map_err(|err| RecordError::Corrupt {
-            secret: release.secret_name(),
-            reason: err.to_string(),
-        })?;
-    let data = base64::engine::general_purpose::STANDARD.encode(&compressed);
-    if data.len() > MAX_RECORD_BYTES {
-        return Err(RecordError::TooLarge { size: data.len() });
-    }
-    Ok(json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": SECRET_TYPE,
-        "metadata": {
-            "name": release.secret_name(),
-            "namespace": namespace,
-            "labels": {
-                "app.kubernetes.io/managed-by": "gantry",
-                ENVIRONMENT_LABEL: release.environment,
-                RELEASE_LABEL: release.number.to_string(),
-                STATUS_LABEL: release.status.as_str(),
-            },
-        },
-        "data": {"release": data},
-    }))
-}
-
-/// Decodes a release Secret (as the API returns it: `data` values base64).
-pub fn from_secret(secret: &Value) -> Result<Release, RecordError> {
-    let name = secret
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("?")
-        .to_string();
-    let data = secret
-        .pointer("/data/release")
-        .and_then(Value::as_str)
-        .ok_or_else(|| RecordError::Missing {
-            secret: name.clone(),
-        })?;
-    let corrupt = |reason: String| RecordError::Corrupt {
-        secret: name.clone(),
-        reason,
-    };
-    let compressed = base64::engine::general_purpose::STANDARD
-        .decode(data)
-        .map_err(|err| corrupt(err.to_string()))?;
-    let mut json = Vec::new();
-    flate2::read::GzDecoder::new(compressed.as_slice())
-        .take(64 * 1024 * 1024)
-        .read_to_end(&mut json)
-        .map_err(|err| corrupt(err.to_string()))?;
-    serde_json::from_slice(&json).map_err(|err| corrupt(err.to_string()))
 }
 
 /// The release currently running: the newest `deployed` one.
@@ -328,19 +261,136 @@ fn describe_numbers(history: &[Release]) -> String {
     )
 }
 
-/// Objects `previous` owned that `next` does not: what switching from one to the other
-/// deletes, in reverse apply order (workloads before the Services and ConfigMaps they use,
-/// Namespaces last).
-pub fn objects_to_delete(previous: &[Value], next: &[Value]) -> Vec<ObjectRef> {
-    let keep: BTreeSet<ObjectRef> = next.iter().filter_map(ObjectRef::of).collect();
-    let mut gone: Vec<ObjectRef> = previous
+/// How objects are told apart across releases: API group, kind, namespace and name. The API
+/// version is not part of it: an HPA applied as `autoscaling/v1` and later as `autoscaling/v2`,
+/// or a custom resource moving between two served versions of its CRD, is one object, updated.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Identity {
+    pub group: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// The object's identity across releases (see [`Identity`]).
+    pub fn identity(&self) -> Identity {
+        Identity {
+            group: self.key().group().to_string(),
+            kind: self.kind.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// Kinds whose objects hold data or hold other objects: a PersistentVolumeClaim (and its
+/// volume), a PersistentVolume, a Namespace (everything in it), a CustomResourceDefinition
+/// (every resource of it). Prune and rollback never delete them unless the object opts in
+/// with [`ALLOW_DELETE_ANNOTATION`]; they are reported as kept instead.
+const PROTECTED_KINDS: [(&str, &str); 4] = [
+    ("", "PersistentVolumeClaim"),
+    ("", "PersistentVolume"),
+    ("", "Namespace"),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"),
+];
+
+/// The annotation (value `"true"`) that lets gantry delete a protected object once it is no
+/// longer in the release: on the object in the release that last had it, or on the live object.
+pub const ALLOW_DELETE_ANNOTATION: &str = "gantry.dev/allow-delete";
+
+/// The annotation (value `"true"`) that lets gantry delete an object and create it again when a
+/// release changes a field of it that cannot change (a Job's template, a Service's `clusterIP`,
+/// a selector). The one case where something is deleted before the release is proven healthy.
+pub const REPLACE_ANNOTATION: &str = "gantry.dev/replace";
+
+/// Whether an object may be deleted and created again to change an immutable field.
+pub fn allows_replace(object: &Value) -> bool {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|annotations| annotations.get(REPLACE_ANNOTATION))
+        .and_then(Value::as_str)
+        == Some("true")
+}
+
+/// Whether prune and rollback keep objects of this kind unless they opt in.
+pub fn is_protected(reference: &ObjectRef) -> bool {
+    let identity = reference.identity();
+    PROTECTED_KINDS
+        .iter()
+        .any(|(group, kind)| identity.group == *group && identity.kind == *kind)
+}
+
+/// Whether an object carries the opt-in to be deleted when it leaves the release.
+pub fn allows_delete(object: &Value) -> bool {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|annotations| annotations.get(ALLOW_DELETE_ANNOTATION))
+        .and_then(Value::as_str)
+        == Some("true")
+}
+
+/// What leaving a set of objects behind does: the objects to delete, in reverse apply order,
+/// and the protected ones that are kept (no longer in the release, still in the cluster).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Removal {
+    pub delete: Vec<ObjectRef>,
+    pub keep: Vec<ObjectRef>,
+}
+
+/// Objects `previous` owned that `next` does not (by [`Identity`]): what switching from one
+/// to the other deletes, in reverse apply order (workloads before the Services and ConfigMaps
+/// they use), with protected kinds kept unless they opt in.
+pub fn removal(previous: &[Value], next: &[Value]) -> Removal {
+    let stays: BTreeSet<Identity> = next
         .iter()
         .filter_map(ObjectRef::of)
-        .filter(|r| !keep.contains(r))
+        .map(|r| r.identity())
         .collect();
-    gone.dedup();
-    delete_order(&mut gone);
-    gone
+    let mut seen = BTreeSet::new();
+    let mut found = Removal::default();
+    for object in previous {
+        let Some(reference) = ObjectRef::of(object) else {
+            continue;
+        };
+        let identity = reference.identity();
+        if stays.contains(&identity) || !seen.insert(identity) {
+            continue;
+        }
+        if is_protected(&reference) && !allows_delete(object) {
+            found.keep.push(reference);
+        } else {
+            found.delete.push(reference);
+        }
+    }
+    delete_order(&mut found.delete);
+    delete_order(&mut found.keep);
+    found
+}
+
+/// Objects that `next` moves to another namespace: `(before, after)` pairs of the same group,
+/// kind and name whose namespace differs (a delete and a create, which plan says).
+pub fn moved(previous: &[Value], next: &[Value]) -> Vec<(ObjectRef, ObjectRef)> {
+    let before: Vec<ObjectRef> = previous.iter().filter_map(ObjectRef::of).collect();
+    let after: Vec<ObjectRef> = next.iter().filter_map(ObjectRef::of).collect();
+    let same_place = |a: &ObjectRef, b: &ObjectRef| a.identity() == b.identity();
+    let mut pairs = Vec::new();
+    for new in &after {
+        if before.iter().any(|old| same_place(old, new)) {
+            continue;
+        }
+        if let Some(old) = before.iter().find(|old| {
+            let (o, n) = (old.identity(), new.identity());
+            o.group == n.group
+                && o.kind == n.kind
+                && o.name == n.name
+                && o.namespace != n.namespace
+                && !after.iter().any(|a| same_place(a, old))
+        }) {
+            pairs.push((old.clone(), new.clone()));
+        }
+    }
+    pairs
 }
 
 /// Sorts objects for deletion: the reverse of the apply order.
@@ -355,10 +405,10 @@ pub enum RollbackPlan {
     Restore {
         to: u64,
         reapply: Vec<Value>,
-        delete: Vec<ObjectRef>,
+        removal: Removal,
     },
     /// No good release exists (a first release failed): remove everything it created.
-    RemoveAll { delete: Vec<ObjectRef> },
+    RemoveAll { removal: Removal },
 }
 
 /// Decides how to undo `failed`, given the last good release (if any).
@@ -367,12 +417,65 @@ pub fn rollback_plan(failed: &Release, last_good: Option<&Release>) -> RollbackP
         Some(good) => RollbackPlan::Restore {
             to: good.number,
             reapply: good.manifests.clone(),
-            delete: objects_to_delete(&failed.manifests, &good.manifests),
+            removal: removal(&failed.manifests, &good.manifests),
         },
         None => RollbackPlan::RemoveAll {
-            delete: objects_to_delete(&failed.manifests, &[]),
+            removal: removal(&failed.manifests, &[]),
         },
     }
+}
+
+/// Leaves out of `objects` the fields an autoscaler manages: `spec.replicas` of every object a
+/// HorizontalPodAutoscaler among `autoscalers` targets (matched by API group, kind, namespace and
+/// name). A rollback applies the result, so it never takes replicas back from the autoscaler
+/// (an HPA sets them through the scale subresource). Returns the objects and one note per
+/// field left out: `Deployment/web (namespace shop): spec.replicas (HorizontalPodAutoscaler/web)`.
+pub fn leave_to_autoscalers(objects: &[Value], autoscalers: &[Value]) -> (Vec<Value>, Vec<String>) {
+    let mut notes = Vec::new();
+    let targets: Vec<(Identity, String)> = autoscalers
+        .iter()
+        .filter(|a| a.get("kind").and_then(Value::as_str) == Some("HorizontalPodAutoscaler"))
+        .filter_map(|hpa| {
+            let target = hpa.pointer("/spec/scaleTargetRef")?;
+            let api_version = target
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("apps/v1");
+            let reference = ObjectRef {
+                api_version: api_version.to_string(),
+                kind: target.get("kind")?.as_str()?.to_string(),
+                namespace: hpa
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                name: target.get("name")?.as_str()?.to_string(),
+            };
+            let hpa_name = hpa.pointer("/metadata/name")?.as_str()?.to_string();
+            Some((reference.identity(), hpa_name))
+        })
+        .collect();
+    let objects = objects
+        .iter()
+        .map(|object| {
+            let Some(reference) = ObjectRef::of(object) else {
+                return object.clone();
+            };
+            let identity = reference.identity();
+            let Some((_, hpa)) = targets.iter().find(|(target, _)| *target == identity) else {
+                return object.clone();
+            };
+            let mut object = object.clone();
+            if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
+                if spec.remove("replicas").is_some() {
+                    notes.push(format!(
+                        "{reference}: spec.replicas (HorizontalPodAutoscaler/{hpa})"
+                    ));
+                }
+            }
+            object
+        })
+        .collect();
+    (objects, notes)
 }
 
 /// Which records to delete so at most `keep` remain. The current deployed release and
@@ -414,6 +517,7 @@ pub fn summary(release: &Release) -> crate::pipeline::facts::ReleaseSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn object(kind: &str, name: &str) -> Value {
         let api = match kind {
@@ -437,57 +541,9 @@ mod tests {
             actor: None,
             run_url: None,
             restored_from: None,
+            prune_pending: Vec::new(),
+            previous_digest: None,
         }
-    }
-
-    #[test]
-    fn records_round_trip_through_the_secret_and_are_labelled() {
-        let original = release(
-            7,
-            ReleaseStatus::Pending,
-            &[object("ConfigMap", "cfg"), object("Deployment", "web")],
-        );
-        let secret = to_secret(&original, "shop").unwrap();
-        assert_eq!(secret["metadata"]["name"], "gantry.release.dev.v7");
-        assert_eq!(secret["metadata"]["labels"][STATUS_LABEL], "pending");
-        assert_eq!(secret["metadata"]["labels"][RELEASE_LABEL], "7");
-        assert_eq!(secret["type"], SECRET_TYPE);
-        assert_eq!(from_secret(&secret).unwrap(), original);
-    }
-
-    #[test]
-    fn corrupt_and_missing_records_are_named() {
-        let missing = json!({"metadata": {"name": "gantry.release.dev.v1"}, "data": {}});
-        assert_eq!(
-            from_secret(&missing),
-            Err(RecordError::Missing {
-                secret: "gantry.release.dev.v1".into()
-            })
-        );
-        let corrupt = json!({"metadata": {"name": "x"}, "data": {"release": "bm90IGd6aXA="}});
-        assert!(matches!(
-            from_secret(&corrupt),
-            Err(RecordError::Corrupt { .. })
-        ));
-    }
-
-    #[test]
-    fn an_oversized_record_is_refused_before_it_is_written() {
-        // Incompressible data: random-looking strings defeat gzip.
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let noise: String = (0..1_600_000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                char::from(b'a' + (state % 26) as u8)
-            })
-            .collect();
-        let big = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"blob": noise}});
-        assert!(matches!(
-            to_secret(&release(1, ReleaseStatus::Pending, &[big]), "shop"),
-            Err(RecordError::TooLarge { .. })
-        ));
     }
 
     #[test]
@@ -500,14 +556,104 @@ mod tests {
             object("Deployment", "worker"),
         ];
         let next = [object("ConfigMap", "cfg"), object("Deployment", "web")];
-        let gone: Vec<String> = objects_to_delete(&previous, &next)
+        let gone: Vec<String> = removal(&previous, &next)
+            .delete
             .iter()
             .map(|r| format!("{}/{}", r.kind, r.name))
             .collect();
+        assert_eq!(gone, ["Deployment/worker", "Service/web"]);
+    }
+
+    #[test]
+    fn identity_ignores_the_api_version_so_a_version_change_is_an_update() {
+        let v1 = json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": "shop"}});
+        let v2 = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": "shop"}});
+        let cr_old = json!({"apiVersion": "demo.gantry.dev/v1alpha1", "kind": "Widget",
+            "metadata": {"name": "w", "namespace": "shop"}});
+        let cr_new = json!({"apiVersion": "demo.gantry.dev/v1", "kind": "Widget",
+            "metadata": {"name": "w", "namespace": "shop"}});
+        let other_group = json!({"apiVersion": "other.example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w", "namespace": "shop"}});
         assert_eq!(
-            gone,
-            ["Deployment/worker", "Service/web", "Namespace/old-ns"]
+            removal(&[v1.clone(), cr_old.clone()], &[v2, cr_new.clone()]),
+            Removal::default()
         );
+        // Same kind and name in another group is another object.
+        let removed = removal(&[other_group, cr_old], &[cr_new]);
+        assert_eq!(removed.delete.len(), 1);
+        assert_eq!(removed.delete[0].api_version, "other.example.com/v1");
+        // Listed twice under two versions (an older record): removed once.
+        assert_eq!(removal(&[v1.clone(), v1], &[]).delete.len(), 1);
+    }
+
+    #[test]
+    fn data_and_scope_holders_are_kept_unless_they_opt_in() {
+        let pvc = |name: &str, allow: bool| {
+            let mut object = object("PersistentVolumeClaim", name);
+            if allow {
+                object["metadata"]["annotations"] = json!({ALLOW_DELETE_ANNOTATION: "true"});
+            }
+            object
+        };
+        let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.demo.gantry.dev"}});
+        let namespace =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}});
+        let pv =
+            json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv-1"}});
+        // Another group's kind named like a protected one is not protected.
+        let lookalike = json!({"apiVersion": "storage.example.com/v1", "kind": "Namespace",
+            "metadata": {"name": "fake"}});
+        let previous = [
+            namespace,
+            crd,
+            pv,
+            pvc("data", false),
+            pvc("scratch", true),
+            object("ConfigMap", "cfg"),
+            lookalike,
+        ];
+        let found = removal(&previous, &[]);
+        let names = |refs: &[ObjectRef]| -> Vec<String> {
+            let mut names: Vec<String> = refs
+                .iter()
+                .map(|r| format!("{}/{}", r.kind, r.name))
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            names(&found.keep),
+            [
+                "CustomResourceDefinition/widgets.demo.gantry.dev",
+                "Namespace/team",
+                "PersistentVolume/pv-1",
+                "PersistentVolumeClaim/data"
+            ]
+        );
+        assert_eq!(
+            names(&found.delete),
+            [
+                "ConfigMap/cfg",
+                "Namespace/fake",
+                "PersistentVolumeClaim/scratch"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_namespace_change_is_a_move_delete_and_create() {
+        let mut moved_cfg = object("ConfigMap", "cfg");
+        moved_cfg["metadata"]["namespace"] = json!("shop-2");
+        let previous = [object("ConfigMap", "cfg"), object("Service", "web")];
+        let next = [moved_cfg, object("Service", "web")];
+        let pairs = moved(&previous, &next);
+        assert_eq!(pairs.len(), 1);
+        assert_eq!(pairs[0].0.namespace.as_deref(), Some("shop"));
+        assert_eq!(pairs[0].1.namespace.as_deref(), Some("shop-2"));
+        assert_eq!(removal(&previous, &next).delete.len(), 1);
     }
 
     #[test]
@@ -530,18 +676,18 @@ mod tests {
             RollbackPlan::Restore {
                 to,
                 reapply,
-                delete,
+                removal,
             } => {
                 assert_eq!(to, 3);
                 assert_eq!(reapply, good.manifests);
-                assert_eq!(delete.len(), 1);
-                assert_eq!(delete[0].name, "new");
+                assert_eq!(removal.delete.len(), 1);
+                assert_eq!(removal.delete[0].name, "new");
             }
             other => panic!("expected a restore, got {other:?}"),
         }
         match rollback_plan(&failed, None) {
-            RollbackPlan::RemoveAll { delete } => {
-                let kinds: Vec<&str> = delete.iter().map(|r| r.kind.as_str()).collect();
+            RollbackPlan::RemoveAll { removal } => {
+                let kinds: Vec<&str> = removal.delete.iter().map(|r| r.kind.as_str()).collect();
                 assert_eq!(kinds, ["Deployment", "Service", "ConfigMap"]);
             }
             other => panic!("expected removal, got {other:?}"),
@@ -612,5 +758,43 @@ mod tests {
         assert_eq!(records_to_drop(&history, 2), [1, 3]);
         assert_eq!(records_to_drop(&history, 10), Vec::<u64>::new());
         assert_eq!(records_to_drop(&history, 0), [1, 3, 4]);
+    }
+
+    #[test]
+    fn replicas_an_autoscaler_manages_are_left_out_of_a_restore() {
+        let deployment = |name: &str| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "shop"}, "spec": {"replicas": 3, "paused": false}})
+        };
+        let hpa = |target_kind: &str, target: &str, namespace: &str| {
+            json!({
+            "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": format!("{target}-hpa"), "namespace": namespace},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": target_kind, "name": target}}})
+        };
+        let objects = [deployment("web"), deployment("worker"), deployment("api")];
+        let autoscalers = [
+            hpa("Deployment", "web", "shop"),
+            hpa("StatefulSet", "worker", "shop"),
+            hpa("Deployment", "api", "elsewhere"),
+        ];
+        let (restored, notes) = leave_to_autoscalers(&objects, &autoscalers);
+        assert!(restored[0]["spec"].get("replicas").is_none());
+        assert_eq!(
+            restored[0]["spec"]["paused"], false,
+            "only replicas is left out"
+        );
+        assert_eq!(
+            restored[1]["spec"]["replicas"], 3,
+            "another kind is another target"
+        );
+        assert_eq!(
+            restored[2]["spec"]["replicas"], 3,
+            "another namespace is another target"
+        );
+        assert_eq!(
+            notes,
+            ["Deployment/web (namespace shop): spec.replicas (HorizontalPodAutoscaler/web-hpa)"]
+        );
     }
 }

@@ -467,13 +467,25 @@ pub fn deploy_markdown(r: Redact<'_>, facts: &DeployFacts, manifests_limit: usiz
         }
         md.push_str("\n</details>\n\n");
     }
-    if !facts.pruned.is_empty() {
-        let _ = writeln!(
-            md,
-            "**Pruned** ({}, no longer in the manifests):\n",
-            facts.pruned.len()
-        );
-        for object in &facts.pruned {
+    for (title, list) in [
+        (
+            "Pruned (no longer in the manifests; deleted once the release was healthy)",
+            &facts.pruned,
+        ),
+        (
+            "Kept (no longer in the manifests, but they hold data or other objects; annotate `gantry.dev/allow-delete: \"true\"` to let gantry delete them)",
+            &facts.kept,
+        ),
+        (
+            "Replaced (deleted and created again before the release was healthy: a field of theirs cannot change, and they are annotated `gantry.dev/replace: \"true\"`)",
+            &facts.replaced,
+        ),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(md, "**{title}** ({}):\n", list.len());
+        for object in list {
             let _ = writeln!(md, "- {}", markdown::code(r, object));
         }
         md.push('\n');
@@ -634,6 +646,22 @@ pub fn rollback_markdown(r: Redact<'_>, rollback: &RollbackFacts) -> String {
     for (title, list) in [
         ("Restored", &rollback.restored),
         ("Deleted (created by the failed release)", &rollback.deleted),
+        (
+            "Kept (created by the failed release; they hold data or other objects)",
+            &rollback.kept,
+        ),
+        (
+            "Pods of the failed revision deleted so their StatefulSet recreates them from the restored template",
+            &rollback.pods_deleted,
+        ),
+        (
+            "Fields taken back from other field managers",
+            &rollback.taken_over,
+        ),
+        (
+            "Fields left to the controllers that manage them",
+            &rollback.left_to_controllers,
+        ),
     ] {
         if !list.is_empty() {
             let items: Vec<String> = list.iter().map(|o| markdown::code(r, o)).collect();
@@ -647,13 +675,22 @@ pub fn rollback_markdown(r: Redact<'_>, rollback: &RollbackFacts) -> String {
 /// Counts of a server-side dry run, as a sentence.
 pub fn dry_run_sentence(changes: &[PlannedChange]) -> String {
     let count = |a: PlannedAction| changes.iter().filter(|c| c.action == a).count();
-    format!(
-        "{} to create, {} to change, {} to prune, {} unchanged",
+    let mut sentence = format!(
+        "{} to create, {} to change, {} to prune",
         count(PlannedAction::Create),
         count(PlannedAction::Change),
         count(PlannedAction::Prune),
-        count(PlannedAction::Unchanged)
-    )
+    );
+    for (action, label) in [
+        (PlannedAction::Replace, "to replace"),
+        (PlannedAction::Keep, "kept (no longer in the release)"),
+    ] {
+        if count(action) > 0 {
+            sentence.push_str(&format!(", {} {label}", count(action)));
+        }
+    }
+    sentence.push_str(&format!(", {} unchanged", count(PlannedAction::Unchanged)));
+    sentence
 }
 
 /// A fingerprint of the dry run (sha256 of its sorted lines, 12 hex digits), so a reviewer can

@@ -14,12 +14,18 @@ mod ownership;
 mod pods;
 mod workloads;
 
-pub use ownership::{daemonset_new_pods, deployment_new_pods, job_pods, statefulset_new_pods};
+pub use ownership::{
+    daemonset_new_pods, deployment_new_pods, job_pods, statefulset_new_pods, statefulset_stuck_pods,
+};
 pub use pods::{pod_problem, PodProblem, Tolerances};
 pub use workloads::{
     daemonset_ready, daemonset_verdict, deployment_ready, deployment_verdict, job_ready,
     job_verdict, statefulset_ready, statefulset_verdict,
 };
+
+/// The reason of a paused Deployment whose new template is not rolled out: the run fails with
+/// `failure-reason: rollout-paused`, never reports it rolled out.
+pub const DEPLOYMENT_PAUSED: &str = "DeploymentPaused";
 
 /// What the workload's own status says about its rollout.
 #[derive(Clone, Debug, PartialEq, Eq)]

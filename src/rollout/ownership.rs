@@ -115,6 +115,43 @@ pub fn statefulset_new_pods<'a>(statefulset: &StatefulSet, pods: &'a [Pod]) -> V
         .collect()
 }
 
+/// Pods a StatefulSet does not replace by itself once its template was restored: owned by it,
+/// of another revision than `status.updateRevision`, not being deleted, and not Ready. With
+/// `OrderedReady` the controller waits for such a pod to become Ready before it touches it (it
+/// never does: its template is the broken one), so a rollback deletes them and the controller
+/// recreates them from the restored template (Kubernetes' documented "forced rollback"). Empty
+/// until the controller has observed the restored generation.
+pub fn statefulset_stuck_pods<'a>(statefulset: &StatefulSet, pods: &'a [Pod]) -> Vec<&'a Pod> {
+    let status = statefulset.status.as_ref();
+    if !generation_observed(
+        statefulset.metadata.generation,
+        status.and_then(|s| s.observed_generation),
+    ) {
+        return Vec::new();
+    }
+    let Some(update_revision) = status.and_then(|s| s.update_revision.as_deref()) else {
+        return Vec::new();
+    };
+    let statefulset_uid = statefulset.metadata.uid.as_deref();
+    pods.iter()
+        .filter(|pod| {
+            owned_by(&pod.metadata, statefulset_uid)
+                && pod.metadata.deletion_timestamp.is_none()
+                && label(&pod.metadata, CONTROLLER_REVISION_HASH_LABEL)
+                    .is_some_and(|revision| revision != update_revision)
+                && !pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|conditions| {
+                        conditions
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && c.status == "True")
+                    })
+        })
+        .collect()
+}
+
 /// Pods of the DaemonSet's newest ControllerRevision (highest `revision` among those it owns):
 /// their `controller-revision-hash` label equals the revision's hash. The hash is read from the
 /// revision's own `controller-revision-hash` label, or else from its name (`<daemonset>-<hash>`).

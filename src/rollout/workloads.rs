@@ -8,6 +8,21 @@ use super::Verdict;
 /// The Progressing condition reason the deployment controller sets when `progressDeadlineSeconds` passes.
 const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 const ROLLING_UPDATE: &str = "RollingUpdate";
+/// The reason of a Deployment whose controller cannot create pods.
+pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+
+/// The usual causes of `ReplicaFailure`, named from the API's message.
+fn replica_failure_cause(message: &str) -> &'static str {
+    if message.contains("exceeded quota") {
+        " because of a ResourceQuota"
+    } else if message.contains("violates PodSecurity") {
+        " because PodSecurity admission rejects them"
+    } else if message.contains("serviceaccount") && message.contains("not found") {
+        " because their ServiceAccount does not exist"
+    } else {
+        ""
+    }
+}
 const ON_DELETE: &str = "OnDelete";
 
 fn name_of(name: &Option<String>) -> &str {
@@ -18,10 +33,14 @@ fn name_of(name: &Option<String>) -> &str {
 /// updated < desired, old replicas pending termination, available < updated, else complete.
 /// The deadline message adds the controller's condition message to kubectl's sentence.
 ///
-/// One addition: a *paused* deployment whose new template is not rolled out is reported
-/// [`Verdict::Complete`] with a message saying so. A paused deployment never progresses and the
-/// controller suspends its progress deadline, so waiting would only end in gantry's own timeout;
-/// like `OnDelete` for StatefulSets, pausing is the user's explicit choice not to roll out now.
+/// Two additions, both failures kubectl would wait on until its timeout:
+/// - `ReplicaFailure=True` (the controller cannot create pods: a ResourceQuota, PodSecurity
+///   admission, a missing ServiceAccount) fails at once with the API's message and its cause
+///   named.
+/// - A *paused* deployment whose new template is not rolled out fails with
+///   [`DEPLOYMENT_PAUSED`](super::DEPLOYMENT_PAUSED): it never progresses (the controller
+///   suspends its deadline) and the cluster still runs the previous template, so it is never
+///   reported as rolled out. A paused deployment already running its template is complete.
 pub fn deployment_verdict(deployment: &Deployment) -> Verdict {
     let name = name_of(&deployment.metadata.name);
     let generation = deployment.metadata.generation.unwrap_or(0);
@@ -30,6 +49,20 @@ pub fn deployment_verdict(deployment: &Deployment) -> Verdict {
         return Verdict::Progressing("Waiting for deployment spec update to be observed...".into());
     }
     let conditions = status.conditions.as_deref().unwrap_or_default();
+    if let Some(failure) = conditions
+        .iter()
+        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+    {
+        let detail = failure.message.clone().unwrap_or_default();
+        return Verdict::Failed {
+            reason: REPLICA_FAILURE.into(),
+            message: format!(
+                "deployment {name:?} cannot create pods{} ({}): {detail}",
+                replica_failure_cause(&detail),
+                failure.reason.as_deref().unwrap_or("ReplicaFailure")
+            ),
+        };
+    }
     let progressing = conditions.iter().find(|c| c.type_ == "Progressing");
     if let Some(condition) = progressing {
         if condition.reason.as_deref() == Some(PROGRESS_DEADLINE_EXCEEDED) {
@@ -54,10 +87,18 @@ pub fn deployment_verdict(deployment: &Deployment) -> Verdict {
     let rolled_out =
         desired.is_none_or(|d| updated >= d) && replicas <= updated && available >= updated;
     if paused && !rolled_out {
-        return Verdict::Complete(format!(
-            "deployment {name:?} is paused: its new template is rolled out only after `kubectl rollout resume`, so gantry does not wait ({updated} of {} replicas updated)",
-            desired.unwrap_or(replicas)
-        ));
+        let namespace = deployment
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or("default");
+        return Verdict::Failed {
+            reason: super::DEPLOYMENT_PAUSED.into(),
+            message: format!(
+                "deployment {name:?} is paused: its new template is not rolled out ({updated} of {} replicas updated) and the cluster still runs the previous one; resume it with `kubectl rollout resume deployment/{name} -n {namespace}` and deploy again",
+                desired.unwrap_or(replicas)
+            ),
+        };
     }
     if let Some(desired) = desired {
         if updated < desired {
@@ -101,13 +142,21 @@ pub fn statefulset_verdict(statefulset: &StatefulSet) -> Verdict {
     let strategy_type = strategy
         .and_then(|s| s.type_.as_deref())
         .unwrap_or(ROLLING_UPDATE);
-    if strategy_type == ON_DELETE {
-        return Verdict::Complete(format!(
-            "statefulset {name:?} uses the OnDelete update strategy: its pods are replaced only when they are deleted, so gantry does not wait for them"
-        ));
-    }
     let desired = spec.and_then(|s| s.replicas);
     let ready = status.ready_replicas.unwrap_or(0);
+    if strategy_type == ON_DELETE {
+        // No pod is replaced for a new template, so there is no rollout to wait for; but the
+        // set must be up (its pods created and Ready, whatever template they run).
+        if let Some(desired) = desired.filter(|d| ready < *d) {
+            return Verdict::Progressing(format!(
+                "Waiting for {} pods to be ready (statefulset {name:?} uses OnDelete: pods keep their template until deleted)...",
+                desired - ready
+            ));
+        }
+        return Verdict::Complete(format!(
+            "statefulset {name:?} uses the OnDelete update strategy: its pods are Ready and are replaced only when they are deleted, so gantry does not wait for a new template to roll out"
+        ));
+    }
     let updated = status.updated_replicas.unwrap_or(0);
     if let Some(desired) = desired {
         if ready < desired {
@@ -162,8 +211,15 @@ pub fn daemonset_verdict(daemonset: &DaemonSet) -> Verdict {
         .and_then(|s| s.type_.as_deref())
         .unwrap_or(ROLLING_UPDATE);
     if strategy_type == ON_DELETE {
+        let ready = status.number_ready;
+        if ready < status.desired_number_scheduled {
+            return Verdict::Progressing(format!(
+                "Waiting for daemon set {name:?}: {ready} of {} pods are ready (OnDelete: pods keep their template until deleted)...",
+                status.desired_number_scheduled
+            ));
+        }
         return Verdict::Complete(format!(
-            "daemon set {name:?} uses the OnDelete update strategy: its pods are replaced only when they are deleted, so gantry does not wait for them"
+            "daemon set {name:?} uses the OnDelete update strategy: its pods are ready and are replaced only when they are deleted, so gantry does not wait for a new template to roll out"
         ));
     }
     let desired = status.desired_number_scheduled;

@@ -265,6 +265,7 @@ pub fn rollout_rolled_back() -> Scenario {
                 ],
                 deleted: vec!["Deployment/shop/web".into()],
                 error: None,
+                ..Default::default()
             }),
             rendered_manifests: Some(MANIFESTS.into()),
             ..DeployFacts::default()
@@ -293,6 +294,7 @@ pub fn rollback_failed() -> Scenario {
                 restored: vec!["ConfigMap/shop/api-config".into()],
                 deleted: vec![],
                 error: Some("apply Deployment/shop/api: the server rejected the request: admission webhook \"policy\" denied it".into()),
+                ..Default::default()
             }),
             ..DeployFacts::default()
         },

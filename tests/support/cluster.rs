@@ -200,16 +200,13 @@ impl TestCluster {
 
     /// The release records of `environment` in `namespace`, oldest first.
     pub async fn releases(&self, namespace: &str, environment: &str) -> Vec<Release> {
-        let mut found: Vec<Release> = self
-            .list("v1", "Secret", Some(namespace))
-            .await
-            .iter()
-            .filter(|s| s["type"] == release::SECRET_TYPE)
-            .filter_map(|s| release::from_secret(s).ok())
+        let secrets = self.list("v1", "Secret", Some(namespace)).await;
+        release::records::decode_all(&secrets)
+            .0
+            .into_iter()
+            .map(|(r, _)| r)
             .filter(|r| r.environment == environment)
-            .collect();
-        found.sort_by_key(|r| r.number);
-        found
+            .collect()
     }
 
     /// Release numbers and statuses, oldest first.
@@ -317,6 +314,22 @@ pub fn unique_name(prefix: &str) -> String {
 /// where the reference is `127.0.0.1:5000/repository:tag`. No Docker needed: the layers are
 /// mounted from the base repository and only a new config and manifest are written.
 pub async fn runnable_image(repository: &str, tag: &str) -> (String, String) {
+    // Parallel tests push the same images; the registry may refuse one of two identical
+    // uploads racing each other, so a failed push is retried (the content is deterministic).
+    for attempt in 1.. {
+        match push_runnable_image(repository, tag).await {
+            Ok(pushed) => return pushed,
+            Err(problem) if attempt < 5 => {
+                eprintln!("pushing {repository}:{tag} (attempt {attempt}): {problem}; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+            Err(problem) => panic!("cannot push {repository}:{tag}: {problem}"),
+        }
+    }
+    unreachable!()
+}
+
+async fn push_runnable_image(repository: &str, tag: &str) -> Result<(String, String), String> {
     let base = format!("http://{PLAIN_REGISTRY}");
     let http = reqwest::Client::new();
     let accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
@@ -364,7 +377,9 @@ pub async fn runnable_image(repository: &str, tag: &str) -> (String, String) {
         .send()
         .await
         .unwrap();
-    assert_eq!(started.status().as_u16(), 202);
+    if started.status().as_u16() != 202 {
+        return Err(format!("upload start: {:?}", started.text().await));
+    }
     let location = started.headers()["location"].to_str().unwrap().to_string();
     let location = if location.starts_with("http") {
         location
@@ -379,7 +394,9 @@ pub async fn runnable_image(repository: &str, tag: &str) -> (String, String) {
         .send()
         .await
         .unwrap();
-    assert_eq!(put.status().as_u16(), 201, "{:?}", put.text().await);
+    if put.status().as_u16() != 201 {
+        return Err(format!("config blob: {:?}", put.text().await));
+    }
     let mut manifest = manifest;
     manifest["config"]["digest"] = json!(config_digest);
     manifest["config"]["size"] = json!(config.len());
@@ -395,11 +412,13 @@ pub async fn runnable_image(repository: &str, tag: &str) -> (String, String) {
         .send()
         .await
         .unwrap();
-    assert_eq!(put.status().as_u16(), 201, "{:?}", put.text().await);
-    (
+    if put.status().as_u16() != 201 {
+        return Err(format!("manifest: {:?}", put.text().await));
+    }
+    Ok((
         format!("{PLAIN_REGISTRY}/{repository}:{tag}"),
         super::registry::digest_of(&body),
-    )
+    ))
 }
 
 /// A container that serves HTTP on 8080 and is ready when it answers: busybox httpd under a
@@ -414,12 +433,14 @@ pub fn web_container(name: &str, image: &str) -> Value {
     })
 }
 
-/// A container that prints a line and exits 3: a real CrashLoopBackOff.
+/// A container that prints a line and exits 3: a real CrashLoopBackOff. Like a real service it
+/// has a readiness probe, so it never counts as available in the moment it runs.
 pub fn crashing_container(name: &str, image: &str) -> Value {
     json!({
         "name": name,
         "image": image,
         "command": ["sh", "-c", "echo starting; echo fatal: cannot open /config/app.toml >&2; exit 3"],
+        "readinessProbe": {"httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1},
     })
 }
 
