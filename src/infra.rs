@@ -244,6 +244,27 @@ impl InfraPhase<'_, '_> {
         self.tool = terraform.cli().command();
 
         self.step(&terraform, Step::Init, argv::init(infra)).await?;
+        if matches!(
+            command,
+            Command::Rollback | Command::History | Command::Unlock
+        ) {
+            // These act on recorded releases: Terraform only tells where the cluster is.
+            self.step(
+                &terraform,
+                Step::Workspace,
+                argv::workspace_select(&self.run.config.environment),
+            )
+            .await?;
+            self.run.runner.info(&format!(
+                "{} changes no infrastructure: the Terraform outputs are read, nothing is planned",
+                command.as_str()
+            ));
+            self.notes.push(format!(
+                "Terraform outputs read for `{}`; nothing planned or applied.",
+                command.as_str()
+            ));
+            return self.read_outputs(&terraform, handoff).await;
+        }
         // Validation does not depend on the workspace: both run at once (one Terraform start-up
         // less on the critical path).
         let (workspace, validated) = tokio::join!(

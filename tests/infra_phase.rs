@@ -701,3 +701,19 @@ async fn a_terraform_that_ignores_the_interrupt_is_killed_after_the_grace_period
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(lines, ["started"]);
 }
+
+#[tokio::test]
+async fn a_rollback_reads_the_outputs_it_needs_and_plans_nothing() {
+    for cli in clis() {
+        let repo = Repo::new("outputs", &cli);
+        repo.run(Command::Deploy, &[]).await.assert_succeeded();
+        let cluster = [("cluster-name", "${tf.cluster_name}")];
+        let rollback = repo.run(Command::Rollback, &cluster).await;
+        rollback.assert_succeeded();
+        assert_eq!(rollback.handoff.terraform_outputs["cluster_name"], "gantry-demo");
+        assert!(rollback.handoff.plan.is_none(), "nothing planned");
+        assert!(rollback.log.contains("rollback changes no infrastructure"), "{}", rollback.log);
+        assert!(!rollback.log.contains(&repo.command_line("plan")), "{}", rollback.log);
+        assert!(!rollback.result.changed);
+    }
+}

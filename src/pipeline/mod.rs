@@ -12,7 +12,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::adapters::runner::Runner;
-use crate::config::{Config, Phase};
+use crate::config::{ClusterAccess, Config, Phase};
 use crate::context::GitHubContext;
 pub use decide::{decide, Command, Decision};
 
@@ -325,7 +325,15 @@ pub const NO_CLUSTER: &str = "no cluster configured";
 
 /// Why a phase does not run for this command and configuration, or `None` if it runs.
 pub fn skip_reason(phase: Phase, config: &Config, command: Command) -> Option<String> {
+    // Commands that act on recorded releases change no infrastructure; the infra phase still
+    // reads the Terraform outputs (no plan, no apply) when the cluster is named by one.
+    let needs_outputs = matches!(&config.deploy.cluster, ClusterAccess::Eks { cluster_name } if cluster_name.contains("${tf."));
     let by_command = match (command, phase) {
+        (Command::Rollback | Command::History | Command::Unlock, Phase::Infra)
+            if needs_outputs && config.infra.directory.is_some() =>
+        {
+            None
+        }
         (Command::Rollback, Phase::Infra | Phase::Build) => {
             Some("a rollback restores a recorded release; Terraform and image builds do not run")
         }
