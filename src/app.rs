@@ -109,6 +109,7 @@ pub async fn execute<P: Phases>(
         workspace: workspace.clone(),
         action_mode: mode == RunnerMode::GitHub,
         kubeconfig_env,
+        kubeconfig_roots: crate::config::runner_kubeconfig_roots(),
     };
     let config = match Config::validate(&raw, &validation) {
         Ok(config) => Some(config),

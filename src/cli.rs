@@ -270,6 +270,7 @@ fn validate(matches: &ArgMatches) -> Exit {
         workspace: invocation.workspace.clone(),
         action_mode: false,
         kubeconfig_env: invocation.kubeconfig_env.clone(),
+        kubeconfig_roots: crate::config::runner_kubeconfig_roots(),
     };
     let config = match crate::config::Config::validate(&invocation.raw, &validation) {
         Ok(config) => config,

@@ -362,12 +362,17 @@ impl InfraPhase<'_, '_> {
         let mut report = StepReport::default();
         let workspace = self.run.config.workspace.clone();
         let directory = self.directory.clone();
+        // Generic sentences are annotated only if nothing more specific came.
+        let mut generic: Vec<Diagnostic> = Vec::new();
         let finished = {
             let mut on_line = |line: &str| {
                 let Some(event) = ui::parse_line(line) else {
                     return;
                 };
                 match &event {
+                    UiEvent::Diagnostic(diagnostic) if diagnostic.is_generic_summary() => {
+                        generic.push(diagnostic.clone());
+                    }
                     UiEvent::Diagnostic(diagnostic) => {
                         runner.annotate(
                             diagnostic.level(),
@@ -389,6 +394,16 @@ impl InfraPhase<'_, '_> {
                 .await
                 .map_err(|source| Error::Run { step, source })?
         };
+        if !report.diagnostics.iter().any(Diagnostic::is_error) {
+            for diagnostic in generic {
+                runner.annotate(
+                    diagnostic.level(),
+                    &diagnostic.annotation(&directory, &workspace),
+                    &diagnostic.message(),
+                );
+                report.diagnostics.push(diagnostic);
+            }
+        }
         if step == Step::Validate {
             // validate -json prints one document, not lines.
             if let Ok(diagnostics) = ui::parse_validate(&finished.stdout) {

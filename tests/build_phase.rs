@@ -217,6 +217,7 @@ impl Repo {
             workspace: self.workspace.clone(),
             action_mode: false,
             kubeconfig_env: None,
+            kubeconfig_roots: Vec::new(),
         };
         match Config::validate(&raw.with_defaults(), &validation) {
             Ok(config) => config,
@@ -794,6 +795,7 @@ fn bad_image_input_is_refused_before_any_build() {
         workspace: repo.workspace.clone(),
         action_mode: false,
         kubeconfig_env: None,
+        kubeconfig_roots: Vec::new(),
     };
     let errors = match Config::validate(&raw.with_defaults(), &validation) {
         Ok(_) => panic!("bad images were accepted"),

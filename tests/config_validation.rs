@@ -59,6 +59,7 @@ fn validate_in(root: &Path, pairs: &[(&str, &str)]) -> Result<Config, Validation
             workspace: root.to_path_buf(),
             action_mode: true,
             kubeconfig_env: None,
+            kubeconfig_roots: Vec::new(),
         },
     )
 }
@@ -122,6 +123,9 @@ fn every_input_has_a_good_value_that_is_accepted() {
         ("working-directory", "."),
         ("version", "v1.2.3"),
         ("confirm-destroy", "staging-eu"),
+        ("confirm-unlock", "staging-eu"),
+        ("terraform-binary", "tofu"),
+        ("lock-lease-duration", "30s"),
         ("terraform-directory", "infra"),
         (
             "terraform-backend-config",
@@ -388,10 +392,14 @@ fn bad_values_are_rejected_with_the_input_named_and_a_fix() {
         (&[("namespace", "Team_A")], "namespace", "not a valid namespace"),
         (&[("kubeconfig", "kube/missing")], "kubeconfig", "not an existing file"),
         (&[("kubeconfig", "apiVersion: v1\nkind: Config\n")], "kubeconfig", "not a kubeconfig"),
-        (&[("kubeconfig", "kube/config"), ("cluster-name", "eks")], "kubeconfig", "not both"),
+        (&[("kubeconfig", "kube/config"), ("cluster-name", "eks")], "kubeconfig", "are both set"),
         (&[("cluster-name", "bad name!")], "cluster-name", "not an EKS cluster name"),
         (&[("cluster-name", "${tf.cluster}")], "cluster-name", "the infra phase does not run"),
         (&[("rollout-timeout", "10")], "rollout-timeout", "without a unit"),
+        (&[("rollout-timeout", "5s")], "rollout-timeout", "out of range"),
+        (&[("lock-lease-duration", "11m")], "lock-lease-duration", "out of range"),
+        (&[("terraform-binary", "bin/terraform")], "terraform-binary", "neither `terraform`, `tofu` nor an absolute path"),
+        (&[("github-token", "ghp_x\ny")], "github-token", "control character U+000A"),
         (&[("rollback", "yes")], "rollback", "use true or false"),
         (&[("prune", "nope")], "prune", "use true or false"),
         (&[("force-conflicts", "t")], "force-conflicts", "use true or false"),
@@ -411,9 +419,9 @@ fn bad_values_are_rejected_with_the_input_named_and_a_fix() {
         assert_rejects(root, pairs, input, needle);
         rejected.push(input);
     }
-    // Free text with no syntax of its own; confirm-destroy is checked against the command in
+    // Free text with no syntax of its own; the confirmations are checked against the command in
     // the decision tests.
-    let free_text = ["confirm-destroy", "github-token"];
+    let free_text = ["confirm-destroy", "confirm-unlock"];
     for spec in INPUTS.iter().filter(|spec| !free_text.contains(&spec.name)) {
         assert!(
             rejected.contains(&spec.name),
@@ -432,6 +440,7 @@ fn a_missing_required_input_says_so_in_githubs_words() {
             workspace: ws.path().into(),
             action_mode: true,
             kubeconfig_env: None,
+            kubeconfig_roots: Vec::new(),
         },
     )
     .unwrap_err();
@@ -479,6 +488,7 @@ fn a_non_existent_workspace_is_one_clear_problem() {
             workspace: PathBuf::from("/nonexistent/gantry/ws"),
             action_mode: true,
             kubeconfig_env: None,
+            kubeconfig_roots: Vec::new(),
         },
     )
     .unwrap_err();
@@ -518,6 +528,7 @@ fn env_flags_and_config_file_give_the_same_config() {
         workspace: root.into(),
         action_mode: false,
         kubeconfig_env: None,
+        kubeconfig_roots: Vec::new(),
     };
     let from_env = Config::validate(&env_inputs(&pairs), &cx).unwrap();
 
@@ -581,6 +592,7 @@ fn config_file_problems_are_reported_with_the_rest() {
             workspace: ws.path().into(),
             action_mode: false,
             kubeconfig_env: None,
+            kubeconfig_roots: Vec::new(),
         },
     )
     .unwrap_err();
@@ -610,6 +622,7 @@ fn config_file_problems_are_reported_with_the_rest() {
             workspace: ws.path().into(),
             action_mode: false,
             kubeconfig_env: None,
+            kubeconfig_roots: Vec::new(),
         },
     )
     .unwrap_err();

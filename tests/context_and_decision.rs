@@ -70,6 +70,7 @@ fn config(pairs: &[(&str, &str)]) -> Config {
             workspace: ws,
             action_mode: false,
             kubeconfig_env: None,
+            kubeconfig_roots: Vec::new(),
         },
     )
     .unwrap_or_else(|e| panic!("{e}"))
@@ -429,6 +430,7 @@ fn a_pull_request_without_a_token_is_refused_unless_comments_are_off() {
             workspace: ws.clone(),
             action_mode: false,
             kubeconfig_env: None,
+            kubeconfig_roots: Vec::new(),
         },
     )
     .unwrap();
@@ -449,6 +451,7 @@ fn a_pull_request_without_a_token_is_refused_unless_comments_are_off() {
             workspace: ws,
             action_mode: false,
             kubeconfig_env: None,
+            kubeconfig_roots: Vec::new(),
         },
     )
     .unwrap();

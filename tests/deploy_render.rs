@@ -58,6 +58,7 @@ fn setup(manifests: &str) -> (tempfile::TempDir, Config) {
             workspace: dir.path().to_path_buf(),
             action_mode: false,
             kubeconfig_env: None,
+            kubeconfig_roots: Vec::new(),
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));

@@ -576,6 +576,7 @@ fn the_manifests_render_with_the_infra_outputs_and_both_images_pinned() {
         workspace: dir.path().to_path_buf(),
         action_mode: false,
         kubeconfig_env: None,
+        kubeconfig_roots: Vec::new(),
     };
     let config = Config::validate(&raw, &validation).unwrap_or_else(|e| panic!("{e}"));
     let context = GitHubContext::local(dir.path(), None);

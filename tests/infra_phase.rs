@@ -118,6 +118,7 @@ impl Repo {
             workspace: self.workspace.clone(),
             action_mode: false,
             kubeconfig_env: None,
+            kubeconfig_roots: Vec::new(),
         };
         Config::validate(&raw.with_defaults(), &validation).unwrap()
     }
@@ -426,6 +427,19 @@ async fn invalid_hcl_fails_init_with_an_annotation_at_the_file_and_line() {
             "{}",
             outcome.log
         );
+        // One problem, one annotation: the generic "encountered problems during
+        // initialisation" sentence is folded away.
+        let errors = outcome
+            .log
+            .lines()
+            .filter(|l| l.starts_with("::error"))
+            .count();
+        assert_eq!(errors, 1, "{}", outcome.log);
+        assert!(
+            !outcome.message().contains("encountered problems"),
+            "{}",
+            outcome.message()
+        );
     }
 }
 
@@ -635,6 +649,7 @@ fn bad_infra_inputs_are_refused_before_terraform_runs() {
         workspace: repo.workspace.clone(),
         action_mode: false,
         kubeconfig_env: None,
+        kubeconfig_roots: Vec::new(),
     };
     let cases: &[(&[(&'static str, &str)], &str)] = &[
         (&[("terraform-directory", "missing")], "is not a directory"),
@@ -710,10 +725,21 @@ async fn a_rollback_reads_the_outputs_it_needs_and_plans_nothing() {
         let cluster = [("cluster-name", "${tf.cluster_name}")];
         let rollback = repo.run(Command::Rollback, &cluster).await;
         rollback.assert_succeeded();
-        assert_eq!(rollback.handoff.terraform_outputs["cluster_name"], "gantry-demo");
+        assert_eq!(
+            rollback.handoff.terraform_outputs["cluster_name"],
+            "gantry-demo"
+        );
         assert!(rollback.handoff.plan.is_none(), "nothing planned");
-        assert!(rollback.log.contains("rollback changes no infrastructure"), "{}", rollback.log);
-        assert!(!rollback.log.contains(&repo.command_line("plan")), "{}", rollback.log);
+        assert!(
+            rollback.log.contains("rollback changes no infrastructure"),
+            "{}",
+            rollback.log
+        );
+        assert!(
+            !rollback.log.contains(&repo.command_line("plan")),
+            "{}",
+            rollback.log
+        );
         assert!(!rollback.result.changed);
     }
 }

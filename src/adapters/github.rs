@@ -38,11 +38,31 @@ pub enum Error {
         #[source]
         source: octocrab::Error,
     },
+    #[error("could not {action}: GitHub did not answer within {}s", REQUEST_DEADLINE.as_secs())]
+    Deadline { action: String },
     #[error("could not {action}: GitHub's answer lacks `{field}`")]
     Shape { action: String, field: &'static str },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The longest one request (with octocrab's own retries) may take. The connect and read
+/// timeouts only cover a socket that exists; this also ends a request the HTTP client never
+/// completes (once seen when the server closed every connection on accept).
+const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs one octocrab request under [`REQUEST_DEADLINE`].
+async fn bounded<T>(
+    action: &str,
+    request: impl std::future::Future<Output = octocrab::Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(REQUEST_DEADLINE, request).await {
+        Ok(answer) => answer.map_err(|e| Error::from_octocrab(action, e)),
+        Err(_) => Err(Error::Deadline {
+            action: action.to_string(),
+        }),
+    }
+}
 
 impl Error {
     /// The HTTP status GitHub answered, if it answered.
@@ -157,10 +177,7 @@ impl GitHub {
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, action: &str, route: &str) -> Result<T> {
-        self.client
-            .get(route, None::<&()>)
-            .await
-            .map_err(|e| Error::from_octocrab(action, e))
+        bounded(action, self.client.get(route, None::<&()>)).await
     }
 
     async fn post<T: serde::de::DeserializeOwned>(
@@ -169,10 +186,7 @@ impl GitHub {
         route: &str,
         body: &Value,
     ) -> Result<T> {
-        self.client
-            .post(route, Some(body))
-            .await
-            .map_err(|e| Error::from_octocrab(action, e))
+        bounded(action, self.client.post(route, Some(body))).await
     }
 
     async fn patch<T: serde::de::DeserializeOwned>(
@@ -181,24 +195,21 @@ impl GitHub {
         route: &str,
         body: &Value,
     ) -> Result<T> {
-        self.client
-            .patch(route, Some(body))
-            .await
-            .map_err(|e| Error::from_octocrab(action, e))
+        bounded(action, self.client.patch(route, Some(body))).await
     }
 
     /// The comment on issue or pull request `number` whose body contains `marker`, reading
     /// every page of comments (100 per page, following the `Link` header).
     pub async fn find_comment(&self, number: u64, marker: &str) -> Result<Option<CommentWritten>> {
         let action = "list the pull request's comments";
-        let mut page: Page<IssueComment> = self
-            .client
-            .get(
+        let mut page: Page<IssueComment> = bounded(
+            action,
+            self.client.get(
                 self.route(&format!("issues/{number}/comments")),
                 Some(&[("per_page", "100")]),
-            )
-            .await
-            .map_err(|e| Error::from_octocrab(action, e))?;
+            ),
+        )
+        .await?;
         loop {
             if let Some(found) = page
                 .items
@@ -211,12 +222,7 @@ impl GitHub {
                     created: false,
                 }));
             }
-            match self
-                .client
-                .get_page::<IssueComment>(&page.next)
-                .await
-                .map_err(|e| Error::from_octocrab(action, e))?
-            {
+            match bounded(action, self.client.get_page::<IssueComment>(&page.next)).await? {
                 Some(next) => page = next,
                 None => return Ok(None),
             }

@@ -71,6 +71,7 @@ struct RawImage {
 pub fn parse_images(
     text: &str,
     base: &Path,
+    workspace: Option<&Path>,
     terraform_available: bool,
 ) -> Result<Vec<ImageSpec>, Vec<String>> {
     let raw: Vec<RawImage> = serde_yaml::from_str(text).map_err(|err| {
@@ -123,13 +124,56 @@ pub fn parse_images(
         };
 
         let context_rel = image.context.clone().unwrap_or_else(|| ".".into());
-        let context = base.join(&context_rel);
         let dockerfile_rel = image
             .dockerfile
             .clone()
             .unwrap_or_else(|| "Dockerfile".into());
-        let dockerfile = context.join(&dockerfile_rel);
-        if !context.is_dir() {
+        // Both stay inside the checkout: a context outside it would be sent to the Docker
+        // daemon, and a Dockerfile outside it read by the daemon and echoed in its errors.
+        let mut refused = false;
+        let (context, dockerfile) = match workspace {
+            // Without a checkout (one error already) no path is checked.
+            None => {
+                refused = true;
+                (
+                    base.join(&context_rel),
+                    base.join(&context_rel).join(&dockerfile_rel),
+                )
+            }
+            Some(workspace) => {
+                let roots = [workspace.to_path_buf()];
+                let allowed = format!("the repository checkout {}", workspace.display());
+                let context = super::paths::confine(base, &context_rel, &roots);
+                let context = match context {
+                    Ok(context) => context,
+                    Err(why) => {
+                        refused = true;
+                        problem(format!(
+                            "`context`: {}",
+                            why.message(&context_rel, &allowed)
+                        ));
+                        base.join(&context_rel)
+                    }
+                };
+                let dockerfile = match super::paths::confine(&context, &dockerfile_rel, &roots) {
+                    Ok(dockerfile) => dockerfile,
+                    // The context was refused already: its Dockerfile is that one problem.
+                    Err(_) if refused => context.join(&dockerfile_rel),
+                    Err(why) => {
+                        refused = true;
+                        problem(format!(
+                            "`dockerfile` (relative to the context): {}",
+                            why.message(&dockerfile_rel, &allowed)
+                        ));
+                        context.join(&dockerfile_rel)
+                    }
+                };
+                (context, dockerfile)
+            }
+        };
+        if refused {
+            // Already refused; nothing about the path is checked further.
+        } else if !context.is_dir() {
             problem(format!(
                 "`context` `{context_rel}` is not a directory relative to the working directory"
             ));
@@ -162,6 +206,12 @@ pub fn parse_images(
                 ));
             }
             let value = match value {
+                serde_yaml::Value::String(text) if super::paths::has_control(&text) => {
+                    problem(format!(
+                        "build arg `{key}` contains a control character (newline, CR, NUL, ...); a build arg is one line"
+                    ));
+                    continue;
+                }
                 serde_yaml::Value::String(text) => text,
                 serde_yaml::Value::Number(number) => number.to_string(),
                 serde_yaml::Value::Bool(flag) => flag.to_string(),
@@ -378,7 +428,7 @@ mod tests {
         std::fs::write(dir.path().join("Dockerfile"), "FROM x\n").unwrap();
         let parse = |extra: &str| {
             let text = format!("- name: api\n  repository: team/api\n{extra}");
-            parse_images(&text, dir.path(), false)
+            parse_images(&text, dir.path(), Some(dir.path()), false)
         };
         let timeout = |extra: &str| parse(extra).unwrap()[0].smoke_test_timeout;
         assert_eq!(timeout(""), DEFAULT_SMOKE_TEST_TIMEOUT);

@@ -552,6 +552,15 @@ pub const OUTPUTS: &[OutputSpec] = &[
 ];
 
 /// Looks an input up by name.
+/// Whether an input's value may span lines: lists, maps, YAML, and `kubeconfig` (a path or a
+/// kubeconfig's content). Every other input is one line.
+pub fn is_multi_line(spec: &InputSpec) -> bool {
+    matches!(
+        spec.kind,
+        InputKind::List | InputKind::Map | InputKind::Yaml
+    ) || spec.name == "kubeconfig"
+}
+
 pub fn find(name: &str) -> Option<&'static InputSpec> {
     INPUTS.iter().find(|spec| spec.name == name)
 }

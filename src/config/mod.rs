@@ -5,6 +5,7 @@
 //! the file system (paths must exist) but starts no process and makes no network call.
 
 pub mod inputs;
+pub mod paths;
 pub mod values;
 
 pub mod action_yml;
@@ -459,15 +460,36 @@ pub struct ValidationContext {
     pub action_mode: bool,
     /// `KUBECONFIG` from the environment, used when no cluster input is given.
     pub kubeconfig_env: Option<String>,
+    /// Besides the checkout, where a `kubeconfig` file may be: the runner's temporary directory
+    /// and home (setup actions write kubeconfigs there). See [`runner_kubeconfig_roots`].
+    pub kubeconfig_roots: Vec<PathBuf>,
+}
+
+/// `RUNNER_TEMP` and the runner's home (`HOME`), where setup actions write kubeconfigs.
+pub fn runner_kubeconfig_roots() -> Vec<PathBuf> {
+    ["RUNNER_TEMP", "HOME"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+        .filter(|path| path.is_absolute() && path.as_os_str() != "/")
+        .collect()
 }
 
 impl Config {
     /// Validates every input and returns the typed configuration, or every problem at once.
     pub fn validate(raw: &RawInputs, cx: &ValidationContext) -> Result<Config, ValidationErrors> {
+        let workspace_root = cx
+            .workspace
+            .is_dir()
+            .then(|| paths::canonical_root(&cx.workspace));
         let mut v = Validator {
             raw,
             errors: raw.problems.clone(),
+            workspace: workspace_root,
+            silenced: BTreeSet::new(),
         };
+        v.control_characters();
 
         let command = v
             .choice("command", inputs::COMMANDS)
@@ -476,6 +498,11 @@ impl Config {
         let environment = v.environment();
         let phases = v.phases();
         let working_directory = v.working_directory(&cx.workspace);
+        if working_directory.is_none() {
+            // Every other path is relative to it: checking them against a fallback would only
+            // add errors that are this one's consequence.
+            v.workspace = None;
+        }
         let version = v.version();
         let rollback_to = v.count("rollback-to");
         let confirm_destroy = v.text("confirm-destroy");
@@ -534,10 +561,18 @@ impl Config {
 struct Validator<'a> {
     raw: &'a RawInputs,
     errors: Vec<InputError>,
+    /// The checkout, canonical; `None` when it does not exist (then the one error about it is
+    /// reported and no path input is checked, so nothing else is blamed for it).
+    workspace: Option<PathBuf>,
+    /// Inputs refused for a control character: their value is not judged any further.
+    silenced: BTreeSet<String>,
 }
 
 impl Validator<'_> {
     fn error(&mut self, input: &str, message: impl Into<String>) {
+        if self.silenced.contains(input) {
+            return;
+        }
         self.errors.push(InputError {
             input: input.to_string(),
             origin: self.raw.origin(input).cloned(),
@@ -547,6 +582,68 @@ impl Validator<'_> {
 
     fn text(&self, name: &str) -> Option<String> {
         self.raw.get(name).map(|value| value.trim().to_string())
+    }
+
+    /// Control characters are refused in every input: single-line inputs take none, the
+    /// multi-line ones (lists, maps, YAML) take line breaks and tabs only. One error per input.
+    fn control_characters(&mut self) {
+        for spec in inputs::INPUTS {
+            let Some(value) = self.raw.get(spec.name) else {
+                continue;
+            };
+            let multi_line = inputs::is_multi_line(spec);
+            let bad = value
+                .chars()
+                .find(|c| c.is_control() && !(multi_line && matches!(c, '\n' | '\r' | '\t')));
+            if let Some(c) = bad {
+                self.error(
+                    spec.name,
+                    format!(
+                        "contains the control character U+{:04X} (a stray newline or NUL in a secret or name is the usual cause); remove it{}",
+                        c as u32,
+                        if multi_line { "" } else { ": the value is one line" }
+                    ),
+                );
+                self.silenced.insert(spec.name.to_string());
+            }
+        }
+    }
+
+    /// A path input resolved inside the checkout (or `extra` roots); `None` after reporting
+    /// why not (nothing is reported when the checkout itself is missing: that is one error).
+    fn confined(
+        &mut self,
+        input: &str,
+        base: &Path,
+        value: &str,
+        extra: &[PathBuf],
+    ) -> Option<PathBuf> {
+        let workspace = self.workspace.clone()?;
+        let mut roots = vec![workspace.clone()];
+        roots.extend(extra.iter().map(|root| paths::canonical_root(root)));
+        let allowed = if extra.is_empty() {
+            format!("the repository checkout {}", workspace.display())
+        } else {
+            format!(
+                "the repository checkout {} and {}",
+                workspace.display(),
+                extra
+                    .iter()
+                    .map(|r| r.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        match paths::confine(base, value, &roots) {
+            Ok(path) => Some(path),
+            Err(refused) => {
+                // Control characters were reported once for the whole input already.
+                if refused != paths::Refused::ControlCharacter {
+                    self.error(input, refused.message(value, &allowed));
+                }
+                None
+            }
+        }
     }
 
     fn choice(&mut self, name: &str, allowed: &[&'static str]) -> Option<&'static str> {
@@ -708,8 +805,7 @@ impl Validator<'_> {
             return None;
         }
         let relative = self.text("working-directory").unwrap_or_else(|| ".".into());
-        // `components()` drops the `.` parts, so `./x` and `.` give clean paths in messages.
-        let path: PathBuf = workspace.join(&relative).components().collect();
+        let path = self.confined("working-directory", workspace, &relative, &[])?;
         if !path.is_dir() {
             self.error(
                 "working-directory",
@@ -740,7 +836,7 @@ impl Validator<'_> {
 
     fn infra(&mut self, base: &Path, environment: &str) -> InfraConfig {
         let directory = self.text("terraform-directory").and_then(|relative| {
-            let path = base.join(&relative);
+            let path = self.confined("terraform-directory", base, &relative, &[])?;
             if !path.is_dir() {
                 self.error(
                     "terraform-directory",
@@ -767,6 +863,10 @@ impl Validator<'_> {
             Some(path)
         });
         let tf_dir = directory.clone().unwrap_or_else(|| base.to_path_buf());
+        // Files relative to a Terraform directory that is itself refused are not checked: their
+        // errors would only repeat that one.
+        let files_checkable = self.workspace.is_some()
+            && (directory.is_some() || self.text("terraform-directory").is_none());
 
         let mut backend_config = Vec::new();
         for item in values::parse_list(self.raw.get("terraform-backend-config").unwrap_or("")) {
@@ -787,8 +887,11 @@ impl Validator<'_> {
                         value: value.trim().to_string(),
                     });
                 }
-            } else {
-                let path = tf_dir.join(&item);
+            } else if files_checkable {
+                let Some(path) = self.confined("terraform-backend-config", &tf_dir, &item, &[])
+                else {
+                    continue;
+                };
                 if path.is_file() {
                     backend_config.push(BackendConfig::File(path));
                 } else {
@@ -803,7 +906,12 @@ impl Validator<'_> {
         let mut var_files = Vec::new();
         for item in values::parse_list(self.raw.get("terraform-var-files").unwrap_or("")) {
             let item = item.replace("{environment}", environment);
-            let path = tf_dir.join(&item);
+            if !files_checkable {
+                continue;
+            }
+            let Some(path) = self.confined("terraform-var-files", &tf_dir, &item, &[]) else {
+                continue;
+            };
             if !(item.ends_with(".tfvars") || item.ends_with(".tfvars.json")) {
                 self.error(
                     "terraform-var-files",
@@ -884,7 +992,12 @@ impl Validator<'_> {
     fn build(&mut self, base: &Path, terraform_available: bool) -> BuildConfig {
         let images = match self.raw.get("images") {
             None => Vec::new(),
-            Some(text) => match images::parse_images(text, base, terraform_available) {
+            Some(text) => match images::parse_images(
+                text,
+                base,
+                self.workspace.as_deref(),
+                terraform_available,
+            ) {
                 Ok(images) => images,
                 Err(problems) => {
                     for problem in problems {
@@ -981,7 +1094,13 @@ impl Validator<'_> {
     ) -> DeployConfig {
         let manifests = values::parse_list(self.raw.get("manifests").unwrap_or(""));
         let mut manifest_files = BTreeSet::new();
-        for pattern in &manifests {
+        let checkable = self.workspace.is_some();
+        for pattern in manifests.iter().filter(|_| checkable) {
+            if !pattern.contains(['*', '?', '['])
+                && self.confined("manifests", base, pattern, &[]).is_none()
+            {
+                continue;
+            }
             match expand_manifest_pattern(base, pattern) {
                 Ok(files) if files.is_empty() => self.error(
                     "manifests",
@@ -990,7 +1109,30 @@ impl Validator<'_> {
                         base.display()
                     ),
                 ),
-                Ok(files) => manifest_files.extend(files),
+                Ok(files) => {
+                    for file in files {
+                        // Every file found (globs and directories follow symlinks) must itself
+                        // be inside the checkout, and of a size an API server takes.
+                        let shown = file.display().to_string();
+                        let Some(file) = self.confined("manifests", base, &shown, &[]) else {
+                            continue;
+                        };
+                        let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+                        if size > MAX_MANIFEST_FILE_BYTES {
+                            self.error(
+                                "manifests",
+                                format!(
+                                    "{} is {:.1} MiB; a manifest file may hold at most {} MiB (and one object at most 1.5 MiB, the API server's limit): split it",
+                                    file.display(),
+                                    size as f64 / 1_048_576.0,
+                                    MAX_MANIFEST_FILE_BYTES / 1_048_576
+                                ),
+                            );
+                            continue;
+                        }
+                        manifest_files.insert(file);
+                    }
+                }
                 Err(message) => self.error("manifests", message),
             }
         }
@@ -1006,12 +1148,16 @@ impl Validator<'_> {
             );
         }
 
+        let errors_before = self.errors.len();
         let cluster = match (self.raw.get("kubeconfig"), self.text("cluster-name")) {
             (Some(_), Some(_)) => {
-                self.error("kubeconfig", "give kubeconfig or cluster-name, not both");
+                self.error(
+                    "kubeconfig",
+                    "kubeconfig and cluster-name are both set; give one way to reach the cluster (kubeconfig, or cluster-name for EKS)",
+                );
                 ClusterAccess::None
             }
-            (Some(kubeconfig), None) => self.kubeconfig(base, kubeconfig),
+            (Some(kubeconfig), None) => self.kubeconfig(base, kubeconfig, &cx.kubeconfig_roots),
             (None, Some(name)) => {
                 if let Some(output) = images::terraform_reference(&name) {
                     if !terraform_available {
@@ -1037,7 +1183,19 @@ impl Validator<'_> {
                 None => ClusterAccess::None,
             },
         };
-        if cx.action_mode && cluster == ClusterAccess::None && !manifests.is_empty() {
+        // Only when nothing was said about the cluster: a refused kubeconfig or cluster-name is
+        // one problem, not also "no cluster".
+        let cluster_refused = self.errors[errors_before..]
+            .iter()
+            .any(|e| e.input == "kubeconfig" || e.input == "cluster-name");
+        let cluster_given =
+            self.raw.get("kubeconfig").is_some() || self.text("cluster-name").is_some();
+        if cx.action_mode
+            && cluster == ClusterAccess::None
+            && !manifests.is_empty()
+            && !cluster_refused
+            && !cluster_given
+        {
             self.error(
                 "cluster-name",
                 "the deploy phase has manifests but no cluster to deploy to; set cluster-name (EKS) or kubeconfig",
@@ -1049,12 +1207,20 @@ impl Validator<'_> {
             manifest_files,
             namespace,
             cluster,
-            rollout_timeout: self.duration("rollout-timeout"),
+            rollout_timeout: self.bounded_duration(
+                "rollout-timeout",
+                Duration::from_secs(10),
+                Duration::from_secs(6 * 3600),
+            ),
             rollback: self.boolean("rollback"),
             prune: self.boolean("prune"),
             force_conflicts: self.boolean("force-conflicts"),
             history_max: self.count_or_default("history-max") as u32,
-            lock_timeout: self.duration("lock-timeout"),
+            lock_timeout: self.bounded_duration(
+                "lock-timeout",
+                Duration::ZERO,
+                Duration::from_secs(6 * 3600),
+            ),
             lease_duration: self.bounded_duration(
                 "lock-lease-duration",
                 Duration::from_secs(2),
@@ -1073,9 +1239,30 @@ impl Validator<'_> {
         let assume_namespaced = |api_version: &str, kind: &str| {
             crate::manifests::builtin_scope(api_version, kind).or(Some(true))
         };
-        if let Err(errors) = crate::manifests::load(files, "default", &assume_namespaced) {
-            for error in errors {
-                self.error("manifests", error.to_string());
+        match crate::manifests::load(files, "default", &assume_namespaced) {
+            Ok(loaded) => {
+                for manifest in loaded {
+                    let size = serde_json::to_vec(&manifest.object)
+                        .map(|bytes| bytes.len())
+                        .unwrap_or(0);
+                    if size > crate::manifests::MAX_OBJECT_BYTES {
+                        self.error(
+                            "manifests",
+                            format!(
+                                "{}:{}: {} is {:.1} MiB; the API server refuses an object over 1.5 MiB: move the data out (a volume, an image, object storage)",
+                                manifest.file.display(),
+                                manifest.line,
+                                manifest.key,
+                                size as f64 / 1_048_576.0
+                            ),
+                        );
+                    }
+                }
+            }
+            Err(errors) => {
+                for error in errors {
+                    self.error("manifests", error.to_string());
+                }
             }
         }
         for file in files {
@@ -1120,7 +1307,7 @@ impl Validator<'_> {
         }
     }
 
-    fn kubeconfig(&mut self, base: &Path, value: &str) -> ClusterAccess {
+    fn kubeconfig(&mut self, base: &Path, value: &str, roots: &[PathBuf]) -> ClusterAccess {
         let trimmed = value.trim_start();
         let looks_inline =
             value.contains('\n') || trimmed.starts_with("apiVersion") || trimmed.starts_with('{');
@@ -1139,7 +1326,12 @@ impl Validator<'_> {
                 }
             }
         } else {
-            let path = base.join(value.trim());
+            if self.workspace.is_none() {
+                return ClusterAccess::None;
+            }
+            let Some(path) = self.confined("kubeconfig", base, value, roots) else {
+                return ClusterAccess::None;
+            };
             if path.is_file() {
                 ClusterAccess::KubeconfigFile(path)
             } else {
@@ -1249,6 +1441,9 @@ fn collect_dir(dir: &Path, keep: &dyn Fn(&Path) -> bool, out: &mut Vec<PathBuf>)
         }
     }
 }
+
+/// The largest manifest file gantry reads (documented in the README).
+pub const MAX_MANIFEST_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// An RFC 1123 label, as Kubernetes requires for namespace names.
 pub fn is_dns_label(name: &str) -> bool {

@@ -54,6 +54,10 @@ impl fmt::Display for ObjectKey {
     }
 }
 
+/// The largest object the API server takes (etcd's default request limit, 1.5 MiB): larger
+/// ones are refused at validation and, after placeholders are substituted, at render.
+pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
+
 /// One object from a manifest file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {

@@ -189,6 +189,17 @@ pub fn decide(config: &Config, cx: &GitHubContext) -> Result<Decision, Validatio
         );
     }
 
+    if let Some(sha) = &cx.sha {
+        if !is_commit_sha(sha) {
+            error(
+                "GITHUB_SHA",
+                format!(
+                    "`{}` is not a commit SHA (40 or 64 hexadecimal characters); gantry tags images and records releases with it. On GitHub the runner sets it; locally, run in a git checkout or set it to a commit",
+                    crate::config::values::shorten(sha, 50)
+                ),
+            );
+        }
+    }
     let commit = config.version.clone().or_else(|| cx.sha.clone());
     if !errors.is_empty() {
         return Err(ValidationErrors(errors));
@@ -199,6 +210,11 @@ pub fn decide(config: &Config, cx: &GitHubContext) -> Result<Decision, Validatio
         commit,
         pull_request,
     })
+}
+
+/// A full commit id: 40 hex digits (SHA-1), or 64 (SHA-256 repositories).
+pub fn is_commit_sha(text: &str) -> bool {
+    matches!(text.len(), 40 | 64) && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn resolved(choice: CommandChoice) -> Option<Command> {

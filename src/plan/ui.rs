@@ -277,6 +277,15 @@ impl Diagnostic {
         self.severity == "error"
     }
 
+    /// Terraform's (and OpenTofu's) generic sentence that only announces the diagnostics
+    /// around it ("... encountered problems during initialisation, including problems with the
+    /// configuration, described below."): noise next to the diagnostic that matters.
+    pub fn is_generic_summary(&self) -> bool {
+        let summary = self.summary.to_lowercase();
+        summary.contains("encountered problems during initiali")
+            && summary.contains("described below")
+    }
+
     pub fn level(&self) -> Level {
         if self.is_error() {
             Level::Error
