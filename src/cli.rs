@@ -9,12 +9,10 @@ use std::process::ExitCode;
 use clap::{Arg, ArgAction, ArgMatches, Command as ClapCommand};
 
 use crate::adapters::runner::{RunnerFiles, RunnerMode};
-use crate::app::{self, Exit, Invocation};
+use crate::app::{self, run_invocation, Exit, Invocation};
 use crate::config::inputs::{InputGroup, InputKind, INPUTS};
 use crate::config::{action_yml, CommandChoice, Origin, RawInputs};
 use crate::context::GitHubContext;
-use crate::phases::GantryPhases;
-use crate::pipeline::Cancel;
 
 /// Subcommands that run the pipeline, and the command each one forces.
 const RUN_SUBCOMMANDS: &[(&str, Option<CommandChoice>, &str)] = &[
@@ -194,34 +192,6 @@ pub fn local_invocation(
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, std::io::Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-}
-
-/// Runs one invocation on a fresh runtime, cancelled by SIGTERM or SIGINT.
-pub fn run_invocation(invocation: Invocation) -> Exit {
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("gantry: cannot start the async runtime: {err}");
-            return Exit::Failure;
-        }
-    };
-    runtime.block_on(async {
-        let (handle, cancel) = Cancel::new();
-        app::cancel_on_signals(handle);
-        app::execute(
-            invocation,
-            &GantryPhases,
-            Box::new(std::io::stdout()),
-            cancel,
-        )
-        .await
-    })
-}
-
 /// Parses the command line and runs; the binary's whole `main`.
 pub fn main() -> ExitCode {
     let matches = match command().try_get_matches() {
@@ -251,7 +221,7 @@ pub fn main() -> ExitCode {
             Exit::Success
         }
         Some(("validate", sub)) => validate(sub),
-        Some(("demo", sub)) => crate::demo::run(sub),
+        Some(("demo", sub)) => app::demo::run(sub),
         Some((name, sub)) => {
             let forced = RUN_SUBCOMMANDS
                 .iter()

@@ -6,19 +6,15 @@
 
 pub mod adapters;
 pub mod app;
-pub mod build_phase;
+pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod context;
-pub mod demo;
-pub mod deploy;
-pub mod deploy_phase;
 pub mod image;
-pub mod infra;
 pub mod manifests;
-pub mod phases;
 pub mod pipeline;
 pub mod plan;
 pub mod release;
 pub mod report;
+pub mod retry;
 pub mod rollout;

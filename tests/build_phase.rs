@@ -12,9 +12,11 @@ use std::time::Duration;
 use gantry::adapters::docker::Docker;
 use gantry::adapters::ecr::Ecr;
 use gantry::adapters::runner::Runner;
+use gantry::app::frame::RunContext;
+use gantry::cancel::Cancel;
 use gantry::config::{Config, Origin, RawInputs, ValidationContext};
 use gantry::context::GitHubContext;
-use gantry::pipeline::{Cancel, Command, Decision, Handoff, PhaseResult, PhaseStatus, RunContext};
+use gantry::pipeline::{Command, Decision, Handoff, PhaseResult, PhaseStatus};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/images");
 
@@ -133,12 +135,18 @@ impl Outcome {
             PhaseStatus::Failed {
                 failure_reason,
                 message,
-            } => (failure_reason, message),
+            } => (failure_reason.as_str(), message),
             other => panic!("expected a failure, got {other:?}\n{}", self.log),
         }
     }
+    /// The phase's notes and the image table the summary renders from its hand-off.
     fn notes(&self) -> String {
-        self.result.notes.join("\n")
+        let keep = |text: &str| text.to_string();
+        format!(
+            "{}\n{}",
+            self.result.notes.join("\n"),
+            gantry::report::summary::images_table(&keep, &self.handoff.built_images)
+        )
     }
 }
 
@@ -267,7 +275,7 @@ impl Repo {
             cancel,
         };
         let mut handoff = handoff;
-        let result = gantry::build_phase::run(&run, &mut handoff).await;
+        let result = gantry::app::build::run(&run, &mut handoff).await;
         Outcome {
             result,
             handoff,

@@ -273,11 +273,10 @@ fn unique(prefix: &str) -> String {
 }
 
 async fn create_moto_cluster(aws: &AwsAccess, name: &str) {
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(aws.region.clone().unwrap()))
-        .endpoint_url(aws.endpoint_url.clone().unwrap())
-        .load()
-        .await;
+    let shared =
+        gantry::adapters::ecr::aws_loader(aws.region.as_deref(), aws.endpoint_url.as_deref())
+            .load()
+            .await;
     let client = aws_sdk_eks::Client::new(&shared);
     client
         .create_cluster()

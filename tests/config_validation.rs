@@ -99,12 +99,22 @@ fn defaults_give_a_usable_configuration() {
     assert!(config.build.images.is_empty());
     assert!(config.build.create_repository && config.build.skip_existing && config.build.push);
     assert_eq!(config.build.concurrency, 2);
-    assert_eq!(config.deploy.namespace, "default");
-    assert_eq!(config.deploy.rollout_timeout, Duration::from_secs(600));
-    assert!(config.deploy.rollback && config.deploy.prune && !config.deploy.force_conflicts);
-    assert_eq!(config.deploy.history_max, 10);
-    assert_eq!(config.deploy.restart_threshold, 3);
-    assert_eq!(config.deploy.pull_error_tolerance, Duration::from_secs(90));
+    assert_eq!(config.deploy.release.namespace, "default");
+    assert_eq!(
+        config.deploy.release.rollout_timeout,
+        Duration::from_secs(600)
+    );
+    assert!(
+        config.deploy.release.rollback
+            && config.deploy.release.prune
+            && !config.deploy.release.force_conflicts
+    );
+    assert_eq!(config.deploy.release.history_max, 10);
+    assert_eq!(config.deploy.release.tolerances.restart_threshold, 3);
+    assert_eq!(
+        config.deploy.release.tolerances.pull_error,
+        Duration::from_secs(90)
+    );
     assert_eq!(
         config.report.audit_branch.as_deref(),
         Some("gantry/audit/dev")
@@ -253,8 +263,8 @@ fn every_input_has_a_good_value_that_is_accepted() {
         deploy.cluster,
         ClusterAccess::KubeconfigFile(ws.path().join("kube/config"))
     );
-    assert_eq!(deploy.apply_concurrency, 16);
-    assert_eq!(deploy.restart_threshold, 0);
+    assert_eq!(deploy.release.apply_concurrency, 16);
+    assert_eq!(deploy.release.tolerances.restart_threshold, 0);
     assert_eq!(
         config.report.audit_branch.as_deref(),
         Some("deploys/staging-eu")
@@ -641,7 +651,7 @@ fn action_yml_is_generated_from_the_catalogue() {
         gantry::config::action_yml::render(),
         "action.yml is stale: run `cargo run -- action-yml > action.yml`"
     );
-    let parsed: serde_yaml::Value = serde_yaml::from_str(&committed).unwrap();
+    let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&committed).unwrap();
     assert_eq!(parsed["runs"]["using"], "docker");
     assert_eq!(parsed["runs"]["image"], "Dockerfile");
     assert!(parsed["branding"]["icon"].is_string() && parsed["branding"]["color"].is_string());

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gantry::adapters::kube::Cluster;
-use gantry::deploy::{Ending, Engine, Origin};
+use gantry::app::deploy::{Ending, Engine, Live, Origin};
+use gantry::cancel::Cancel;
 use gantry::pipeline::facts::{ChangeAction, PlannedAction};
-use gantry::pipeline::Cancel;
 use gantry::release::{self, ReleaseStatus};
 use serde_json::{json, Value};
 use support::apiproxy::{Fault, Matcher};
@@ -583,7 +583,7 @@ async fn a_forbidden_verb_is_listed_with_the_rule_that_grants_it() {
     let identity = format!("system:serviceaccount:{ns}:limited");
     let limited = Arc::new(Cluster::new(h.proxy.client(token.trim()).await, &identity));
     let engine = Engine {
-        cluster: limited,
+        target: Live::new(limited),
         ..h.engine()
     };
     let outcome = engine

@@ -79,11 +79,11 @@ impl Workspace {
             .cluster
             .kubectl(&["-n", ns, "create", "token", name, "--duration", "1h"]);
         let base = std::fs::read_to_string(&self.cluster.deployer_kubeconfig).unwrap();
-        let mut kubeconfig: serde_yaml::Value = serde_yaml::from_str(&base).unwrap();
+        let mut kubeconfig: serde_yaml_ng::Value = serde_yaml_ng::from_str(&base).unwrap();
         kubeconfig["users"][0]["user"]["token"] = token.trim().into();
         std::fs::write(
             self.path().join(format!("{name}.kubeconfig")),
-            serde_yaml::to_string(&kubeconfig).unwrap(),
+            serde_yaml_ng::to_string(&kubeconfig).unwrap(),
         )
         .unwrap();
         format!("system:serviceaccount:{ns}:{name}")

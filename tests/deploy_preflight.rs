@@ -4,10 +4,10 @@ mod support;
 
 use gantry::adapters::registry::Registry;
 use gantry::adapters::runner::Runner;
-use gantry::deploy::preflight::HostCredentials;
-use gantry::deploy::{Ending, Engine, ImageVerification, Origin, Settings};
+use gantry::app::deploy::preflight::HostCredentials;
+use gantry::app::deploy::{Ending, Engine, ImageVerification, Live, Origin, Settings};
+use gantry::cancel::Cancel;
 use gantry::image::auth::Credentials;
-use gantry::pipeline::Cancel;
 use serde_json::{json, Value};
 use support::cluster::{runnable_image, web_container, TestCluster};
 use support::registry::push_image;
@@ -52,20 +52,23 @@ async fn deploy(
     namespace: &str,
     objects: Vec<Value>,
     credentials: HostCredentials,
-) -> (gantry::deploy::Outcome, String) {
+) -> (gantry::app::deploy::Outcome, String) {
     let registry = Registry::new(Some(env("GANTRY_TEST_TLS_REGISTRY_CA").into())).unwrap();
     let (runner, log) = Runner::capturing(false);
     let cancel = Cancel::never();
     let engine = Engine {
-        cluster: cluster.deployer.clone(),
+        target: Live {
+            cluster: cluster.deployer.clone(),
+            images: Some(ImageVerification {
+                registry,
+                credentials,
+            }),
+        },
+        environment: "dev".into(),
         settings: settings(namespace),
         runner: &runner,
         cancel: &cancel,
         me: "preflight-test".into(),
-        images: Some(ImageVerification {
-            registry,
-            credentials,
-        }),
     };
     let outcome = engine.deploy(objects, &Origin::default()).await;
     (outcome, log.contents())
@@ -212,15 +215,18 @@ async fn a_missing_tag_stops_the_deploy_naming_object_and_container_and_nothing_
     let cancel = Cancel::never();
     // Records in a namespace that does not exist yet: gantry would create it, but must not.
     let engine = Engine {
-        cluster: cluster.deployer.clone(),
+        target: Live {
+            cluster: cluster.deployer.clone(),
+            images: Some(ImageVerification {
+                registry,
+                credentials: HostCredentials::new(),
+            }),
+        },
+        environment: "dev".into(),
         settings: settings(&records),
         runner: &runner,
         cancel: &cancel,
         me: "preflight-test".into(),
-        images: Some(ImageVerification {
-            registry,
-            credentials: HostCredentials::new(),
-        }),
     };
     let outcome = engine.deploy(objects, &Origin::default()).await;
     let log = log.contents();

@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 
 use gantry::adapters::runner::{Runner, SharedBuffer};
+use gantry::app::frame::RunContext;
+use gantry::cancel::Cancel;
 use gantry::config::{Config, RawInputs, ValidationContext};
 use gantry::context::GitHubContext;
-use gantry::pipeline::{Cancel, Command, Decision, Handoff, PhaseStatus, RunContext};
+use gantry::pipeline::{Command, Decision, Handoff, PhaseStatus};
 
 const MANIFESTS: &str = r#"apiVersion: apps/v1
 kind: Deployment
@@ -127,7 +129,7 @@ async fn without_a_cluster_the_release_is_rendered_and_nothing_applied() {
     let run = fixture.run();
     let handoff = handoff();
 
-    let rendered = gantry::deploy_phase::render(&run, &handoff).unwrap();
+    let rendered = gantry::app::deploy::render(&run, &handoff).unwrap();
     let order: Vec<String> = rendered
         .manifests
         .iter()
@@ -159,7 +161,7 @@ async fn without_a_cluster_the_release_is_rendered_and_nothing_applied() {
     assert_eq!(rendered.pinned.len(), 1);
 
     let mut handoff = handoff;
-    let result = gantry::deploy_phase::run(&run, &mut handoff).await;
+    let result = gantry::app::deploy::run(&run, &mut handoff).await;
     match &result.status {
         PhaseStatus::Skipped { reason } => assert!(
             reason.starts_with("no cluster configured: rendered 3 objects and applied none"),
@@ -194,7 +196,7 @@ async fn a_placeholder_without_a_value_fails_with_an_annotation_at_its_line() {
     let fixture = Fixture::new(manifests);
     let run = fixture.run();
     let mut handoff = handoff();
-    let result = gantry::deploy_phase::run(&run, &mut handoff).await;
+    let result = gantry::app::deploy::run(&run, &mut handoff).await;
     match &result.status {
         PhaseStatus::Failed {
             failure_reason,
@@ -228,7 +230,7 @@ async fn names_and_namespaces_are_checked_with_their_substituted_values() {
     handoff
         .terraform_outputs
         .insert("bad_namespace".into(), serde_json::json!("Team_B"));
-    let errors = gantry::deploy_phase::render(&run, &handoff).unwrap_err();
+    let errors = gantry::app::deploy::render(&run, &handoff).unwrap_err();
     let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     assert_eq!(errors.len(), 2, "{text:#?}");
     assert!(

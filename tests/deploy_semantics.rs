@@ -1,10 +1,10 @@
-//! Deploy semantics that never lose data, on the test bed's real cluster: identity across API versions, prune only after health and never of data holders, StatefulSet rollbacks that complete, CRDs shipped with their resources, paused Deployments and ReplicaFailure, rollbacks that leave autoscalers their replicas, immutable fields and replacement, namespace moves.
+//! Deploy semantics that never lose data, on the test bed's real cluster: identity across API versions, prune only after health and never of data holders, a rollback that deletes only what the failed run created, StatefulSet rollbacks that complete, CRDs shipped with their resources, paused Deployments and ReplicaFailure, rollbacks that leave autoscalers their replicas, immutable fields and replacement, namespace moves.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use gantry::deploy::{Ending, Outcome};
+use gantry::app::deploy::{Ending, Outcome};
 use gantry::pipeline::facts::PlannedAction;
 use gantry::release::ReleaseStatus;
 use serde_json::{json, Value};
@@ -13,7 +13,7 @@ use support::deploy::{assert_succeeded, config_map, web, Harness, ENV};
 
 fn rolled_back(outcome: &Outcome, h: &Harness) -> (String, String) {
     match &outcome.ending {
-        Ending::RolledBack { reason, message } => (reason.clone(), message.clone()),
+        Ending::RolledBack { reason, message } => (reason.to_string(), message.clone()),
         other => panic!("expected a rollback, got {other:?}\n{}", h.log.contents()),
     }
 }
@@ -252,6 +252,69 @@ async fn a_namespace_move_is_planned_as_create_and_delete_after_health() {
         .get("v1", "ConfigMap", Some(&other.name), "moving")
         .await
         .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_deletes_only_what_the_failed_release_created() {
+    let h = Harness::new("sem-adopt").await;
+    let ns = h.ns().to_string();
+    let image = web("v1").await;
+    assert_succeeded(&h.deploy(h.release("v1", "a").await).await, &h.log);
+    // Someone else's ConfigMap, in no release of gantry's.
+    h.cluster.kubectl(&[
+        "-n",
+        &ns,
+        "create",
+        "configmap",
+        "theirs",
+        "--from-literal=owner=them",
+    ]);
+    let theirs_uid = uid(&h.object("v1", "ConfigMap", "theirs").await);
+
+    // Release 2 adopts it, adds a ConfigMap of its own, and crash-loops.
+    let second = vec![
+        config_map(&ns, "web-config", "b"),
+        config_map(&ns, "theirs", "ours"),
+        config_map(&ns, "added", "x"),
+        support::cluster::deployment(&ns, "web", 2, crashing_container("web", &image)),
+    ];
+    let outcome = h.deploy(second).await;
+    let (_, message) = rolled_back(&outcome, &h);
+    let rollback = outcome.facts.rollback.as_ref().unwrap();
+    assert_eq!(rollback.deleted, [h.named("ConfigMap", "added")]);
+    assert_eq!(rollback.left_in_place, [h.named("ConfigMap", "theirs")]);
+    assert!(
+        message.ends_with(&format!(
+            "rolled back: release 1 is restored and healthy (1 object that existed before this run was left as it is: {})",
+            h.named("ConfigMap", "theirs")
+        )),
+        "{message}"
+    );
+    assert!(h.object("v1", "ConfigMap", "added").await.is_none());
+    let theirs = h.object("v1", "ConfigMap", "theirs").await;
+    assert_eq!(uid(&theirs), theirs_uid, "never deleted");
+    assert_eq!(theirs.unwrap()["data"]["owner"], "them");
+    assert_eq!(
+        h.object("v1", "ConfigMap", "web-config").await.unwrap()["data"]["setting"],
+        "a"
+    );
+
+    // Release 3 has no such ConfigMap: it was never gantry's, so no prune deletes it either.
+    let outcome = h.deploy(h.release("v1", "c").await).await;
+    assert_succeeded(&outcome, &h.log);
+    assert!(
+        !outcome
+            .facts
+            .pruned
+            .contains(&h.named("ConfigMap", "theirs")),
+        "{:?}",
+        outcome.facts.pruned
+    );
+    assert_eq!(
+        uid(&h.object("v1", "ConfigMap", "theirs").await),
+        theirs_uid,
+        "never deleted"
+    );
 }
 
 /// A StatefulSet of 3 web pods whose template is `container`.

@@ -555,9 +555,11 @@ fn the_manifests_and_workflows_use_only_outputs_the_infra_stack_defines() {
 #[test]
 fn the_manifests_render_with_the_infra_outputs_and_both_images_pinned() {
     use gantry::adapters::runner::Runner;
+    use gantry::app::frame::RunContext;
+    use gantry::cancel::Cancel;
     use gantry::config::{Config, RawInputs, ValidationContext};
     use gantry::context::GitHubContext;
-    use gantry::pipeline::{Cancel, Command as Verb, Decision, Handoff, RunContext};
+    use gantry::pipeline::{Command as Verb, Decision, Handoff};
 
     let dir = tempfile::tempdir().unwrap();
     copy_dir(
@@ -620,7 +622,7 @@ fn the_manifests_render_with_the_infra_outputs_and_both_images_pinned() {
             .insert(name.into(), format!("{ecr}/{name}@{}", digest(c)));
     }
 
-    let rendered = gantry::deploy_phase::render(&run, &handoff).unwrap_or_else(|errors| {
+    let rendered = gantry::app::deploy::render(&run, &handoff).unwrap_or_else(|errors| {
         panic!(
             "{:#?}",
             errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()

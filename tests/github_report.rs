@@ -6,11 +6,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use gantry::adapters::runner::{RunnerFiles, RunnerMode, SharedBuffer};
+use gantry::app::frame::Phases;
+use gantry::app::frame::RunContext;
 use gantry::app::{execute, Exit, Invocation};
+use gantry::cancel::Cancel;
 use gantry::config::RawInputs;
 use gantry::context::GitHubContext;
 use gantry::pipeline::facts::DeployFacts;
-use gantry::pipeline::{Cancel, Handoff, PhaseResult, PhaseStatus, Phases, RunContext};
+use gantry::pipeline::{Handoff, PhaseResult, PhaseStatus};
 use serde_json::json;
 use wiremock::matchers::{body_json, body_partial_json, body_string_contains, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -599,7 +602,7 @@ async fn a_deploy_stopped_before_it_changed_anything_writes_no_audit_commit() {
     mount_audit(&server, 0).await;
     let mut phases = ScenarioPhases::from(report_support::success());
     phases.deploy_status = PhaseStatus::failed(
-        "preflight-failed",
+        gantry::pipeline::FailureReason::PreflightFailed,
         "image api@sha256:aa11 is not in the registry",
     );
     phases.changed = false;

@@ -397,7 +397,7 @@ fn hostile_values() -> Vec<(&'static str, String)> {
 
 /// Runs gantry locally with `inputs` in a `--config` file (the one way a NUL can reach it).
 fn run_with_config(job: &Job, inputs: &BTreeMap<String, String>) -> Output {
-    let config = serde_yaml::to_string(inputs).unwrap();
+    let config = serde_yaml_ng::to_string(inputs).unwrap();
     std::fs::write(job.path("workspace/gantry.yml"), config).unwrap();
     let mut env = job.base_env();
     env.retain(|key, _| !key.starts_with("INPUT_") && key != "GITHUB_ACTIONS");

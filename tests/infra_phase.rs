@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 
 use gantry::adapters::runner::Runner;
 use gantry::adapters::terraform::{Error as TerraformError, Terraform};
+use gantry::app::frame::RunContext;
+use gantry::cancel::Cancel;
 use gantry::config::{Config, Origin, RawInputs, ValidationContext};
 use gantry::context::GitHubContext;
-use gantry::pipeline::{Cancel, Command, Decision, Handoff, PhaseResult, PhaseStatus, RunContext};
+use gantry::pipeline::{Command, Decision, Handoff, PhaseResult, PhaseStatus};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/terraform");
 
@@ -59,7 +61,7 @@ struct Outcome {
 impl Outcome {
     fn failure_reason(&self) -> &str {
         match &self.result.status {
-            PhaseStatus::Failed { failure_reason, .. } => failure_reason,
+            PhaseStatus::Failed { failure_reason, .. } => failure_reason.as_str(),
             other => panic!("expected a failure, got {other:?}\n{}", self.log),
         }
     }
@@ -79,8 +81,20 @@ impl Outcome {
         serde_json::from_str(&self.result.outputs["plan-changes"]).unwrap()
     }
 
+    /// The phase's notes and what the summary renders from its hand-off (plan and outputs).
     fn notes(&self) -> String {
-        self.result.notes.join("\n")
+        let keep = |text: &str| text.to_string();
+        let plan = self
+            .handoff
+            .plan
+            .as_ref()
+            .map(|plan| gantry::report::summary::plan_markdown(&keep, plan))
+            .unwrap_or_default();
+        format!(
+            "{}\n{plan}\n{}",
+            self.result.notes.join("\n"),
+            gantry::report::summary::terraform_outputs(&keep, &self.handoff)
+        )
     }
 }
 
@@ -155,7 +169,7 @@ impl Repo {
             cancel,
         };
         let mut handoff = Handoff::default();
-        let result = gantry::infra::run(&run, &mut handoff).await;
+        let result = gantry::app::infra::run(&run, &mut handoff).await;
         Outcome {
             result,
             handoff,
@@ -250,7 +264,7 @@ async fn create_streams_progress_then_a_second_run_finds_no_changes() {
             notes.contains("<details><summary>create (2)</summary>"),
             "{notes}"
         );
-        assert!(notes.contains("| app\\_name | app-v1 |"), "{notes}");
+        assert!(notes.contains("| `app_name` | `app-v1` |"), "{notes}");
 
         let second = repo.run(Command::Deploy, &[]).await;
         second.assert_succeeded();
@@ -521,7 +535,7 @@ async fn outputs_flow_into_step_outputs_and_sensitive_ones_stay_internal() {
             outcome.notes()
         );
         assert!(!everything_reported.contains(SECRET));
-        assert!(outcome.notes().contains("db\\_password create (sensitive)"));
+        assert!(outcome.notes().contains("`db_password` create (sensitive)"));
     }
 }
 

@@ -5,10 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use gantry::adapters::runner::{RunnerFiles, RunnerMode, SharedBuffer};
+use gantry::app::frame::Phases;
+use gantry::app::frame::RunContext;
 use gantry::app::{execute, Exit, Invocation};
+use gantry::cancel::Cancel;
 use gantry::config::RawInputs;
 use gantry::context::GitHubContext;
-use gantry::pipeline::{Cancel, Handoff, PhaseResult, PhaseStatus, Phases, RunContext};
+use gantry::pipeline::{Handoff, PhaseResult, PhaseStatus};
 
 /// Phases that record their calls and answer with prepared results.
 #[derive(Default)]
@@ -20,7 +23,7 @@ struct FakePhases {
     /// Whether the fake infra phase reports that it changed the environment.
     infra_changed: bool,
     /// Fires the cancellation while the infra phase runs.
-    cancel_during_infra: Option<gantry::pipeline::CancelHandle>,
+    cancel_during_infra: Option<gantry::cancel::CancelHandle>,
 }
 
 fn result(status: &Option<PhaseStatus>) -> PhaseResult {
@@ -229,7 +232,7 @@ async fn all_phases_run_in_order_and_the_run_is_reported_as_deployed() {
 async fn a_failed_phase_stops_the_later_ones_and_fails_the_run() {
     let phases = FakePhases {
         infra: Some(PhaseStatus::failed(
-            "plan-failed",
+            gantry::pipeline::FailureReason::PlanFailed,
             "terraform plan failed: Unsupported argument",
         )),
         ..FakePhases::default()
@@ -264,7 +267,7 @@ async fn a_failed_phase_stops_the_later_ones_and_fails_the_run() {
 async fn a_rolled_back_deploy_is_a_failed_run_that_says_so() {
     let phases = FakePhases {
         deploy: Some(PhaseStatus::RolledBack {
-            failure_reason: "rollout-failed".into(),
+            failure_reason: gantry::pipeline::FailureReason::RolloutFailed,
             message: "backend: CrashLoopBackOff; restored release 6".into(),
         }),
         ..FakePhases::default()
@@ -334,7 +337,7 @@ async fn cancellation_stops_before_the_next_phase_and_fails() {
 async fn secrets_are_masked_first_and_never_printed() {
     let phases = FakePhases {
         infra: Some(PhaseStatus::failed(
-            "plan-failed",
+            gantry::pipeline::FailureReason::PlanFailed,
             "auth failed with password registry-pass-5f3a9",
         )),
         ..FakePhases::default()
@@ -441,7 +444,7 @@ async fn invalid_input_changes_nothing_and_exits_2() {
 async fn a_failure_after_a_change_is_never_called_unchanged() {
     let phases = FakePhases {
         infra: Some(PhaseStatus::failed(
-            "apply-failed",
+            gantry::pipeline::FailureReason::ApplyFailed,
             "terraform apply failed: 1 changed, 1 failed",
         )),
         infra_changed: true,

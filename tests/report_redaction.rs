@@ -4,11 +4,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use gantry::adapters::runner::{RunnerFiles, RunnerMode, SharedBuffer};
+use gantry::app::frame::Phases;
+use gantry::app::frame::RunContext;
 use gantry::app::{execute, Exit, Invocation};
+use gantry::cancel::Cancel;
 use gantry::config::RawInputs;
 use gantry::context::GitHubContext;
-use gantry::pipeline::{Cancel, Handoff, PhaseResult, PhaseStatus, Phases, RunContext};
-use gantry::report::summary::escape_markdown;
+use gantry::pipeline::{Handoff, PhaseResult, PhaseStatus};
+use gantry::report::markdown::escape_markdown;
 
 const PASSWORD: &str = "registry_pass*5f3a9";
 const DB_PASSWORD: &str = "db_pw_[x]_secret";
@@ -28,7 +31,10 @@ impl Phases for Leaky {
         result
     }
     async fn build(&self, _run: &RunContext<'_>, _handoff: &mut Handoff) -> PhaseResult {
-        let mut result = PhaseResult::new(PhaseStatus::failed("build-failed", "login refused"));
+        let mut result = PhaseResult::new(PhaseStatus::failed(
+            gantry::pipeline::FailureReason::BuildFailed,
+            "login refused",
+        ));
         result.notes.push(format!(
             "**Build failed:** {}",
             escape_markdown(&format!("docker login -p {PASSWORD} refused"))

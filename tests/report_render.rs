@@ -140,7 +140,7 @@ fn secrets_are_masked_before_escaping() {
     let mut scenario = report_support::build_failure();
     let reason = format!("registry said: bad token {SECRET}");
     scenario.outcome.phases[1].result.status =
-        gantry::pipeline::PhaseStatus::failed("build-failed", reason);
+        gantry::pipeline::PhaseStatus::failed(gantry::pipeline::FailureReason::BuildFailed, reason);
     let md = render_summary(&scenario.input());
     assert!(md.contains("bad token \\*\\*\\*"), "{md}");
     assert!(!md.contains("s3cr3t"));

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use gantry::rollout::{
     daemonset_new_pods, daemonset_ready, daemonset_verdict, deployment_new_pods, deployment_ready,
-    deployment_verdict, job_pods, job_ready, job_verdict, pod_problem, statefulset_new_pods,
-    statefulset_ready, statefulset_verdict, workload_decision, Decision, PodProblem, Tolerances,
-    Verdict,
+    deployment_verdict, deployment_verdict_among, job_pods, job_ready, job_verdict, pod_problem,
+    statefulset_new_pods, statefulset_ready, statefulset_verdict, workload_decision, Decision,
+    PodProblem, Tolerances, Verdict,
 };
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
@@ -703,7 +703,7 @@ fn job_failed_is_failed_by_its_condition_not_by_its_failed_pods() {
 fn variant<K: DeserializeOwned>(file: &str) -> K {
     let path = fixtures_dir().join("rollout").join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The instant every hand-made pod is created at, plus `seconds`.
@@ -1049,6 +1049,61 @@ fn replica_failure_fails_at_once_naming_quota_or_pod_security() {
         assert!(message.contains(api_message), "{message}");
         assert!(message.contains("(FailedCreate)"), "{message}");
     }
+}
+
+#[test]
+fn replica_failure_of_an_old_replica_set_is_no_failure_of_the_new_template() {
+    // After a rollback: the restored template's ReplicaSet (revision 2) is fine; the failed
+    // release's (revision 1 here) still reports its quota rejection, and the controller copies
+    // it to the Deployment until it is scaled down.
+    let mut deployment: Deployment = variant("deployment-paused.yaml");
+    deployment.spec.as_mut().unwrap().paused = None;
+    let status = deployment.status.as_mut().unwrap();
+    let mut conditions = status.conditions.clone().unwrap_or_default();
+    let quota = "pods \"api-7d4b9c-x\" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=2, limited: pods=2";
+    conditions.push(k8s_openapi::api::apps::v1::DeploymentCondition {
+        type_: "ReplicaFailure".into(),
+        status: "True".into(),
+        reason: Some("FailedCreate".into()),
+        message: Some(quota.into()),
+        ..Default::default()
+    });
+    status.conditions = Some(conditions);
+    let replica_set = |revision: &str, failing: bool| -> ReplicaSet {
+        let conditions = if failing {
+            serde_json::json!([{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": quota}])
+        } else {
+            serde_json::json!([])
+        };
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("api-{revision}"), "uid": format!("rs-{revision}"),
+                "annotations": {"deployment.kubernetes.io/revision": revision},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "api",
+                    "uid": "deploy-uid", "controller": true}]},
+            "status": {"replicas": 0, "conditions": conditions}
+        }))
+        .unwrap()
+    };
+    // (the ReplicaSets, whether the verdict is the ReplicaFailure)
+    let cases = [
+        (vec![replica_set("1", true), replica_set("2", false)], false),
+        (vec![replica_set("1", false), replica_set("2", true)], true),
+        // The new ReplicaSet not seen yet: wait for it rather than fail on an old one.
+        (vec![replica_set("1", true)], false),
+    ];
+    for (replica_sets, fails) in cases {
+        let verdict = deployment_verdict_among(&deployment, &replica_sets);
+        assert_eq!(
+            matches!(&verdict, Verdict::Failed { reason, .. } if reason == "ReplicaFailure"),
+            fails,
+            "{verdict:?}"
+        );
+    }
+    // Without the ReplicaSets at hand, the Deployment's condition decides.
+    assert!(matches!(
+        deployment_verdict(&deployment),
+        Verdict::Failed { .. }
+    ));
 }
 
 #[test]

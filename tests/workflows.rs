@@ -129,10 +129,10 @@ fn the_shipped_workflows_pin_their_actions_and_grant_nothing_by_default() {
     for file in workflow_files() {
         let name = file.strip_prefix(ROOT).unwrap().display().to_string();
         let source = std::fs::read_to_string(&file).unwrap();
-        let doc: serde_yaml::Value = serde_yaml::from_str(&source).unwrap();
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&source).unwrap();
         assert_eq!(
             doc["permissions"],
-            serde_yaml::Value::Mapping(Default::default()),
+            serde_yaml_ng::Value::Mapping(Default::default()),
             "{name}: `permissions: {{}}` at the top"
         );
         let jobs = doc["jobs"].as_mapping().expect("jobs");
@@ -158,7 +158,7 @@ fn the_shipped_workflows_pin_their_actions_and_grant_nothing_by_default() {
                 if action == "actions/checkout" {
                     assert_eq!(
                         step["with"]["persist-credentials"],
-                        serde_yaml::Value::Bool(false),
+                        serde_yaml_ng::Value::Bool(false),
                         "{name}: job {job} checks out without keeping the token"
                     );
                 }

@@ -197,7 +197,7 @@ fn parse_error(
 
 /// Masks the credentials a kubeconfig carries (tokens, passwords, client keys).
 fn mask_kubeconfig_secrets(text: &str, runner: &Runner) {
-    let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(text) else {
+    let Ok(doc) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
         return; // parsing reports the problem; nothing to mask in unreadable text
     };
     let users = doc.get("users").and_then(|u| u.as_sequence());

@@ -241,26 +241,23 @@ impl Docker {
 
     /// The daemon's version string (`20.10.24+dfsg1`).
     pub async fn version(&self) -> Result<String> {
-        let version = self
-            .client
+        Ok(self.daemon_version().await?.version.unwrap_or_default())
+    }
+
+    /// The daemon's `/version` answer; unreachable when it does not answer.
+    async fn daemon_version(&self) -> Result<bollard::models::SystemVersion> {
+        self.client
             .version()
             .await
             .map_err(|err| Error::Unreachable {
                 detail: crate::adapters::kube::error_chain(&err),
-            })?;
-        Ok(version.version.unwrap_or_default())
+            })
     }
 
     /// Chooses the builder for this daemon (see [`choose_builder`]); `setting` is
     /// `GANTRY_BUILDER`'s value.
     pub async fn choose_builder(&self, setting: Option<&str>) -> Result<BuilderChoice> {
-        let version = self
-            .client
-            .version()
-            .await
-            .map_err(|err| Error::Unreachable {
-                detail: crate::adapters::kube::error_chain(&err),
-            })?;
+        let version = self.daemon_version().await?;
         choose_builder(
             setting,
             version.api_version.as_deref().unwrap_or(""),
@@ -315,9 +312,9 @@ impl Docker {
         let body = bollard::body_try_stream(body);
         let stream = self.client.build_image(options.build(), None, Some(body));
         let followed = if buildkit {
-            follow_buildkit(stream, on_line).await
+            follow::<BuildKitLog>(stream, on_line).await
         } else {
-            follow_classic(stream, on_line).await
+            follow::<BuildLog>(stream, on_line).await
         };
         let written = writer.await.map_err(context_error)?;
         build_outcome(followed, written)
@@ -540,23 +537,73 @@ fn aux_image_id(aux: &Option<BuildInfoAux>) -> Option<&str> {
     }
 }
 
-async fn follow_classic(
+/// What follows a build's stream: the classic builder's log or BuildKit's progress.
+trait BuildProgress: Default {
+    /// Takes one message of the daemon's stream; gives `on_line` each line to print.
+    fn feed(&mut self, info: &BuildInfo, on_line: &mut dyn FnMut(&str));
+    /// The failure a person reads, with the failing step and its last lines.
+    fn failure(&self, error: &str) -> String;
+    fn image_id(&self) -> Option<&str>;
+}
+
+impl BuildProgress for BuildLog {
+    fn feed(&mut self, info: &BuildInfo, on_line: &mut dyn FnMut(&str)) {
+        if let Some(text) = &info.stream {
+            for line in buildlog::lines(text) {
+                on_line(line);
+                self.push_line(line);
+            }
+        }
+        if let Some(id) = aux_image_id(&info.aux) {
+            self.set_image_id(id);
+        }
+    }
+    fn failure(&self, error: &str) -> String {
+        BuildLog::failure(self, error)
+    }
+    fn image_id(&self) -> Option<&str> {
+        BuildLog::image_id(self)
+    }
+}
+
+impl BuildProgress for BuildKitLog {
+    fn feed(&mut self, info: &BuildInfo, on_line: &mut dyn FnMut(&str)) {
+        match &info.aux {
+            Some(BuildInfoAux::BuildKit(status)) => {
+                for line in self.push(&progress(status)) {
+                    on_line(&line);
+                }
+            }
+            aux => {
+                if let Some(id) = aux_image_id(aux) {
+                    self.set_image_id(id);
+                }
+            }
+        }
+        if let Some(text) = &info.stream {
+            for line in buildlog::lines(text) {
+                on_line(line);
+            }
+        }
+    }
+    fn failure(&self, error: &str) -> String {
+        BuildKitLog::failure(self, error)
+    }
+    fn image_id(&self) -> Option<&str> {
+        BuildKitLog::image_id(self)
+    }
+}
+
+/// Follows a build's stream to its end: the image id, or the failure with its step.
+async fn follow<L: BuildProgress>(
     mut stream: impl futures::Stream<Item = std::result::Result<BuildInfo, bollard::errors::Error>>
         + Unpin,
     mut on_line: impl FnMut(&str) + Send,
 ) -> Result<String> {
-    let mut log = BuildLog::default();
+    let mut log = L::default();
     while let Some(item) = stream.next().await {
         let info = item.map_err(|err| Error::BuildFailed(log.failure(&stream_error(err))))?;
-        if let Some(text) = &info.stream {
-            for line in buildlog::lines(text) {
-                on_line(line);
-                log.push_line(line);
-            }
-        }
-        if let Some(id) = aux_image_id(&info.aux) {
-            log.set_image_id(id);
-        }
+        log.feed(&info, &mut on_line);
         if let Some(error) = info.error {
             return Err(Error::BuildFailed(log.failure(&error)));
         }
@@ -564,36 +611,30 @@ async fn follow_classic(
     log.image_id().map(str::to_string).ok_or(Error::NoImage)
 }
 
-async fn follow_buildkit(
-    mut stream: impl futures::Stream<Item = std::result::Result<BuildInfo, bollard::errors::Error>>
-        + Unpin,
-    mut on_line: impl FnMut(&str) + Send,
-) -> Result<String> {
-    let mut log = BuildKitLog::default();
-    while let Some(item) = stream.next().await {
-        let info = item.map_err(|err| Error::BuildFailed(log.failure(&stream_error(err))))?;
-        match &info.aux {
-            Some(BuildInfoAux::BuildKit(status)) => {
-                for line in log.push(status) {
-                    on_line(&line);
-                }
-            }
-            aux => {
-                if let Some(id) = aux_image_id(aux) {
-                    log.set_image_id(id);
-                }
-            }
-        }
-        if let Some(text) = &info.stream {
-            for line in buildlog::lines(text) {
-                on_line(line);
-            }
-        }
-        if let Some(error) = info.error {
-            return Err(Error::BuildFailed(log.failure(&error)));
-        }
+/// BuildKit's progress message in the terms of [`BuildKitLog`].
+fn progress(status: &bollard::moby::buildkit::v1::StatusResponse) -> buildlog::Progress {
+    buildlog::Progress {
+        vertexes: status
+            .vertexes
+            .iter()
+            .map(|vertex| buildlog::VertexStatus {
+                digest: vertex.digest.clone(),
+                name: vertex.name.clone(),
+                started: vertex.started.is_some(),
+                cached: vertex.cached,
+                completed: vertex.completed.is_some(),
+                error: vertex.error.clone(),
+            })
+            .collect(),
+        logs: status
+            .logs
+            .iter()
+            .map(|log| buildlog::VertexOutput {
+                vertex: log.vertex.clone(),
+                msg: log.msg.clone(),
+            })
+            .collect(),
     }
-    log.image_id().map(str::to_string).ok_or(Error::NoImage)
 }
 
 /// What goes into a build context: every file not excluded by `.dockerignore`, plus the

@@ -40,6 +40,26 @@ pub struct CreateSettings {
     pub scan_on_push: bool,
 }
 
+/// The AWS SDK's standard configuration (credential chain, region) with `region` and
+/// `endpoint` overrides, over an HTTPS client on rustls with ring: the one TLS backend gantry
+/// compiles (the SDK's default client would add aws-lc-rs).
+pub fn aws_loader(region: Option<&str>, endpoint: Option<&str>) -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_string()));
+    }
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader
+}
+
 /// ECR and STS clients sharing one SDK configuration.
 #[derive(Debug, Clone)]
 pub struct Ecr {
@@ -51,14 +71,7 @@ impl Ecr {
     /// Loads the standard credential chain; `region` overrides the environment's region and
     /// `endpoint` every service endpoint.
     pub async fn connect(region: Option<&str>, endpoint: Option<&str>) -> Ecr {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region.to_string()));
-        }
-        if let Some(endpoint) = endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        let shared = loader.load().await;
+        let shared = aws_loader(region, endpoint).load().await;
         Ecr {
             ecr: aws_sdk_ecr::Client::new(&shared),
             sts: aws_sdk_sts::Client::new(&shared),

@@ -326,14 +326,9 @@ pub struct Eks {
 impl Eks {
     /// Loads the standard credential chain with the region and endpoint override of `aws`.
     pub async fn connect(aws: &AwsAccess) -> Eks {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &aws.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(endpoint) = &aws.endpoint_url {
-            loader = loader.endpoint_url(endpoint);
-        }
-        let shared = loader.load().await;
+        let shared = super::ecr::aws_loader(aws.region.as_deref(), aws.endpoint_url.as_deref())
+            .load()
+            .await;
         Eks {
             eks: aws_sdk_eks::Client::new(&shared),
             sts: aws_sdk_sts::Client::new(&shared),

@@ -590,15 +590,9 @@ impl<'a> Reporter<'a> {
                         || p.result.status == crate::pipeline::PhaseStatus::Succeeded)
             });
             if self.deploys() && deploy_changed && report.outcome.handoff.deploy.is_some() {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or_default();
-                let files = records::audit_files(
-                    report,
-                    self.context.actor.as_deref(),
-                    &records::rfc3339(now),
-                );
+                let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ");
+                let files =
+                    records::audit_files(report, self.context.actor.as_deref(), &now.to_string());
                 let message = records::audit_message(report);
                 match github.commit_files(&branch, &files, &message).await {
                     Ok(sha) => {
@@ -616,6 +610,8 @@ impl<'a> Reporter<'a> {
         lines
     }
 
+    /// The pull-request comment: written on the run's pull request, or, for a deploy of a
+    /// pushed commit, updated on the pull requests that merged it.
     async fn comment(
         &mut self,
         github: &GitHub,
@@ -624,34 +620,59 @@ impl<'a> Reporter<'a> {
     ) {
         let marker = comment::marker(&self.config.environment);
         if let Some(number) = self.decision.pull_request {
-            let body = if self.decision.command == Command::Plan {
-                comment::render_plan_comment(report)
-            } else {
-                comment::render_deployed_comment(report)
-            };
-            let body = self.runner.redact(&body);
-            match github.upsert_comment(number, &marker, &body).await {
-                Ok(written) => {
-                    lines.push(format!(
-                        "Pull request #{number}: comment {} ({})",
-                        if written.created {
-                            "created"
-                        } else {
-                            "updated"
-                        },
-                        written.url
-                    ));
-                    self.outputs.push(("comment-url".into(), written.url));
-                }
-                Err(err) => self.warn(
-                    &format!("write the comment on pull request #{number}"),
-                    "pull-requests: write",
-                    &err,
-                ),
-            }
+            self.write_pull_request_comment(github, report, number, &marker, lines)
+                .await;
             return;
         }
-        // A deploy of a pushed commit: update the plan comment of the pull request it came from.
+        self.update_merged_pull_comments(github, report, &marker, lines)
+            .await;
+    }
+
+    /// Creates or updates the comment (plan, or what was deployed) on pull request `number`.
+    async fn write_pull_request_comment(
+        &mut self,
+        github: &GitHub,
+        report: &ReportInput<'_>,
+        number: u64,
+        marker: &str,
+        lines: &mut Vec<String>,
+    ) {
+        let body = if self.decision.command == Command::Plan {
+            comment::render_plan_comment(report)
+        } else {
+            comment::render_deployed_comment(report)
+        };
+        let body = self.runner.redact(&body);
+        match github.upsert_comment(number, marker, &body).await {
+            Ok(written) => {
+                lines.push(format!(
+                    "Pull request #{number}: comment {} ({})",
+                    if written.created {
+                        "created"
+                    } else {
+                        "updated"
+                    },
+                    written.url
+                ));
+                self.outputs.push(("comment-url".into(), written.url));
+            }
+            Err(err) => self.warn(
+                &format!("write the comment on pull request #{number}"),
+                "pull-requests: write",
+                &err,
+            ),
+        }
+    }
+
+    /// A deploy of a pushed commit: updates the plan comment of the pull request(s) it came
+    /// from with what was deployed (nothing for other runs).
+    async fn update_merged_pull_comments(
+        &mut self,
+        github: &GitHub,
+        report: &ReportInput<'_>,
+        marker: &str,
+        lines: &mut Vec<String>,
+    ) {
         let (Event::Push(_), true, Some(sha)) = (
             &self.context.event,
             self.decision.command == Command::Deploy && self.deploys(),
@@ -675,7 +696,7 @@ impl<'a> Reporter<'a> {
             .redact(&comment::render_deployed_comment(report));
         for number in pulls {
             let result = async {
-                match github.find_comment(number, &marker).await? {
+                match github.find_comment(number, marker).await? {
                     Some(existing) => github.update_comment(existing.id, &body).await.map(Some),
                     None => Ok(None),
                 }

@@ -68,6 +68,9 @@ pub enum KubeError {
         code: u16,
         reason: String,
         message: String,
+        /// How long the server asked to wait before trying again (a 429's
+        /// `details.retryAfterSeconds`).
+        retry_after: Option<Duration>,
     },
     #[error("cannot reach the cluster API ({object}): {message}")]
     Unreachable { object: String, message: String },
@@ -85,11 +88,6 @@ impl KubeError {
         }
     }
 }
-
-/// How many times a transient failure is retried, and the first backoff (doubled each time,
-/// at most 2 s).
-const RETRIES: u32 = 5;
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The write fence of a held environment lock. Every write through [`Cluster`] checks it first:
 /// past the deadline (the last successful renewal plus the lease duration, minus a margin, on
@@ -556,102 +554,122 @@ impl Cluster {
 pub fn map_error(err: kube::Error, object: &str, identity: &str) -> KubeError {
     let object = object.to_string();
     match err {
-        kube::Error::Api(status) => {
-            let causes: Vec<String> = status
-                .details
-                .as_ref()
-                .map(|d| {
-                    d.causes
-                        .iter()
-                        .map(|c| {
-                            if c.field.is_empty() {
-                                c.message.clone()
-                            } else {
-                                format!("{}: {}", c.field, c.message)
-                            }
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let missing_namespace = status
-                .details
-                .as_ref()
-                .filter(|d| d.kind == "namespaces" && !d.name.is_empty())
-                .map(|d| d.name.clone());
-            match (status.code, status.reason.as_str()) {
-                (404, _) if missing_namespace.is_some() && !object.starts_with("Namespace/") => {
-                    KubeError::NamespaceMissing {
-                        object,
-                        namespace: missing_namespace.unwrap_or_default(),
-                    }
-                }
-                (404, _) => KubeError::NotFound { object },
-                (401, _) => KubeError::Unauthorized {
-                    identity: identity.to_string(),
-                },
-                (403, _) => KubeError::Forbidden {
-                    object,
-                    identity: identity.to_string(),
-                    message: status.message.clone(),
-                },
-                (409, "AlreadyExists") => KubeError::AlreadyExists { object },
-                (409, _)
-                    if status.details.as_ref().is_some_and(|d| {
-                        d.causes.iter().any(|c| c.reason == "FieldManagerConflict")
-                    }) || status.message.starts_with("Apply failed") =>
-                {
-                    KubeError::ApplyConflict {
-                        object,
-                        conflicts: if causes.is_empty() {
-                            status.message.clone()
-                        } else {
-                            causes.join("; ")
-                        },
-                    }
-                }
-                (409, _) => KubeError::Conflict {
-                    object,
-                    message: status.message.clone(),
-                },
-                (422, _) => {
-                    let immutable: Vec<String> = status
-                        .details
-                        .as_ref()
-                        .map(|d| {
-                            d.causes
-                                .iter()
-                                .filter(|c| c.message.contains("field is immutable"))
-                                .map(|c| c.field.clone())
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    let causes = if causes.is_empty() {
-                        status.message.clone()
-                    } else {
-                        causes.join("; ")
-                    };
-                    if immutable.is_empty() {
-                        KubeError::Invalid { object, causes }
-                    } else {
-                        KubeError::Immutable {
-                            object,
-                            fields: immutable,
-                            causes,
-                        }
-                    }
-                }
-                (code, reason) => KubeError::Api {
-                    object,
-                    code,
-                    reason: reason.to_string(),
-                    message: status.message.clone(),
-                },
-            }
-        }
+        kube::Error::Api(status) => map_status(&status, object, identity),
         other => KubeError::Unreachable {
             object,
             message: error_chain(&other),
         },
+    }
+}
+
+/// Maps an error status of the API server, by code and reason, to a [`KubeError`].
+fn map_status(status: &kube::core::Status, object: String, identity: &str) -> KubeError {
+    let missing_namespace = missing_namespace(status);
+    match (status.code, status.reason.as_str()) {
+        (404, _) if missing_namespace.is_some() && !object.starts_with("Namespace/") => {
+            KubeError::NamespaceMissing {
+                object,
+                namespace: missing_namespace.unwrap_or_default(),
+            }
+        }
+        (404, _) => KubeError::NotFound { object },
+        (401, _) => KubeError::Unauthorized {
+            identity: identity.to_string(),
+        },
+        (403, _) => KubeError::Forbidden {
+            object,
+            identity: identity.to_string(),
+            message: status.message.clone(),
+        },
+        (409, "AlreadyExists") => KubeError::AlreadyExists { object },
+        (409, _) if is_apply_conflict(status) => KubeError::ApplyConflict {
+            object,
+            conflicts: causes_text(status),
+        },
+        (409, _) => KubeError::Conflict {
+            object,
+            message: status.message.clone(),
+        },
+        (422, _) => invalid_error(status, object),
+        (code, reason) => KubeError::Api {
+            object,
+            code,
+            reason: reason.to_string(),
+            message: status.message.clone(),
+            retry_after: status
+                .details
+                .as_ref()
+                .map(|d| Duration::from_secs(d.retry_after_seconds.into()))
+                .filter(|wait| !wait.is_zero()),
+        },
+    }
+}
+
+/// The namespace a 404 says does not exist, when it is about a namespace.
+fn missing_namespace(status: &kube::core::Status) -> Option<String> {
+    status
+        .details
+        .as_ref()
+        .filter(|d| d.kind == "namespaces" && !d.name.is_empty())
+        .map(|d| d.name.clone())
+}
+
+/// Whether a 409 is a server-side apply conflict with another field manager.
+fn is_apply_conflict(status: &kube::core::Status) -> bool {
+    status
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "FieldManagerConflict"))
+        || status.message.starts_with("Apply failed")
+}
+
+/// The status's causes (`field: message` each) joined by `; `, or its message when it lists none.
+fn causes_text(status: &kube::core::Status) -> String {
+    let causes: Vec<String> = status
+        .details
+        .as_ref()
+        .map(|d| {
+            d.causes
+                .iter()
+                .map(|c| {
+                    if c.field.is_empty() {
+                        c.message.clone()
+                    } else {
+                        format!("{}: {}", c.field, c.message)
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if causes.is_empty() {
+        status.message.clone()
+    } else {
+        causes.join("; ")
+    }
+}
+
+/// A 422: [`KubeError::Immutable`] when a cause is an immutable field, else [`KubeError::Invalid`].
+fn invalid_error(status: &kube::core::Status, object: String) -> KubeError {
+    let immutable: Vec<String> = status
+        .details
+        .as_ref()
+        .map(|d| {
+            d.causes
+                .iter()
+                .filter(|c| c.message.contains("field is immutable"))
+                .map(|c| c.field.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let causes = causes_text(status);
+    if immutable.is_empty() {
+        KubeError::Invalid { object, causes }
+    } else {
+        KubeError::Immutable {
+            object,
+            fields: immutable,
+            causes,
+        }
     }
 }
 
@@ -674,22 +692,27 @@ fn to_json<T: serde::Serialize>(object: T) -> Value {
     serde_json::to_value(object).unwrap_or(Value::Null)
 }
 
-/// Runs `operation`, retrying transient failures with exponential backoff.
+/// Runs `operation`, retrying transient failures as [`crate::retry::Policy::API`] says.
 pub async fn retry<T, F, Fut>(mut operation: F) -> Result<T, KubeError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, KubeError>>,
 {
-    let mut backoff = FIRST_BACKOFF;
-    let mut attempt = 0;
+    let policy = crate::retry::Policy::API;
+    let mut retry = 0;
     loop {
-        match operation().await {
-            Err(err) if err.is_transient() && attempt < RETRIES => {
-                attempt += 1;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
+        let err = match operation().await {
+            Err(err) if err.is_transient() => err,
             other => return other,
-        }
+        };
+        let asked = match &err {
+            KubeError::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        let Some(wait) = policy.wait(retry, asked, crate::retry::unit_random()) else {
+            return Err(err);
+        };
+        tokio::time::sleep(wait).await;
+        retry += 1;
     }
 }

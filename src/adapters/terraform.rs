@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-use crate::pipeline::Cancel;
+use crate::cancel::Cancel;
 use crate::plan::argv::{self, Cli, Version};
 
 /// How long an interrupted Terraform gets to finish and release the state lock before it is killed.
@@ -198,6 +198,40 @@ impl Terraform {
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Finished> {
         let started = Instant::now();
+        let mut child = self.command(args).spawn().map_err(|source| Error::Spawn {
+            path: self.binary.clone(),
+            source,
+        })?;
+        let stderr_task = read_stderr(&mut child);
+        let mut watch = Watch {
+            pid: child.id().and_then(|id| i32::try_from(id).ok()),
+            lines: child.stdout.take().map(|out| BufReader::new(out).lines()),
+            stdout: String::new(),
+            interrupted_at: None,
+            killed: false,
+        };
+        let status = watch
+            .wait(&mut child, self.interrupt_grace, cancel, on_line)
+            .await?;
+        watch.drain(on_line).await;
+        let stderr = tokio::time::timeout(DRAIN_LIMIT, stderr_task)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        Ok(Finished {
+            code: status.code(),
+            stdout: watch.stdout,
+            stderr,
+            interrupted: watch.interrupted_at.is_some(),
+            killed: watch.killed,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// The command line for `terraform <args>`: in the directory, in its own process group, with
+    /// piped output and the automation environment.
+    fn command(&self, args: &[String]) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(&self.binary);
         command
             .args(args)
@@ -215,77 +249,87 @@ impl Terraform {
         for (name, value) in argv::automation_env() {
             command.env(name, value);
         }
-        let mut child = command.spawn().map_err(|source| Error::Spawn {
-            path: self.binary.clone(),
-            source,
-        })?;
-        let pid = child.id().and_then(|id| i32::try_from(id).ok());
-        let stderr = child.stderr.take();
-        let stderr_task = tokio::spawn(async move {
-            let mut text = String::new();
-            if let Some(mut stderr) = stderr {
-                let mut bytes = Vec::new();
-                let _ = stderr.read_to_end(&mut bytes).await;
-                text = String::from_utf8_lossy(&bytes).into_owned();
-            }
-            text
-        });
-        let mut lines = child.stdout.take().map(|out| BufReader::new(out).lines());
-        let mut stdout = String::new();
-        let mut interrupted_at: Option<Instant> = None;
-        let mut killed = false;
+        command
+    }
+}
 
-        let status: ExitStatus = loop {
-            let kill_at = interrupted_at.map(|at| at + self.interrupt_grace);
+/// Collects the child's whole stderr in the background.
+fn read_stderr(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<String> {
+    let stderr = child.stderr.take();
+    tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut stderr) = stderr {
+            let mut bytes = Vec::new();
+            let _ = stderr.read_to_end(&mut bytes).await;
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        text
+    })
+}
+
+/// A running Terraform's stdout, and what gantry did to stop it.
+struct Watch {
+    pid: Option<i32>,
+    /// The stdout lines still to read; `None` once they ended.
+    lines: Option<Lines>,
+    /// Everything read from stdout so far.
+    stdout: String,
+    /// When SIGINT was sent.
+    interrupted_at: Option<Instant>,
+    /// SIGKILL was sent.
+    killed: bool,
+}
+
+impl Watch {
+    /// Waits for the exit while streaming stdout; on cancellation sends SIGINT, and SIGKILL to
+    /// the process group once `grace` has passed.
+    async fn wait(
+        &mut self,
+        child: &mut tokio::process::Child,
+        grace: Duration,
+        cancel: &Cancel,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<ExitStatus> {
+        loop {
+            let kill_at = self.interrupted_at.map(|at| at + grace);
             tokio::select! {
-                status = child.wait() => break status.map_err(Error::Io)?,
-                line = next_line(&mut lines), if lines.is_some() => match line {
-                    Some(line) => {
-                        on_line(&line);
-                        stdout.push_str(&line);
-                        stdout.push('\n');
-                    }
-                    None => lines = None,
+                status = child.wait() => break status.map_err(Error::Io),
+                line = next_line(&mut self.lines), if self.lines.is_some() => match line {
+                    Some(line) => self.take(&line, on_line),
+                    None => self.lines = None,
                 },
-                _ = cancel.cancelled(), if interrupted_at.is_none() => {
-                    if let Some(pid) = pid {
+                _ = cancel.cancelled(), if self.interrupted_at.is_none() => {
+                    if let Some(pid) = self.pid {
                         send_signal(pid, libc::SIGINT);
                     }
-                    interrupted_at = Some(Instant::now());
+                    self.interrupted_at = Some(Instant::now());
                 }
-                _ = sleep_until(kill_at), if kill_at.is_some() && !killed => {
-                    if let Some(pid) = pid {
+                _ = sleep_until(kill_at), if kill_at.is_some() && !self.killed => {
+                    if let Some(pid) = self.pid {
                         // The negative pid addresses the whole process group.
                         send_signal(-pid, libc::SIGKILL);
                     }
-                    killed = true;
+                    self.killed = true;
                 }
-            }
-        };
-        // Lines still buffered after the exit.
-        while lines.is_some() {
-            match tokio::time::timeout(DRAIN_LIMIT, next_line(&mut lines)).await {
-                Ok(Some(line)) => {
-                    on_line(&line);
-                    stdout.push_str(&line);
-                    stdout.push('\n');
-                }
-                Ok(None) | Err(_) => lines = None,
             }
         }
-        let stderr = tokio::time::timeout(DRAIN_LIMIT, stderr_task)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        Ok(Finished {
-            code: status.code(),
-            stdout,
-            stderr,
-            interrupted: interrupted_at.is_some(),
-            killed,
-            elapsed: started.elapsed(),
-        })
+    }
+
+    /// Reads the lines still buffered after the exit, waiting at most `DRAIN_LIMIT` for each.
+    async fn drain(&mut self, on_line: &mut (dyn FnMut(&str) + Send)) {
+        while self.lines.is_some() {
+            match tokio::time::timeout(DRAIN_LIMIT, next_line(&mut self.lines)).await {
+                Ok(Some(line)) => self.take(&line, on_line),
+                Ok(None) | Err(_) => self.lines = None,
+            }
+        }
+    }
+
+    /// Hands one stdout line to `on_line` and keeps it.
+    fn take(&mut self, line: &str, on_line: &mut (dyn FnMut(&str) + Send)) {
+        on_line(line);
+        self.stdout.push_str(line);
+        self.stdout.push('\n');
     }
 }
 

@@ -6,14 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Where an image is pushed: a repository given literally, or a Terraform output's value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RepositoryRef {
-    /// An ECR repository name (`team/backend`) or a full repository URI (`host/path`).
-    Literal(String),
-    /// `${tf.NAME}`: the value of the infra phase's Terraform output NAME.
-    TerraformOutput(String),
-}
+use crate::image::name::{check_repository, is_tag, RepositoryRef};
 
 /// One image to build, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,13 +50,13 @@ struct RawImage {
     #[serde(default)]
     target: Option<String>,
     #[serde(default)]
-    build_args: BTreeMap<String, serde_yaml::Value>,
+    build_args: BTreeMap<String, serde_yaml_ng::Value>,
     #[serde(default)]
     tags: Vec<String>,
     #[serde(default)]
     smoke_test: Option<SmokeTest>,
     #[serde(default)]
-    smoke_test_timeout: Option<serde_yaml::Value>,
+    smoke_test_timeout: Option<serde_yaml_ng::Value>,
 }
 
 /// Parses and validates the `images` input. Paths are relative to `base` (the working
@@ -74,197 +67,102 @@ pub fn parse_images(
     workspace: Option<&Path>,
     terraform_available: bool,
 ) -> Result<Vec<ImageSpec>, Vec<String>> {
-    let raw: Vec<RawImage> = serde_yaml::from_str(text).map_err(|err| {
+    let raw: Vec<RawImage> = serde_yaml_ng::from_str(text).map_err(|err| {
         vec![format!(
             "is not a valid image list: {err}. Expected a YAML list such as `- name: backend` / `  repository: team/backend` / `  context: backend`"
         )]
     })?;
-    let mut problems = Vec::new();
-    let mut names = BTreeSet::new();
-    let mut repositories = BTreeSet::new();
-    let mut images = Vec::new();
+    let mut checker = Checker {
+        base,
+        workspace,
+        terraform_available,
+        names: BTreeSet::new(),
+        repositories: BTreeSet::new(),
+        problems: Vec::new(),
+    };
     if raw.is_empty() {
-        problems.push("is an empty list; remove the input to skip the build phase".to_string());
+        checker
+            .problems
+            .push("is an empty list; remove the input to skip the build phase".to_string());
     }
-    for (index, image) in raw.into_iter().enumerate() {
-        let label = format!("image {} (`{}`)", index + 1, image.name);
-        let mut problem = |message: String| problems.push(format!("{label}: {message}"));
+    let images: Vec<ImageSpec> = raw
+        .into_iter()
+        .enumerate()
+        .map(|(index, image)| checker.image(index, image))
+        .collect();
+    if checker.problems.is_empty() {
+        Ok(images)
+    } else {
+        Err(checker.problems)
+    }
+}
 
+/// Checks the images of the list one by one, collecting every problem.
+struct Checker<'a> {
+    base: &'a Path,
+    workspace: Option<&'a Path>,
+    terraform_available: bool,
+    names: BTreeSet<String>,
+    repositories: BTreeSet<String>,
+    problems: Vec<String>,
+}
+
+/// The problems of one image, each prefixed with the image it belongs to.
+struct Problems<'p> {
+    label: String,
+    sink: &'p mut Vec<String>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, message: impl std::fmt::Display) {
+        self.sink.push(format!("{}: {message}", self.label));
+    }
+}
+
+impl Checker<'_> {
+    fn image(&mut self, index: usize, mut image: RawImage) -> ImageSpec {
+        let mut problems = Problems {
+            label: format!("image {} (`{}`)", index + 1, image.name),
+            sink: &mut self.problems,
+        };
         if !is_image_name(&image.name) {
-            problem(
-                "`name` must be lower-case letters, digits and `-`, at most 63 characters".into(),
-            );
-        } else if !names.insert(image.name.clone()) {
-            problem("`name` is used by another image; image names must be unique".into());
+            problems
+                .add("`name` must be lower-case letters, digits and `-`, at most 63 characters");
+        } else if !self.names.insert(image.name.clone()) {
+            problems.add("`name` is used by another image; image names must be unique");
         }
-
         if terraform_reference(&image.repository).is_none()
-            && !repositories.insert(image.repository.clone())
+            && !self.repositories.insert(image.repository.clone())
         {
-            problem(format!(
+            problems.add(format!(
                 "`repository` `{}` is used by another image; each image needs its own repository (both would be pushed under the same commit tag)",
                 image.repository
             ));
         }
-        let repository = match terraform_reference(&image.repository) {
-            Some(output) => {
-                if !terraform_available {
-                    problem(format!(
-                        "`repository` refers to the Terraform output `{output}`, but the infra phase does not run (set terraform-directory and keep infra in phases)"
-                    ));
-                }
-                RepositoryRef::TerraformOutput(output.to_string())
-            }
-            None => {
-                if let Err(message) = check_repository(&image.repository) {
-                    problem(message);
-                }
-                RepositoryRef::Literal(image.repository.clone())
-            }
-        };
-
-        let context_rel = image.context.clone().unwrap_or_else(|| ".".into());
-        let dockerfile_rel = image
-            .dockerfile
-            .clone()
-            .unwrap_or_else(|| "Dockerfile".into());
-        // Both stay inside the checkout: a context outside it would be sent to the Docker
-        // daemon, and a Dockerfile outside it read by the daemon and echoed in its errors.
-        let mut refused = false;
-        let (context, dockerfile) = match workspace {
-            // Without a checkout (one error already) no path is checked.
-            None => {
-                refused = true;
-                (
-                    base.join(&context_rel),
-                    base.join(&context_rel).join(&dockerfile_rel),
-                )
-            }
-            Some(workspace) => {
-                let roots = [workspace.to_path_buf()];
-                let allowed = format!("the repository checkout {}", workspace.display());
-                let context = super::paths::confine(base, &context_rel, &roots);
-                let context = match context {
-                    Ok(context) => context,
-                    Err(why) => {
-                        refused = true;
-                        problem(format!(
-                            "`context`: {}",
-                            why.message(&context_rel, &allowed)
-                        ));
-                        base.join(&context_rel)
-                    }
-                };
-                let dockerfile = match super::paths::confine(&context, &dockerfile_rel, &roots) {
-                    Ok(dockerfile) => dockerfile,
-                    // The context was refused already: its Dockerfile is that one problem.
-                    Err(_) if refused => context.join(&dockerfile_rel),
-                    Err(why) => {
-                        refused = true;
-                        problem(format!(
-                            "`dockerfile` (relative to the context): {}",
-                            why.message(&dockerfile_rel, &allowed)
-                        ));
-                        context.join(&dockerfile_rel)
-                    }
-                };
-                (context, dockerfile)
-            }
-        };
-        if refused {
-            // Already refused; nothing about the path is checked further.
-        } else if !context.is_dir() {
-            problem(format!(
-                "`context` `{context_rel}` is not a directory relative to the working directory"
-            ));
-        } else if !dockerfile.is_file() {
-            problem(format!(
-                "`dockerfile` `{dockerfile_rel}` does not exist in the context `{context_rel}` (it is relative to the context)"
-            ));
-        }
-
+        let repository = repository(&image.repository, self.terraform_available, &mut problems);
+        let (context, dockerfile) = paths(self.base, self.workspace, &image, &mut problems);
         if let Some(target) = &image.target {
             if target.is_empty()
                 || !target
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             {
-                problem(format!("`target` `{target}` is not a build stage name"));
+                problems.add(format!("`target` `{target}` is not a build stage name"));
             }
         }
-
-        let mut build_args = BTreeMap::new();
-        for (key, value) in image.build_args {
-            let key_ok = key
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !key_ok {
-                problem(format!(
-                    "build arg `{key}` is not a valid name (letters, digits and `_`, not starting with a digit)"
-                ));
-            }
-            let value = match value {
-                serde_yaml::Value::String(text) if super::paths::has_control(&text) => {
-                    problem(format!(
-                        "build arg `{key}` contains a control character (newline, CR, NUL, ...); a build arg is one line"
-                    ));
-                    continue;
-                }
-                serde_yaml::Value::String(text) => text,
-                serde_yaml::Value::Number(number) => number.to_string(),
-                serde_yaml::Value::Bool(flag) => flag.to_string(),
-                _ => {
-                    problem(format!(
-                        "build arg `{key}` must be a string, number or boolean"
-                    ));
-                    continue;
-                }
-            };
-            build_args.insert(key, value);
+        let build_args = build_args(std::mem::take(&mut image.build_args), &mut problems);
+        for tag in image.tags.iter().filter(|tag| !is_tag(tag)) {
+            problems.add(format!(
+                "tag `{tag}` is not valid (letters, digits, `_`, `.` and `-`, not starting with `.` or `-`, at most 128 characters)"
+            ));
         }
-
-        for tag in &image.tags {
-            if !is_tag(tag) {
-                problem(format!(
-                    "tag `{tag}` is not valid (letters, digits, `_`, `.` and `-`, not starting with `.` or `-`, at most 128 characters)"
-                ));
-            }
-        }
-
         if let Some(SmokeTest::Exec(args)) = &image.smoke_test {
             if args.is_empty() {
-                problem("`smoke-test` is an empty list; give a command".into());
+                problems.add("`smoke-test` is an empty list; give a command");
             }
         }
-
-        let smoke_test_timeout = match &image.smoke_test_timeout {
-            None => DEFAULT_SMOKE_TEST_TIMEOUT,
-            Some(raw) => {
-                if image.smoke_test.is_none() {
-                    problem("`smoke-test-timeout` is set but there is no `smoke-test`".into());
-                }
-                let text = match raw {
-                    serde_yaml::Value::String(text) => Ok(text.clone()),
-                    serde_yaml::Value::Number(number) => Ok(number.to_string()),
-                    _ => Err("is not a duration; write one such as 90s or 5m".to_string()),
-                };
-                match text.and_then(|text| super::values::parse_duration(&text)) {
-                    Ok(duration) if !duration.is_zero() => duration,
-                    Ok(_) => {
-                        problem("`smoke-test-timeout` must be longer than zero".into());
-                        DEFAULT_SMOKE_TEST_TIMEOUT
-                    }
-                    Err(message) => {
-                        problem(format!("`smoke-test-timeout`: {message}"));
-                        DEFAULT_SMOKE_TEST_TIMEOUT
-                    }
-                }
-            }
-        };
-
-        images.push(ImageSpec {
+        let smoke_test_timeout = smoke_test_timeout(&image, &mut problems);
+        ImageSpec {
             name: image.name,
             repository,
             context,
@@ -274,12 +172,149 @@ pub fn parse_images(
             tags: image.tags,
             smoke_test: image.smoke_test,
             smoke_test_timeout,
-        });
+        }
     }
-    if problems.is_empty() {
-        Ok(images)
-    } else {
-        Err(problems)
+}
+
+/// The repository: a Terraform output (which needs the infra phase) or a name or URI that
+/// follows ECR's rules.
+fn repository(text: &str, terraform_available: bool, problems: &mut Problems<'_>) -> RepositoryRef {
+    match terraform_reference(text) {
+        Some(output) => {
+            if !terraform_available {
+                problems.add(format!(
+                    "`repository` refers to the Terraform output `{output}`, but the infra phase does not run (set terraform-directory and keep infra in phases)"
+                ));
+            }
+            RepositoryRef::TerraformOutput(output.to_string())
+        }
+        None => {
+            if let Err(message) = check_repository(text) {
+                problems.add(message);
+            }
+            RepositoryRef::Literal(text.to_string())
+        }
+    }
+}
+
+/// The context and Dockerfile, both inside the checkout: a context outside it would be sent to
+/// the Docker daemon, and a Dockerfile outside it read by the daemon and echoed in its errors.
+fn paths(
+    base: &Path,
+    workspace: Option<&Path>,
+    image: &RawImage,
+    problems: &mut Problems<'_>,
+) -> (PathBuf, PathBuf) {
+    let context_rel = image.context.clone().unwrap_or_else(|| ".".into());
+    let dockerfile_rel = image
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| "Dockerfile".into());
+    // Without a checkout (one error already) no path is checked.
+    let Some(workspace) = workspace else {
+        let context = base.join(&context_rel);
+        let dockerfile = context.join(&dockerfile_rel);
+        return (context, dockerfile);
+    };
+    let roots = [workspace.to_path_buf()];
+    let allowed = format!("the repository checkout {}", workspace.display());
+    let context = match super::paths::confine(base, &context_rel, &roots) {
+        Ok(context) => context,
+        Err(why) => {
+            problems.add(format!(
+                "`context`: {}",
+                why.message(&context_rel, &allowed)
+            ));
+            // Its Dockerfile is that one problem.
+            let context = base.join(&context_rel);
+            let dockerfile = context.join(&dockerfile_rel);
+            return (context, dockerfile);
+        }
+    };
+    let dockerfile = match super::paths::confine(&context, &dockerfile_rel, &roots) {
+        Ok(dockerfile) => dockerfile,
+        Err(why) => {
+            problems.add(format!(
+                "`dockerfile` (relative to the context): {}",
+                why.message(&dockerfile_rel, &allowed)
+            ));
+            return (context.clone(), context.join(&dockerfile_rel));
+        }
+    };
+    if !context.is_dir() {
+        problems.add(format!(
+            "`context` `{context_rel}` is not a directory relative to the working directory"
+        ));
+    } else if !dockerfile.is_file() {
+        problems.add(format!(
+            "`dockerfile` `{dockerfile_rel}` does not exist in the context `{context_rel}` (it is relative to the context)"
+        ));
+    }
+    (context, dockerfile)
+}
+
+/// Build args: valid names, one-line scalar values.
+fn build_args(
+    raw: BTreeMap<String, serde_yaml_ng::Value>,
+    problems: &mut Problems<'_>,
+) -> BTreeMap<String, String> {
+    let mut build_args = BTreeMap::new();
+    for (key, value) in raw {
+        let key_ok = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !key_ok {
+            problems.add(format!(
+                "build arg `{key}` is not a valid name (letters, digits and `_`, not starting with a digit)"
+            ));
+        }
+        let value = match value {
+            serde_yaml_ng::Value::String(text) if super::paths::has_control(&text) => {
+                problems.add(format!(
+                    "build arg `{key}` contains a control character (newline, CR, NUL, ...); a build arg is one line"
+                ));
+                continue;
+            }
+            serde_yaml_ng::Value::String(text) => text,
+            serde_yaml_ng::Value::Number(number) => number.to_string(),
+            serde_yaml_ng::Value::Bool(flag) => flag.to_string(),
+            _ => {
+                problems.add(format!(
+                    "build arg `{key}` must be a string, number or boolean"
+                ));
+                continue;
+            }
+        };
+        build_args.insert(key, value);
+    }
+    build_args
+}
+
+/// The smoke test's time limit: a positive duration, only with a smoke test.
+fn smoke_test_timeout(image: &RawImage, problems: &mut Problems<'_>) -> Duration {
+    let Some(raw) = &image.smoke_test_timeout else {
+        return DEFAULT_SMOKE_TEST_TIMEOUT;
+    };
+    if image.smoke_test.is_none() {
+        problems.add("`smoke-test-timeout` is set but there is no `smoke-test`");
+    }
+    let text = match raw {
+        serde_yaml_ng::Value::String(text) => Ok(text.clone()),
+        serde_yaml_ng::Value::Number(number) => Ok(number.to_string()),
+        _ => Err("is not a duration; write one such as 90s or 5m".to_string()),
+    };
+    match text.and_then(|text| super::values::parse_duration(&text)) {
+        Ok(duration) if !duration.is_zero() => duration,
+        Ok(_) => {
+            problems.add("`smoke-test-timeout` must be longer than zero");
+            DEFAULT_SMOKE_TEST_TIMEOUT
+        }
+        Err(message) => {
+            problems.add(format!("`smoke-test-timeout`: {message}"));
+            DEFAULT_SMOKE_TEST_TIMEOUT
+        }
     }
 }
 
@@ -300,116 +335,9 @@ fn is_image_name(name: &str) -> bool {
     crate::config::is_dns_label(name)
 }
 
-/// An image tag as the OCI distribution spec allows it.
-pub fn is_tag(tag: &str) -> bool {
-    (1..=128).contains(&tag.len())
-        && tag
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
-/// A registry host with an optional port (`127.0.0.1:5000`, `123.dkr.ecr.eu-west-1.amazonaws.com`).
-pub fn is_registry_host(text: &str) -> bool {
-    let (host, port) = match text.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (text, None),
-    };
-    let port_ok =
-        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
-    port_ok
-        && !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
-/// Checks a repository given as an ECR name (`team/backend`) or a full URI (`host/team/backend`)
-/// against ECR's naming rules: 2 to 256 characters of lower-case letters, digits and `._-/`
-/// with each path component starting and ending with a letter or digit.
-pub fn check_repository(text: &str) -> Result<(), String> {
-    let path = match text.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-            if !is_registry_host(first) {
-                return Err(format!(
-                    "`repository` `{text}` has an invalid registry host `{first}`"
-                ));
-            }
-            rest
-        }
-        _ => text,
-    };
-    let component_ok = |component: &str| {
-        let bytes = component.as_bytes();
-        !bytes.is_empty()
-            && bytes[0].is_ascii_alphanumeric()
-            && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-            && bytes.iter().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-            })
-            && !component.contains("..")
-    };
-    if (2..=256).contains(&path.len()) && path.split('/').all(component_ok) {
-        Ok(())
-    } else {
-        Err(format!(
-            "`repository` `{text}` breaks ECR's naming rules: 2 to 256 lower-case letters, digits, `.`, `_`, `-` and `/`, each part starting and ending with a letter or digit (e.g. team/backend)"
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn repository_names_follow_ecr_rules() {
-        for good in [
-            "backend",
-            "team/backend",
-            "team-a/svc.api_v2",
-            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/backend",
-            "127.0.0.1:5000/demo/frontend",
-            "localhost/x1",
-        ] {
-            assert!(check_repository(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "B",
-            "Team/backend",
-            "team//backend",
-            "-team/x",
-            "team/x-",
-            "a",
-            "team/ba..ck",
-            "bad host:x/a/b",
-        ] {
-            assert!(check_repository(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn tags_and_hosts() {
-        assert!(is_tag("0123abc"));
-        assert!(is_tag("v1.2.3_rc-1"));
-        assert!(!is_tag(".hidden"));
-        assert!(!is_tag("-x"));
-        assert!(!is_tag(&"a".repeat(129)));
-        assert!(is_registry_host("127.0.0.1:5443"));
-        assert!(is_registry_host("registry.example.com"));
-        assert!(!is_registry_host("https://registry.example.com"));
-        assert!(!is_registry_host("host:port"));
-        assert!(!is_registry_host("host/path"));
-    }
 
     #[test]
     fn terraform_references() {

@@ -16,7 +16,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use images::{check_repository, is_tag, ImageSpec, RepositoryRef, SmokeTest};
+pub use crate::image::name::{check_repository, is_tag, RepositoryRef};
+pub use images::{ImageSpec, SmokeTest};
 pub use inputs::{InputKind, InputSpec, INPUTS, OUTPUTS};
 
 /// A secret value: its `Debug` and `Display` never show it.
@@ -101,7 +102,7 @@ impl RawInputs {
                 return raw;
             }
         };
-        let mapping: BTreeMap<String, serde_yaml::Value> = match serde_yaml::from_str(&text) {
+        let mapping: BTreeMap<String, serde_yaml_ng::Value> = match serde_yaml_ng::from_str(&text) {
             Ok(Some(mapping)) => mapping,
             Ok(None) => BTreeMap::new(),
             Err(err) => {
@@ -133,22 +134,22 @@ impl RawInputs {
                 continue;
             };
             let text = match value {
-                serde_yaml::Value::Null => continue,
-                serde_yaml::Value::String(text) => text,
-                serde_yaml::Value::Bool(flag) => flag.to_string(),
-                serde_yaml::Value::Number(number) => number.to_string(),
-                serde_yaml::Value::Sequence(items) if spec.kind == InputKind::List => items
+                serde_yaml_ng::Value::Null => continue,
+                serde_yaml_ng::Value::String(text) => text,
+                serde_yaml_ng::Value::Bool(flag) => flag.to_string(),
+                serde_yaml_ng::Value::Number(number) => number.to_string(),
+                serde_yaml_ng::Value::Sequence(items) if spec.kind == InputKind::List => items
                     .iter()
                     .map(yaml_scalar_text)
                     .collect::<Vec<_>>()
                     .join("\n"),
-                serde_yaml::Value::Mapping(map) if spec.kind == InputKind::Map => map
+                serde_yaml_ng::Value::Mapping(map) if spec.kind == InputKind::Map => map
                     .iter()
                     .map(|(k, v)| format!("{}={}", yaml_scalar_text(k), yaml_scalar_text(v)))
                     .collect::<Vec<_>>()
                     .join("\n"),
                 other if spec.kind == InputKind::Yaml => {
-                    serde_yaml::to_string(&other).unwrap_or_default()
+                    serde_yaml_ng::to_string(&other).unwrap_or_default()
                 }
                 _ => {
                     raw.problem(
@@ -234,10 +235,10 @@ impl RawInputs {
     }
 }
 
-fn yaml_scalar_text(value: &serde_yaml::Value) -> String {
+fn yaml_scalar_text(value: &serde_yaml_ng::Value) -> String {
     match value {
-        serde_yaml::Value::String(text) => text.clone(),
-        other => serde_yaml::to_string(other)
+        serde_yaml_ng::Value::String(text) => text.clone(),
+        other => serde_yaml_ng::to_string(other)
             .unwrap_or_default()
             .trim_end()
             .to_string(),
@@ -405,19 +406,28 @@ pub struct DeployConfig {
     pub manifests: Vec<String>,
     /// The files they matched, absolute, in a stable order.
     pub manifest_files: Vec<PathBuf>,
-    pub namespace: String,
     pub cluster: ClusterAccess,
+    /// How releases are made: what the deploy verbs run with.
+    pub release: ReleaseSettings,
+}
+
+/// How releases are made in the cluster: where records and the lock live, how long a rollout
+/// may take, what happens on failure, and what is pruned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseSettings {
+    /// Where release records and the lock live (the `namespace` input), and the namespace of
+    /// objects that name none.
+    pub namespace: String,
     pub rollout_timeout: Duration,
     pub rollback: bool,
     pub prune: bool,
     pub force_conflicts: bool,
     pub history_max: u32,
     pub lock_timeout: Duration,
+    /// How long the environment lock lasts without renewal (`lock-lease-duration`).
     pub lease_duration: Duration,
-    pub pull_error_tolerance: Duration,
-    pub restart_threshold: u32,
-    pub unschedulable_tolerance: Duration,
     pub apply_concurrency: usize,
+    pub tolerances: crate::rollout::Tolerances,
 }
 
 /// Settings of the report.
@@ -821,7 +831,7 @@ impl Validator<'_> {
 
     fn version(&mut self) -> Option<String> {
         let value = self.text("version")?;
-        if !images::is_tag(&value) || value.contains("..") {
+        if !crate::image::name::is_tag(&value) || value.contains("..") {
             self.error(
                 "version",
                 format!(
@@ -835,39 +845,52 @@ impl Validator<'_> {
     }
 
     fn infra(&mut self, base: &Path, environment: &str) -> InfraConfig {
-        let directory = self.text("terraform-directory").and_then(|relative| {
-            let path = self.confined("terraform-directory", base, &relative, &[])?;
-            if !path.is_dir() {
-                self.error(
-                    "terraform-directory",
-                    format!("`{relative}` is not a directory under {}; give the Terraform root module's path relative to the working directory", base.display()),
-                );
-                return None;
-            }
-            let has_tf = std::fs::read_dir(&path)
-                .map(|entries| {
-                    entries.flatten().any(|entry| {
-                        let name = entry.file_name();
-                        let name = name.to_string_lossy();
-                        name.ends_with(".tf") || name.ends_with(".tf.json")
-                    })
-                })
-                .unwrap_or(false);
-            if !has_tf {
-                self.error(
-                    "terraform-directory",
-                    format!("`{relative}` has no .tf files; point it at the Terraform root module (the directory you run `terraform plan` in)"),
-                );
-                return None;
-            }
-            Some(path)
-        });
+        let directory = self.terraform_directory(base);
         let tf_dir = directory.clone().unwrap_or_else(|| base.to_path_buf());
         // Files relative to a Terraform directory that is itself refused are not checked: their
         // errors would only repeat that one.
         let files_checkable = self.workspace.is_some()
             && (directory.is_some() || self.text("terraform-directory").is_none());
+        let backend_config = self.backend_config(&tf_dir, files_checkable);
+        let var_files = self.var_files(&tf_dir, environment, files_checkable);
+        let vars = self.terraform_vars();
+        let binary = self.terraform_binary();
+        InfraConfig {
+            directory,
+            binary,
+            backend_config,
+            var_files,
+            vars,
+            parallelism: self.count_or_default("terraform-parallelism") as u32,
+            lock_timeout: self.duration("terraform-lock-timeout"),
+            allow_destroy: self.boolean("allow-destroy"),
+        }
+    }
 
+    /// The Terraform root module (`terraform-directory`): a directory under `base` holding .tf files.
+    fn terraform_directory(&mut self, base: &Path) -> Option<PathBuf> {
+        let relative = self.text("terraform-directory")?;
+        let path = self.confined("terraform-directory", base, &relative, &[])?;
+        if !path.is_dir() {
+            self.error(
+                "terraform-directory",
+                format!("`{relative}` is not a directory under {}; give the Terraform root module's path relative to the working directory", base.display()),
+            );
+            return None;
+        }
+        if !has_terraform_files(&path) {
+            self.error(
+                "terraform-directory",
+                format!("`{relative}` has no .tf files; point it at the Terraform root module (the directory you run `terraform plan` in)"),
+            );
+            return None;
+        }
+        Some(path)
+    }
+
+    /// The `terraform-backend-config` items: `key=value` pairs, or files relative to `tf_dir`
+    /// (checked only when `files_checkable`).
+    fn backend_config(&mut self, tf_dir: &Path, files_checkable: bool) -> Vec<BackendConfig> {
         let mut backend_config = Vec::new();
         for item in values::parse_list(self.raw.get("terraform-backend-config").unwrap_or("")) {
             if let Some((key, value)) = item.split_once('=') {
@@ -888,7 +911,7 @@ impl Validator<'_> {
                     });
                 }
             } else if files_checkable {
-                let Some(path) = self.confined("terraform-backend-config", &tf_dir, &item, &[])
+                let Some(path) = self.confined("terraform-backend-config", tf_dir, &item, &[])
                 else {
                     continue;
                 };
@@ -902,14 +925,24 @@ impl Validator<'_> {
                 }
             }
         }
+        backend_config
+    }
 
+    /// The `terraform-var-files`, `{environment}` replaced, each an existing .tfvars file
+    /// relative to `tf_dir` (none are checked or kept unless `files_checkable`).
+    fn var_files(
+        &mut self,
+        tf_dir: &Path,
+        environment: &str,
+        files_checkable: bool,
+    ) -> Vec<PathBuf> {
         let mut var_files = Vec::new();
         for item in values::parse_list(self.raw.get("terraform-var-files").unwrap_or("")) {
             let item = item.replace("{environment}", environment);
             if !files_checkable {
                 continue;
             }
-            let Some(path) = self.confined("terraform-var-files", &tf_dir, &item, &[]) else {
+            let Some(path) = self.confined("terraform-var-files", tf_dir, &item, &[]) else {
                 continue;
             };
             if !(item.ends_with(".tfvars") || item.ends_with(".tfvars.json")) {
@@ -929,18 +962,15 @@ impl Validator<'_> {
                 var_files.push(path);
             }
         }
+        var_files
+    }
 
-        let vars = match values::parse_map(self.raw.get("terraform-vars").unwrap_or("")) {
+    /// The `terraform-vars` map; names that are not Terraform variable names are reported but kept.
+    fn terraform_vars(&mut self) -> BTreeMap<String, String> {
+        match values::parse_map(self.raw.get("terraform-vars").unwrap_or("")) {
             Ok(vars) => {
                 for name in vars.keys() {
-                    let valid = name
-                        .chars()
-                        .next()
-                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                        && name
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-                    if !valid {
+                    if !is_terraform_variable_name(name) {
                         self.error(
                             "terraform-vars",
                             format!("`{}` is not a Terraform variable name (letters, digits, `_` and `-`, starting with a letter)", values::shorten(name, 40)),
@@ -958,8 +988,11 @@ impl Validator<'_> {
                 }
                 BTreeMap::new()
             }
-        };
+        }
+    }
 
+    /// The `terraform-binary`: `terraform`, `tofu` or an absolute path (reported but kept otherwise).
+    fn terraform_binary(&mut self) -> String {
         let binary = self
             .raw
             .get("terraform-binary")
@@ -977,97 +1010,16 @@ impl Validator<'_> {
                 ),
             );
         }
-        InfraConfig {
-            directory,
-            binary,
-            backend_config,
-            var_files,
-            vars,
-            parallelism: self.count_or_default("terraform-parallelism") as u32,
-            lock_timeout: self.duration("terraform-lock-timeout"),
-            allow_destroy: self.boolean("allow-destroy"),
-        }
+        binary
     }
 
     fn build(&mut self, base: &Path, terraform_available: bool) -> BuildConfig {
-        let images = match self.raw.get("images") {
-            None => Vec::new(),
-            Some(text) => match images::parse_images(
-                text,
-                base,
-                self.workspace.as_deref(),
-                terraform_available,
-            ) {
-                Ok(images) => images,
-                Err(problems) => {
-                    for problem in problems {
-                        self.error("images", problem);
-                    }
-                    Vec::new()
-                }
-            },
-        };
-        let aws_region = self.text("aws-region");
-        if let Some(region) = &aws_region {
-            let valid = region.split('-').count() >= 3
-                && region
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !valid {
-                self.error(
-                    "aws-region",
-                    format!(
-                        "`{}` is not an AWS region name such as eu-west-1",
-                        values::shorten(region, 40)
-                    ),
-                );
-            }
-        }
-        let registry = self.text("registry");
-        if let Some(registry) = &registry {
-            let all_digits = registry.bytes().all(|b| b.is_ascii_digit());
-            let is_account = all_digits && registry.len() == 12;
-            if !is_account && (all_digits || !images::is_registry_host(registry)) {
-                self.error(
-                    "registry",
-                    format!("`{}` is neither a 12-digit AWS account id nor a registry host such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com", values::shorten(registry, 60)),
-                );
-            }
-        }
-        let registry_endpoint = self.text("registry-endpoint");
-        if let Some(endpoint) = &registry_endpoint {
-            if !images::is_registry_host(endpoint) {
-                self.error(
-                    "registry-endpoint",
-                    format!("`{}` is not a registry address such as 127.0.0.1:5000 or registry.example.com (no scheme, no path)", values::shorten(endpoint, 60)),
-                );
-            }
-        }
-        let registry_username = self.text("registry-username");
-        // Secrets are trimmed as the Actions toolkit trims inputs (a stored trailing newline
-        // would otherwise fail the login).
-        let registry_password = self
-            .raw
-            .get("registry-password")
-            .map(|value| Secret::new(value.trim()));
-        if registry_username.is_some() != registry_password.is_some() {
-            self.error(
-                if registry_username.is_some() { "registry-password" } else { "registry-username" },
-                "registry-username and registry-password go together; give both, or neither for ECR",
-            );
-        }
-        let aws_endpoint_url = self.text("aws-endpoint-url");
-        if let Some(url) = &aws_endpoint_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                self.error(
-                    "aws-endpoint-url",
-                    format!(
-                        "`{}` must be an http:// or https:// URL",
-                        values::shorten(url, 60)
-                    ),
-                );
-            }
-        }
+        let images = self.images(base, terraform_available);
+        let aws_region = self.aws_region();
+        let registry = self.registry();
+        let registry_endpoint = self.registry_endpoint();
+        let (registry_username, registry_password) = self.registry_credentials();
+        let aws_endpoint_url = self.aws_endpoint_url();
         BuildConfig {
             images,
             aws_region,
@@ -1085,6 +1037,108 @@ impl Validator<'_> {
         }
     }
 
+    /// The `images` to build; none when the input is absent or refused.
+    fn images(&mut self, base: &Path, terraform_available: bool) -> Vec<ImageSpec> {
+        let Some(text) = self.raw.get("images") else {
+            return Vec::new();
+        };
+        match images::parse_images(text, base, self.workspace.as_deref(), terraform_available) {
+            Ok(images) => images,
+            Err(problems) => {
+                for problem in problems {
+                    self.error("images", problem);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// The `aws-region`, reported (but kept) when it does not look like a region name.
+    fn aws_region(&mut self) -> Option<String> {
+        let aws_region = self.text("aws-region");
+        if let Some(region) = &aws_region {
+            let valid = region.split('-').count() >= 3
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !valid {
+                self.error(
+                    "aws-region",
+                    format!(
+                        "`{}` is not an AWS region name such as eu-west-1",
+                        values::shorten(region, 40)
+                    ),
+                );
+            }
+        }
+        aws_region
+    }
+
+    /// The `registry`: a 12-digit AWS account id or a registry host (reported but kept otherwise).
+    fn registry(&mut self) -> Option<String> {
+        let registry = self.text("registry");
+        if let Some(registry) = &registry {
+            let all_digits = registry.bytes().all(|b| b.is_ascii_digit());
+            let is_account = all_digits && registry.len() == 12;
+            if !is_account && (all_digits || !crate::image::name::is_registry_host(registry)) {
+                self.error(
+                    "registry",
+                    format!("`{}` is neither a 12-digit AWS account id nor a registry host such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com", values::shorten(registry, 60)),
+                );
+            }
+        }
+        registry
+    }
+
+    /// The `registry-endpoint`: a registry address without scheme or path (reported but kept otherwise).
+    fn registry_endpoint(&mut self) -> Option<String> {
+        let registry_endpoint = self.text("registry-endpoint");
+        if let Some(endpoint) = &registry_endpoint {
+            if !crate::image::name::is_registry_host(endpoint) {
+                self.error(
+                    "registry-endpoint",
+                    format!("`{}` is not a registry address such as 127.0.0.1:5000 or registry.example.com (no scheme, no path)", values::shorten(endpoint, 60)),
+                );
+            }
+        }
+        registry_endpoint
+    }
+
+    /// `registry-username` and `registry-password`, which must be given together.
+    fn registry_credentials(&mut self) -> (Option<String>, Option<Secret>) {
+        let registry_username = self.text("registry-username");
+        // Secrets are trimmed as the Actions toolkit trims inputs (a stored trailing newline
+        // would otherwise fail the login).
+        let registry_password = self
+            .raw
+            .get("registry-password")
+            .map(|value| Secret::new(value.trim()));
+        if registry_username.is_some() != registry_password.is_some() {
+            self.error(
+                if registry_username.is_some() { "registry-password" } else { "registry-username" },
+                "registry-username and registry-password go together; give both, or neither for ECR",
+            );
+        }
+        (registry_username, registry_password)
+    }
+
+    /// The `aws-endpoint-url`, reported (but kept) unless it is an http(s) URL.
+    fn aws_endpoint_url(&mut self) -> Option<String> {
+        let aws_endpoint_url = self.text("aws-endpoint-url");
+        if let Some(url) = &aws_endpoint_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                self.error(
+                    "aws-endpoint-url",
+                    format!(
+                        "`{}` must be an http:// or https:// URL",
+                        values::shorten(url, 60)
+                    ),
+                );
+            }
+        }
+        aws_endpoint_url
+    }
+
     fn deploy(
         &mut self,
         base: &Path,
@@ -1093,53 +1147,8 @@ impl Validator<'_> {
         image_names: &[String],
     ) -> DeployConfig {
         let manifests = values::parse_list(self.raw.get("manifests").unwrap_or(""));
-        let mut manifest_files = BTreeSet::new();
-        let checkable = self.workspace.is_some();
-        for pattern in manifests.iter().filter(|_| checkable) {
-            if !pattern.contains(['*', '?', '['])
-                && self.confined("manifests", base, pattern, &[]).is_none()
-            {
-                continue;
-            }
-            match expand_manifest_pattern(base, pattern) {
-                Ok(files) if files.is_empty() => self.error(
-                    "manifests",
-                    format!(
-                        "`{pattern}` matches no .yaml, .yml or .json file under {}",
-                        base.display()
-                    ),
-                ),
-                Ok(files) => {
-                    for file in files {
-                        // Every file found (globs and directories follow symlinks) must itself
-                        // be inside the checkout, and of a size an API server takes.
-                        let shown = file.display().to_string();
-                        let Some(file) = self.confined("manifests", base, &shown, &[]) else {
-                            continue;
-                        };
-                        let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-                        if size > MAX_MANIFEST_FILE_BYTES {
-                            self.error(
-                                "manifests",
-                                format!(
-                                    "{} is {:.1} MiB; a manifest file may hold at most {} MiB (and one object at most 1.5 MiB, the API server's limit): split it",
-                                    file.display(),
-                                    size as f64 / 1_048_576.0,
-                                    MAX_MANIFEST_FILE_BYTES / 1_048_576
-                                ),
-                            );
-                            continue;
-                        }
-                        manifest_files.insert(file);
-                    }
-                }
-                Err(message) => self.error("manifests", message),
-            }
-        }
-
-        let manifest_files: Vec<PathBuf> = manifest_files.into_iter().collect();
+        let manifest_files = self.manifest_files(base, &manifests);
         self.manifests(&manifest_files, terraform_available, image_names);
-
         let namespace = self.text("namespace").unwrap_or_else(|| "default".into());
         if !is_dns_label(&namespace) {
             self.error(
@@ -1147,66 +1156,136 @@ impl Validator<'_> {
                 format!("`{}` is not a valid namespace name (lower-case letters, digits and `-`, at most 63 characters)", values::shorten(&namespace, 70)),
             );
         }
+        let cluster = self.cluster(base, cx, terraform_available, !manifests.is_empty());
+        DeployConfig {
+            manifests,
+            manifest_files,
+            cluster,
+            release: self.release_settings(namespace),
+        }
+    }
 
-        let errors_before = self.errors.len();
+    /// The files the manifest patterns match, each inside the checkout and of a size an API
+    /// server takes, in a stable order.
+    fn manifest_files(&mut self, base: &Path, patterns: &[String]) -> Vec<PathBuf> {
+        let mut found = BTreeSet::new();
+        if self.workspace.is_none() {
+            return Vec::new();
+        }
+        for pattern in patterns {
+            if !pattern.contains(['*', '?', '['])
+                && self.confined("manifests", base, pattern, &[]).is_none()
+            {
+                continue;
+            }
+            let files = match expand_manifest_pattern(base, pattern) {
+                Ok(files) if files.is_empty() => {
+                    self.error(
+                        "manifests",
+                        format!(
+                            "`{pattern}` matches no .yaml, .yml or .json file under {}",
+                            base.display()
+                        ),
+                    );
+                    continue;
+                }
+                Ok(files) => files,
+                Err(message) => {
+                    self.error("manifests", message);
+                    continue;
+                }
+            };
+            for file in files {
+                // Every file found (globs and directories follow symlinks) must itself be
+                // inside the checkout.
+                let shown = file.display().to_string();
+                if let Some(file) = self.confined("manifests", base, &shown, &[]) {
+                    if self.manifest_size_ok(&file) {
+                        found.insert(file);
+                    }
+                }
+            }
+        }
+        found.into_iter().collect()
+    }
+
+    fn manifest_size_ok(&mut self, file: &Path) -> bool {
+        let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+        if size <= MAX_MANIFEST_FILE_BYTES {
+            return true;
+        }
+        self.error(
+            "manifests",
+            format!(
+                "{} is {:.1} MiB; a manifest file may hold at most {} MiB (and one object at most 1.5 MiB, the API server's limit): split it",
+                file.display(),
+                size as f64 / 1_048_576.0,
+                MAX_MANIFEST_FILE_BYTES / 1_048_576
+            ),
+        );
+        false
+    }
+
+    /// How the cluster is reached. A refused kubeconfig or cluster-name is one problem, not
+    /// also "no cluster".
+    fn cluster(
+        &mut self,
+        base: &Path,
+        cx: &ValidationContext,
+        terraform_available: bool,
+        has_manifests: bool,
+    ) -> ClusterAccess {
         let cluster = match (self.raw.get("kubeconfig"), self.text("cluster-name")) {
             (Some(_), Some(_)) => {
                 self.error(
                     "kubeconfig",
                     "kubeconfig and cluster-name are both set; give one way to reach the cluster (kubeconfig, or cluster-name for EKS)",
                 );
-                ClusterAccess::None
+                return ClusterAccess::None;
             }
-            (Some(kubeconfig), None) => self.kubeconfig(base, kubeconfig, &cx.kubeconfig_roots),
-            (None, Some(name)) => {
-                if let Some(output) = images::terraform_reference(&name) {
-                    if !terraform_available {
-                        self.error(
-                            "cluster-name",
-                            format!("refers to the Terraform output `{output}`, but the infra phase does not run (set terraform-directory and keep infra in phases)"),
-                        );
-                    }
-                } else if !(1..=100).contains(&name.len())
-                    || !name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
-                    self.error(
-                        "cluster-name",
-                        format!("`{}` is not an EKS cluster name (letters, digits, `-` and `_`, 1 to 100 characters)", values::shorten(&name, 60)),
-                    );
-                }
-                ClusterAccess::Eks { cluster_name: name }
+            (Some(kubeconfig), None) => {
+                return self.kubeconfig(base, kubeconfig, &cx.kubeconfig_roots)
             }
+            (None, Some(name)) => return self.cluster_name(name, terraform_available),
             (None, None) => match cx.kubeconfig_env.as_deref().filter(|v| !v.is_empty()) {
                 Some(path) => ClusterAccess::KubeconfigFile(PathBuf::from(path)),
                 None => ClusterAccess::None,
             },
         };
-        // Only when nothing was said about the cluster: a refused kubeconfig or cluster-name is
-        // one problem, not also "no cluster".
-        let cluster_refused = self.errors[errors_before..]
-            .iter()
-            .any(|e| e.input == "kubeconfig" || e.input == "cluster-name");
-        let cluster_given =
-            self.raw.get("kubeconfig").is_some() || self.text("cluster-name").is_some();
-        if cx.action_mode
-            && cluster == ClusterAccess::None
-            && !manifests.is_empty()
-            && !cluster_refused
-            && !cluster_given
-        {
+        if cx.action_mode && cluster == ClusterAccess::None && has_manifests {
             self.error(
                 "cluster-name",
                 "the deploy phase has manifests but no cluster to deploy to; set cluster-name (EKS) or kubeconfig",
             );
         }
+        cluster
+    }
 
-        DeployConfig {
-            manifests,
-            manifest_files,
+    fn cluster_name(&mut self, name: String, terraform_available: bool) -> ClusterAccess {
+        if let Some(output) = images::terraform_reference(&name) {
+            if !terraform_available {
+                self.error(
+                    "cluster-name",
+                    format!("refers to the Terraform output `{output}`, but the infra phase does not run (set terraform-directory and keep infra in phases)"),
+                );
+            }
+        } else if !(1..=100).contains(&name.len())
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            self.error(
+                "cluster-name",
+                format!("`{}` is not an EKS cluster name (letters, digits, `-` and `_`, 1 to 100 characters)", values::shorten(&name, 60)),
+            );
+        }
+        ClusterAccess::Eks { cluster_name: name }
+    }
+
+    /// How releases are made in `namespace`: the settings the deploy verbs run with.
+    fn release_settings(&mut self, namespace: String) -> ReleaseSettings {
+        ReleaseSettings {
             namespace,
-            cluster,
             rollout_timeout: self.bounded_duration(
                 "rollout-timeout",
                 Duration::from_secs(10),
@@ -1226,10 +1305,12 @@ impl Validator<'_> {
                 Duration::from_secs(2),
                 Duration::from_secs(600),
             ),
-            pull_error_tolerance: self.duration("pull-error-tolerance"),
-            restart_threshold: self.count_or_default("restart-threshold") as u32,
-            unschedulable_tolerance: self.duration("unschedulable-tolerance"),
             apply_concurrency: self.count_or_default("apply-concurrency") as usize,
+            tolerances: crate::rollout::Tolerances {
+                pull_error: self.duration("pull-error-tolerance"),
+                restart_threshold: self.count_or_default("restart-threshold") as u32,
+                unschedulable: self.duration("unschedulable-tolerance"),
+            },
         }
     }
 
@@ -1312,8 +1393,8 @@ impl Validator<'_> {
         let looks_inline =
             value.contains('\n') || trimmed.starts_with("apiVersion") || trimmed.starts_with('{');
         if looks_inline {
-            match serde_yaml::from_str::<serde_yaml::Value>(value) {
-                Ok(serde_yaml::Value::Mapping(map)) if map.contains_key("clusters") => {
+            match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(value) {
+                Ok(serde_yaml_ng::Value::Mapping(map)) if map.contains_key("clusters") => {
                     ClusterAccess::KubeconfigContent(Secret::new(value))
                 }
                 _ => {
@@ -1390,6 +1471,29 @@ impl Validator<'_> {
     }
 }
 
+/// Whether `dir` holds a Terraform file (`.tf` or `.tf.json`); an unreadable directory holds none.
+fn has_terraform_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries.flatten().any(|entry| {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".tf") || name.ends_with(".tf.json")
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// A Terraform variable name: letters, digits, `_` and `-`, starting with a letter or `_`.
+fn is_terraform_variable_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// Expands one `manifests` item (a file, a directory searched recursively, or a glob) into the
 /// manifest files it names, sorted.
 fn expand_manifest_pattern(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
@@ -1442,18 +1546,10 @@ fn collect_dir(dir: &Path, keep: &dyn Fn(&Path) -> bool, out: &mut Vec<PathBuf>)
     }
 }
 
+pub use crate::manifests::is_dns_label;
+
 /// The largest manifest file gantry reads (documented in the README).
 pub const MAX_MANIFEST_FILE_BYTES: u64 = 8 * 1024 * 1024;
-
-/// An RFC 1123 label, as Kubernetes requires for namespace names.
-pub fn is_dns_label(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-}
 
 /// A name git accepts for a branch (the rules of `git check-ref-format --branch`).
 pub fn is_branch_name(name: &str) -> bool {

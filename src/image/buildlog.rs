@@ -2,8 +2,6 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use bollard::moby::buildkit::v1::StatusResponse;
-
 /// How many output lines of the failing step a failure shows.
 pub const TAIL_LINES: usize = 15;
 
@@ -102,6 +100,33 @@ impl Vertex {
     }
 }
 
+/// One BuildKit progress message (`moby.buildkit.v1.StatusResponse`), as far as the log needs
+/// it; the Docker adapter converts the daemon's messages into this.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    pub vertexes: Vec<VertexStatus>,
+    pub logs: Vec<VertexOutput>,
+}
+
+/// The state of one build step (a vertex of BuildKit's graph).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VertexStatus {
+    pub digest: String,
+    pub name: String,
+    pub started: bool,
+    pub cached: bool,
+    pub completed: bool,
+    /// Empty when the step has not failed.
+    pub error: String,
+}
+
+/// Output of one build step: a chunk of bytes, not necessarily whole lines.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VertexOutput {
+    pub vertex: String,
+    pub msg: Vec<u8>,
+}
+
 /// BuildKit's progress (`moby.buildkit.v1.StatusResponse` messages) being followed: vertexes
 /// numbered in the order they appear (`#N`, as `docker build` prints them), their output, and
 /// which one failed.
@@ -117,7 +142,7 @@ pub struct BuildKitLog {
 
 impl BuildKitLog {
     /// Feeds one progress message; returns the lines to print (`#N [2/4] RUN ...`, `#N output`).
-    pub fn push(&mut self, status: &StatusResponse) -> Vec<String> {
+    pub fn push(&mut self, status: &Progress) -> Vec<String> {
         let mut out = Vec::new();
         for vertex in &status.vertexes {
             let next = self.vertexes.len() + 1;
@@ -132,7 +157,7 @@ impl BuildKitLog {
                 entry.name = vertex.name.clone();
             }
             let number = entry.number;
-            if (vertex.started.is_some() || vertex.cached) && !entry.announced {
+            if (vertex.started || vertex.cached) && !entry.announced {
                 entry.announced = true;
                 out.push(format!("#{number} {}", entry.name));
                 self.last_started = Some(vertex.digest.clone());
@@ -140,7 +165,7 @@ impl BuildKitLog {
             if vertex.cached && !entry.completed {
                 out.push(format!("#{number} CACHED"));
             }
-            if vertex.completed.is_some() {
+            if vertex.completed {
                 entry.completed = true;
                 if !entry.partial.is_empty() {
                     let rest = std::mem::take(&mut entry.partial);
@@ -304,7 +329,7 @@ mod tests {
         assert_eq!(log.image_id(), Some("sha256:ff"));
     }
 
-    use bollard::moby::buildkit::v1::{Vertex as V, VertexLog};
+    use super::{Progress as StatusResponse, VertexOutput as VertexLog, VertexStatus as V};
 
     fn vertex(digest: &str, name: &str) -> V {
         V {
@@ -317,7 +342,7 @@ mod tests {
     fn started(digest: &str, name: &str) -> StatusResponse {
         StatusResponse {
             vertexes: vec![V {
-                started: Some(Default::default()),
+                started: true,
                 ..vertex(digest, name)
             }],
             ..Default::default()
@@ -329,7 +354,6 @@ mod tests {
             logs: vec![VertexLog {
                 vertex: digest.into(),
                 msg: text.as_bytes().to_vec(),
-                ..Default::default()
             }],
             ..Default::default()
         }
@@ -356,8 +380,8 @@ mod tests {
         printed.extend(log.push(&output("sha256:b", "i\nthere\n")));
         printed.extend(log.push(&StatusResponse {
             vertexes: vec![V {
-                started: Some(Default::default()),
-                completed: Some(Default::default()),
+                started: true,
+                completed: true,
                 ..vertex("sha256:b", "[2/3] RUN echo hi")
             }],
             ..Default::default()
@@ -391,8 +415,8 @@ mod tests {
         log.push(&output("sha256:b", &numbers));
         let printed = log.push(&StatusResponse {
             vertexes: vec![V {
-                started: Some(Default::default()),
-                completed: Some(Default::default()),
+                started: true,
+                completed: true,
                 error: "process \"/bin/sh -c seq 30 && false\" did not complete successfully: exit code: 1".into(),
                 ..vertex("sha256:b", "[2/2] RUN seq 30 && false")
             }],

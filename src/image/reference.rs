@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::config::{check_repository, is_tag, RepositoryRef};
+use super::name::{check_repository, is_tag, split_host, RepositoryRef};
 
 /// Why an image reference cannot be resolved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,16 +112,6 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-/// Splits `host/path` into its host and path; a plain name (`team/backend`) has no host.
-pub fn split_repository(text: &str) -> (Option<&str>, &str) {
-    match text.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-            (Some(first), rest)
-        }
-        _ => (None, text),
-    }
-}
-
 /// Resolves where an image goes. The host is, in order: the `registry-endpoint` override, the
 /// host of a full URI, then `default_registry` (the ECR host or the `registry` input).
 pub fn resolve(
@@ -131,7 +121,7 @@ pub fn resolve(
     default_registry: Option<&str>,
     tag: &str,
 ) -> Result<ImageRef, Error> {
-    let (host, path) = split_repository(repository);
+    let (host, path) = split_host(repository);
     let registry = endpoint
         .or(host)
         .or(default_registry)

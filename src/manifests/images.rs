@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
+
+use crate::image::name::repository_of;
 
 /// One container image that was rewritten.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,30 +15,24 @@ pub struct PinnedImage {
     pub to: String,
 }
 
-/// The repository of an image reference: without its `@digest` and `:tag`.
-pub fn repository_of(image: &str) -> &str {
-    let without_digest = image.split_once('@').map(|(r, _)| r).unwrap_or(image);
-    match without_digest.rfind(':') {
-        // A colon after the last slash is a tag; before it, a registry port.
-        Some(colon) if !without_digest[colon..].contains('/') => &without_digest[..colon],
-        _ => without_digest,
-    }
-}
-
-/// The pod specs of an object by kind, with their path for messages.
-fn pod_spec_paths(kind: &str) -> &'static [&'static str] {
+/// Where each kind keeps its pod spec, as a JSON pointer: the one table that pinning and the
+/// pre-flight's image check both read.
+pub fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
     match kind {
-        "Pod" => &["spec"],
+        "Pod" => Some("/spec"),
         "Deployment"
         | "StatefulSet"
         | "DaemonSet"
         | "ReplicaSet"
         | "Job"
-        | "ReplicationController" => &["spec", "template", "spec"],
-        "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
-        _ => &[],
+        | "ReplicationController" => Some("/spec/template/spec"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template/spec"),
+        _ => None,
     }
 }
+
+/// The container lists of a pod spec, in the order they start.
+pub const CONTAINER_LISTS: [&str; 3] = ["initContainers", "containers", "ephemeralContainers"];
 
 /// Rewrites the images of `object` (containers, initContainers, ephemeralContainers) whose
 /// repository is a key of `built` (repository -> `repository@digest`); returns what changed.
@@ -45,19 +41,19 @@ pub fn pin_images(
     object: &mut Value,
     built: &BTreeMap<String, String>,
 ) -> Vec<PinnedImage> {
-    let path = pod_spec_paths(kind);
-    if path.is_empty() {
+    let Some(pointer) = pod_spec_pointer(kind) else {
         return Vec::new();
-    }
+    };
     let mut spec = Some(&mut *object);
-    for key in path {
-        spec = spec.and_then(|value| value.get_mut(*key));
+    for key in pointer.split('/').skip(1) {
+        spec = spec.and_then(|value| value.get_mut(key));
     }
     let Some(spec) = spec else {
         return Vec::new();
     };
     let mut pinned = Vec::new();
-    for list in ["initContainers", "containers", "ephemeralContainers"] {
+    let path = pointer[1..].replace('/', ".");
+    for list in CONTAINER_LISTS {
         let Some(containers) = spec.get_mut(list).and_then(Value::as_sequence_mut) else {
             continue;
         };
@@ -80,7 +76,7 @@ pub fn pin_images(
                         mapping.insert("image".into(), reference.clone().into());
                     }
                     pinned.push(PinnedImage {
-                        container: format!("{}.{list}[{name}]", path.join(".")),
+                        container: format!("{path}.{list}[{name}]"),
                         from: image,
                         to: reference.clone(),
                     });
@@ -96,20 +92,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn repositories_are_found_behind_tags_digests_and_ports() {
-        for (image, repository) in [
-            ("nginx", "nginx"),
-            ("nginx:1.27", "nginx"),
-            ("127.0.0.1:5000/shop/api", "127.0.0.1:5000/shop/api"),
-            ("127.0.0.1:5000/shop/api:v1", "127.0.0.1:5000/shop/api"),
-            ("repo/api@sha256:abc", "repo/api"),
-            ("repo/api:v1@sha256:abc", "repo/api"),
-        ] {
-            assert_eq!(repository_of(image), repository, "{image}");
-        }
-    }
-
-    #[test]
     fn matching_images_of_every_container_list_are_pinned() {
         let built = BTreeMap::from([
             (
@@ -121,7 +103,7 @@ mod tests {
                 "reg/shop/migrate@sha256:2222".to_string(),
             ),
         ]);
-        let mut deployment: Value = serde_yaml::from_str(
+        let mut deployment: Value = serde_yaml_ng::from_str(
             "spec:\n  template:\n    spec:\n      initContainers:\n      - {name: migrate, image: \"reg/shop/migrate:latest\"}\n      containers:\n      - {name: api, image: reg/shop/api}\n      - {name: sidecar, image: envoy:1.30}\n",
         )
         .unwrap();
@@ -140,12 +122,12 @@ mod tests {
             "envoy:1.30"
         );
 
-        let mut cronjob: Value = serde_yaml::from_str(
+        let mut cronjob: Value = serde_yaml_ng::from_str(
             "spec:\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          containers:\n          - {name: job, image: \"reg/shop/api:old\"}\n",
         )
         .unwrap();
         assert_eq!(pin_images("CronJob", &mut cronjob, &built).len(), 1);
-        let mut config_map: Value = serde_yaml::from_str("data: {image: reg/shop/api}").unwrap();
+        let mut config_map: Value = serde_yaml_ng::from_str("data: {image: reg/shop/api}").unwrap();
         assert!(pin_images("ConfigMap", &mut config_map, &built).is_empty());
     }
 }

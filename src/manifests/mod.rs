@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
-pub use images::{pin_images, repository_of, PinnedImage};
+pub use images::{pin_images, pod_spec_pointer, PinnedImage, CONTAINER_LISTS};
 pub use placeholders::{find_placeholders, is_known_form, Placeholder, Placeholders};
 
 /// One problem in one manifest, located for the person who fixes it.
@@ -125,13 +125,33 @@ pub fn builtin_scope(api_version: &str, kind: &str) -> Option<bool> {
     }
 }
 
-/// Splits a YAML file into its documents with the line each starts on.
+/// Splits a YAML stream into its documents with the line each starts on. A document starts at
+/// a `---` marker and ends at the next marker or at `...`, both at the start of a line and
+/// followed by nothing, a space or a tab (so `--- # comment` and `--- {a: 1}` are markers and
+/// `----` or `---x` are not); what follows a `---` on its line belongs to the new document.
+/// YAML forbids either marker at the start of a line inside a document, block scalars
+/// included, so splitting on lines is exact.
 fn documents(text: &str) -> Vec<(usize, String)> {
+    fn marker<'l>(line: &'l str, marker: &str) -> Option<&'l str> {
+        let rest = line.strip_prefix(marker)?;
+        (rest.is_empty() || rest.starts_with([' ', '\t'])).then_some(rest)
+    }
     let mut documents = Vec::new();
     let mut current = String::new();
     let mut start = 1;
     for (index, line) in text.lines().enumerate() {
-        if line.starts_with("---") && line[3..].trim().is_empty() {
+        if let Some(rest) = marker(line, "---") {
+            documents.push((start, std::mem::take(&mut current)));
+            if rest.trim().is_empty() || rest.trim_start().starts_with('#') {
+                start = index + 2;
+            } else {
+                // The marker stays with what follows it (`--- !!map`, `--- {a: 1}`): a
+                // document may open with its marker, and YAML error lines stay right.
+                start = index + 1;
+                current.push_str(line);
+                current.push('\n');
+            }
+        } else if marker(line, "...").is_some() {
             documents.push((start, std::mem::take(&mut current)));
             start = index + 2;
         } else {
@@ -141,6 +161,36 @@ fn documents(text: &str) -> Vec<(usize, String)> {
     }
     documents.push((start, current));
     documents
+}
+
+/// A document as kubectl reads it (merge keys already applied): tags dropped (`!Ref x` is
+/// `x`), scalar mapping keys as strings (`1: one` has the key `"1"`, as JSON needs). A mapping
+/// or sequence as a key has no JSON form and is refused.
+fn as_kubectl_reads(value: Value) -> Result<Value, String> {
+    Ok(match value {
+        Value::Tagged(tagged) => as_kubectl_reads(tagged.value)?,
+        Value::Sequence(items) => Value::Sequence(
+            items
+                .into_iter()
+                .map(as_kubectl_reads)
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Mapping(mapping) => {
+            let mut out = serde_yaml_ng::Mapping::with_capacity(mapping.len());
+            for (key, value) in mapping {
+                let key = match as_kubectl_reads(key)? {
+                    Value::String(text) => text,
+                    Value::Null => "null".into(),
+                    Value::Bool(flag) => flag.to_string(),
+                    Value::Number(number) => number.to_string(),
+                    _ => return Err("a mapping or a list as a mapping key has no JSON form".into()),
+                };
+                out.insert(Value::String(key), as_kubectl_reads(value)?);
+            }
+            Value::Mapping(out)
+        }
+        scalar => scalar,
+    })
 }
 
 fn text_at<'v>(value: &'v Value, path: &[&str]) -> Option<&'v str> {
@@ -180,8 +230,20 @@ pub fn read_documents(files: &[PathBuf]) -> (Vec<Document>, Vec<ManifestError>) 
             }
         };
         for (start, document) in documents(&text) {
-            let value: Value = match serde_yaml::from_str(&document) {
-                Ok(value) => value,
+            let parsed = serde_yaml_ng::from_str(&document).and_then(|mut value: Value| {
+                value.apply_merge()?;
+                Ok(value)
+            });
+            let value: Value = match parsed.map(as_kubectl_reads) {
+                Ok(Ok(value)) => value,
+                Ok(Err(message)) => {
+                    errors.push(ManifestError {
+                        file: file.clone(),
+                        line: start,
+                        message: format!("invalid YAML: {message}"),
+                    });
+                    continue;
+                }
                 Err(err) => {
                     let line = err
                         .location()
@@ -343,7 +405,7 @@ fn push_object(
                 .to_string();
             // A placeholder is checked once it has its value (the deploy phase substitutes
             // before it builds the keys).
-            if !crate::config::is_dns_label(&namespace) && !namespace.contains("${") {
+            if !is_dns_label(&namespace) && !namespace.contains("${") {
                 errors.push(error(format!(
                     "{kind}/{name} names the namespace `{namespace}`, which is not a valid namespace name (lower-case letters, digits and `-`, at most 63 characters)"
                 )));
@@ -396,6 +458,16 @@ pub fn apply_order(manifests: &mut [Manifest]) {
     manifests.sort_by_key(|manifest| apply_rank(&manifest.key.kind));
 }
 
+/// An RFC 1123 label, as Kubernetes requires for namespace names.
+pub fn is_dns_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,6 +504,82 @@ mod tests {
             Some("shop")
         );
         assert_eq!(manifests[2].key.group(), "apps");
+    }
+
+    #[test]
+    fn document_markers_are_read_as_yaml_defines_them() {
+        // (stream, the documents' first lines and their `metadata.name`)
+        let cases: [(&str, &[(usize, &str)]); 7] = [
+            (
+                "metadata: {name: a}\n--- # second\nmetadata: {name: b}\n",
+                &[(1, "a"), (3, "b")],
+            ),
+            (
+                "--- {metadata: {name: a}}\n---\t\nmetadata: {name: b}\n",
+                &[(1, "a"), (3, "b")],
+            ),
+            ("--- !!map\nmetadata: {name: a}\n", &[(1, "a")]),
+            (
+                "metadata: {name: a}\n...\n---\nmetadata: {name: b}\n...\n",
+                &[(1, "a"), (4, "b")],
+            ),
+            // Not markers: more dashes, text after them, indented.
+            (
+                "metadata: {name: a}\nx: ----\ny: |\n  ---\n  ---x\n",
+                &[(1, "a")],
+            ),
+            (
+                "metadata:\n  name: a\n  note: >\n    --- not a marker\n",
+                &[(1, "a")],
+            ),
+            ("---\n---\n---\nmetadata: {name: a}\n", &[(4, "a")]),
+        ];
+        for (stream, expected) in cases {
+            let found: Vec<(usize, String)> = documents(stream)
+                .into_iter()
+                .filter_map(|(line, text)| {
+                    let value: Value = serde_yaml_ng::from_str(&text)
+                        .unwrap_or_else(|err| panic!("{stream:?}: {err}"));
+                    Some((line, text_at(&value, &["metadata", "name"])?.to_string()))
+                })
+                .collect();
+            let expected: Vec<(usize, String)> =
+                expected.iter().map(|(l, n)| (*l, n.to_string())).collect();
+            assert_eq!(found, expected, "{stream:?}");
+        }
+    }
+
+    #[test]
+    fn anchors_merge_keys_tags_and_scalar_keys_read_as_kubectl_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "app.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: &meta {name: a, labels: {app: x}}\ndata:\n  <<: {base: b, over: base}\n  over: mine\n  1: one\n  true: yes\n  tagged: !Custom text\n---\napiVersion: v1\nkind: ConfigMap\nx-base: &base {labels: {app: y}}\nmetadata:\n  <<: *base\n  name: b\n",
+        );
+        let (read, errors) = read_documents(&[file]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let json: Vec<serde_json::Value> = read
+            .iter()
+            .map(|d| serde_json::to_value(&d.value).unwrap())
+            .collect();
+        assert_eq!(
+            json[0]["data"],
+            serde_json::json!({"base": "b", "over": "mine", "1": "one", "true": "yes", "tagged": "text"})
+        );
+        assert_eq!(
+            json[1]["metadata"],
+            serde_json::json!({"name": "b", "labels": {"app": "y"}})
+        );
+        let bad = write(
+            dir.path(),
+            "bad.yaml",
+            "apiVersion: v1\n---\n? [a, b]\n: x\n",
+        );
+        let (_, errors) = read_documents(&[bad]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, 3);
+        assert!(errors[0].message.contains("no JSON form"), "{errors:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 /// A placeholder found in a file: its name and line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,7 +250,7 @@ mod tests {
     #[test]
     fn values_are_substituted_inside_the_parsed_object_only() {
         let p = placeholders();
-        let mut value: Value = serde_yaml::from_str("data:\n  DB: ${tf.db_host}\n  ${gantry.environment}-key: x\nitems: [\"${gantry.sha}\", 1]\n").unwrap();
+        let mut value: Value = serde_yaml_ng::from_str("data:\n  DB: ${tf.db_host}\n  ${gantry.environment}-key: x\nitems: [\"${gantry.sha}\", 1]\n").unwrap();
         p.substitute(&mut value);
         assert_eq!(value["data"]["DB"], "db.internal:5432");
         assert_eq!(value["data"]["prod-key"], "x");

@@ -91,7 +91,7 @@ pub struct WorkloadFacts {
 }
 
 /// The evidence of a failed rollout.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RolloutFailure {
     pub object: String,
     pub pod: Option<String>,
@@ -131,6 +131,10 @@ pub struct RollbackFacts {
     /// autoscaler's `spec.replicas`): `object: field (manager)`.
     #[serde(default)]
     pub left_to_controllers: Vec<String>,
+    /// Objects of the failed release that existed before its run (adopted, or never reached
+    /// by the apply): neither restored nor deleted, left as they are.
+    #[serde(default)]
+    pub left_in_place: Vec<String>,
     /// `None` when the rollback succeeded and the restored release is healthy.
     pub error: Option<String>,
 }

@@ -1,20 +1,18 @@
-//! The pipeline frame: phases infra -> build -> deploy in order, each with a status, timing and outputs, stopping at the first failure.
+//! What a run is made of, as data: the command decided, each phase's status and result, the facts phases hand on, the run's overall status, and which phases a command skips.
 //!
-//! Design note: the frame knows nothing of Terraform, Docker or Kubernetes. It talks to the
-//! phases through the [`Phases`] trait, so its failure paths are tested with failing fakes, and
-//! it decides which phases run for each command before any of them starts.
+//! Design note: pure. The frame that drives the phases ([`crate::app::frame`]) and the phases
+//! themselves produce these values; the report renders them.
 
 pub mod decide;
 pub mod facts;
+pub mod failure;
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::adapters::runner::Runner;
 use crate::config::{ClusterAccess, Config, Phase};
-use crate::context::GitHubContext;
 pub use decide::{decide, Command, Decision};
+pub use failure::FailureReason;
 
 /// A phase as the report lists it (the report itself is the last one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -56,12 +54,12 @@ pub enum PhaseStatus {
     },
     /// Failed; `failure_reason` is the machine-readable code of the `failure-reason` output.
     Failed {
-        failure_reason: String,
+        failure_reason: FailureReason,
         message: String,
     },
     /// Failed, and the environment was restored to the last good release.
     RolledBack {
-        failure_reason: String,
+        failure_reason: FailureReason,
         message: String,
     },
 }
@@ -83,9 +81,9 @@ impl PhaseStatus {
         )
     }
 
-    pub fn failed(failure_reason: &str, message: impl Into<String>) -> Self {
+    pub fn failed(failure_reason: FailureReason, message: impl Into<String>) -> Self {
         PhaseStatus::Failed {
-            failure_reason: failure_reason.to_string(),
+            failure_reason,
             message: message.into(),
         }
     }
@@ -119,18 +117,6 @@ impl PhaseResult {
             changed: false,
         }
     }
-
-    /// The honest answer of a phase whose implementation has not landed yet: a failure, never a
-    /// pretend success.
-    pub fn not_implemented(phase: PhaseName, issue: u32) -> Self {
-        PhaseResult::new(PhaseStatus::failed(
-            "not-implemented",
-            format!(
-                "the {} phase is not implemented in this version of gantry yet (issue #{issue}); remove it from `phases` to run the others",
-                phase.as_str()
-            ),
-        ))
-    }
 }
 
 /// One phase as it ended, with its timing.
@@ -156,77 +142,6 @@ pub struct Handoff {
     pub plan: Option<crate::plan::PlanSummary>,
     /// What the deploy phase did (release, applied, rollout, rollback, dry run).
     pub deploy: Option<facts::DeployFacts>,
-}
-
-/// Everything a phase may read.
-pub struct RunContext<'a> {
-    pub config: &'a Config,
-    pub context: &'a GitHubContext,
-    pub decision: &'a Decision,
-    pub runner: &'a Runner,
-    pub cancel: &'a Cancel,
-}
-
-/// The three phases the frame drives. Implemented by the real adapters and by test fakes.
-pub trait Phases: Sync {
-    fn infra(
-        &self,
-        run: &RunContext<'_>,
-        handoff: &mut Handoff,
-    ) -> impl Future<Output = PhaseResult> + Send;
-    fn build(
-        &self,
-        run: &RunContext<'_>,
-        handoff: &mut Handoff,
-    ) -> impl Future<Output = PhaseResult> + Send;
-    fn deploy(
-        &self,
-        run: &RunContext<'_>,
-        handoff: &mut Handoff,
-    ) -> impl Future<Output = PhaseResult> + Send;
-}
-
-/// A cancellation signal (SIGTERM/SIGINT), observed by phases at safe points.
-#[derive(Debug, Clone)]
-pub struct Cancel(tokio::sync::watch::Receiver<bool>);
-
-/// The sending side of [`Cancel`].
-#[derive(Debug)]
-pub struct CancelHandle(tokio::sync::watch::Sender<bool>);
-
-impl Cancel {
-    pub fn new() -> (CancelHandle, Cancel) {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        (CancelHandle(tx), Cancel(rx))
-    }
-
-    /// A signal that never fires.
-    pub fn never() -> Cancel {
-        Cancel::new().1
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Completes when cancellation is requested (never, if the handle is gone without firing).
-    pub async fn cancelled(&self) {
-        let mut rx = self.0.clone();
-        loop {
-            if *rx.borrow_and_update() {
-                return;
-            }
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-}
-
-impl CancelHandle {
-    pub fn cancel(&self) {
-        let _ = self.0.send(true);
-    }
 }
 
 /// The overall result of a run, as the `status` output states it.
@@ -300,10 +215,10 @@ impl RunOutcome {
         })
     }
 
-    pub fn failure_reason(&self) -> Option<&str> {
+    pub fn failure_reason(&self) -> Option<FailureReason> {
         match &self.first_failure()?.result.status {
             PhaseStatus::Failed { failure_reason, .. }
-            | PhaseStatus::RolledBack { failure_reason, .. } => Some(failure_reason),
+            | PhaseStatus::RolledBack { failure_reason, .. } => Some(*failure_reason),
             _ => None,
         }
     }
@@ -367,66 +282,6 @@ pub fn skip_reason(phase: Phase, config: &Config, command: Command) -> Option<St
             Some("manifests is empty".to_string())
         }
         _ => None,
-    }
-}
-
-/// Runs the selected phases in order. A failed phase stops the ones after it (they are
-/// reported as skipped with the reason); cancellation does the same.
-pub async fn run_phases<P: Phases>(phases: &P, run: &RunContext<'_>) -> RunOutcome {
-    let started = Instant::now();
-    let mut handoff = Handoff::default();
-    let mut outcomes: Vec<PhaseOutcome> = Vec::new();
-    for phase in Phase::ALL {
-        let name = PhaseName::from(phase);
-        let phase_started = Instant::now();
-        let earlier_failure = outcomes
-            .iter()
-            .find(|p| p.result.status.is_failure())
-            .map(|p| p.name);
-        let result = if let Some(failed) = earlier_failure {
-            PhaseResult::new(PhaseStatus::skipped(format!(
-                "not run: the {} phase failed",
-                failed.as_str()
-            )))
-        } else if let Some(reason) = skip_reason(phase, run.config, run.decision.command) {
-            PhaseResult::new(PhaseStatus::skipped(reason))
-        } else if run.cancel.is_cancelled() {
-            PhaseResult::new(PhaseStatus::failed(
-                "cancelled",
-                format!(
-                    "the run was cancelled before the {} phase started; nothing of it was done",
-                    name.as_str()
-                ),
-            ))
-        } else {
-            run.runner.group(&format!("gantry {}", name.as_str()));
-            let result = match phase {
-                Phase::Infra => phases.infra(run, &mut handoff).await,
-                Phase::Build => phases.build(run, &mut handoff).await,
-                Phase::Deploy => phases.deploy(run, &mut handoff).await,
-            };
-            run.runner.end_group();
-            result
-        };
-        match &result.status {
-            PhaseStatus::Skipped { reason } => run
-                .runner
-                .info(&format!("{}: skipped ({reason})", name.as_str())),
-            PhaseStatus::Failed { message, .. } | PhaseStatus::RolledBack { message, .. } => run
-                .runner
-                .error(&format!("{} failed: {message}", name.as_str())),
-            PhaseStatus::Succeeded => {}
-        }
-        outcomes.push(PhaseOutcome {
-            name,
-            result,
-            duration: phase_started.elapsed(),
-        });
-    }
-    RunOutcome {
-        phases: outcomes,
-        handoff,
-        duration: started.elapsed(),
     }
 }
 

@@ -13,7 +13,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::model::{Change, Plan};
-use crate::report::summary::escape_markdown;
 
 /// What Terraform will do to one resource instance or output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -198,61 +197,10 @@ impl PlanSummary {
     pub fn counts_json(&self) -> String {
         serde_json::to_string(&self.counts).unwrap_or_else(|_| "{}".to_string())
     }
-
-    /// Markdown for the job summary: the counts, then a collapsible list per action.
-    pub fn to_markdown(&self) -> String {
-        let mut md = format!(
-            "**Terraform plan:** {} (fingerprint `{}`)\n",
-            self.counts.sentence(),
-            &self.fingerprint[..self.fingerprint.len().min(12)]
-        );
-        for (action, list) in &self.addresses {
-            let _ = writeln!(
-                md,
-                "\n<details><summary>{} ({})</summary>\n",
-                action.as_str(),
-                list.len()
-            );
-            for address in list {
-                let _ = writeln!(md, "- {}", escape_markdown(address));
-            }
-            md.push_str("\n</details>\n");
-        }
-        if !self.outputs.is_empty() {
-            let changed: Vec<String> = self
-                .outputs
-                .iter()
-                .map(|output| {
-                    let marker = if output.sensitive { " (sensitive)" } else { "" };
-                    format!(
-                        "{} {}{marker}",
-                        escape_markdown(&output.name),
-                        output.action.as_str()
-                    )
-                })
-                .collect();
-            let _ = writeln!(md, "\nOutput changes: {}", changed.join(", "));
-        }
-        md
-    }
 }
 
-/// Markdown table of non-sensitive outputs (values compact JSON, strings as is, escaped).
-pub fn outputs_markdown(outputs: &BTreeMap<String, Value>) -> String {
-    if outputs.is_empty() {
-        return String::new();
-    }
-    let mut md = String::from("\n| Terraform output | Value |\n|---|---|\n");
-    for (name, value) in outputs {
-        let _ = writeln!(
-            md,
-            "| {} | {} |",
-            escape_markdown(name),
-            escape_markdown(&output_text(value))
-        );
-    }
-    md
-}
+/// The prefix of the step outputs made from Terraform outputs: `tf-<output name>`.
+pub const OUTPUT_PREFIX: &str = "tf-";
 
 /// An output value as a step output carries it: strings raw, everything else compact JSON.
 pub fn output_text(value: &Value) -> String {
@@ -480,13 +428,9 @@ mod tests {
         assert!(password.sensitive);
         assert_eq!(summary.outputs.len(), 4);
         let serialized = serde_json::to_string(&summary).unwrap();
-        let markdown = summary.to_markdown();
-        for text in [&serialized, &markdown] {
-            assert!(!text.contains("s3cr3t-Pa55word-do-not-print"), "{text}");
-        }
         assert!(
-            markdown.contains("db\\_password create (sensitive)"),
-            "{markdown}"
+            !serialized.contains("s3cr3t-Pa55word-do-not-print"),
+            "{serialized}"
         );
     }
 
@@ -591,10 +535,5 @@ mod tests {
         assert_eq!(output_text(&serde_json::json!("a|b")), "a|b");
         assert_eq!(output_text(&serde_json::json!(3)), "3");
         assert_eq!(output_text(&serde_json::json!({"k": [1]})), r#"{"k":[1]}"#);
-        let table = outputs_markdown(&BTreeMap::from([(
-            "name".to_string(),
-            serde_json::json!("a|b"),
-        )]));
-        assert!(table.contains("| name | a&#124;b |"), "{table}");
     }
 }

@@ -7,8 +7,6 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::report::workflow::{Annotation, Level};
-
 /// Why a `-json` document could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -286,14 +284,6 @@ impl Diagnostic {
             && summary.contains("described below")
     }
 
-    pub fn level(&self) -> Level {
-        if self.is_error() {
-            Level::Error
-        } else {
-            Level::Warning
-        }
-    }
-
     /// The annotation message: the summary, then the detail.
     pub fn message(&self) -> String {
         let detail = self.detail.trim();
@@ -304,28 +294,27 @@ impl Diagnostic {
         }
     }
 
-    /// An annotation at the diagnostic's `file:line`, the file relative to the repository root
-    /// `workspace`. `terraform_dir` is Terraform's working directory, which the file name is
-    /// relative to. A file outside the repository gets an annotation without a location.
-    pub fn annotation(&self, terraform_dir: &Path, workspace: &Path) -> Annotation {
-        let mut annotation = Annotation {
-            title: Some(format!("Terraform: {}", first_line(&self.summary))),
-            ..Annotation::default()
-        };
-        if let Some(range) = &self.range {
-            let absolute = normalize(&terraform_dir.join(&range.filename));
-            if let Ok(relative) = absolute.strip_prefix(normalize(workspace)) {
-                annotation.file = Some(relative.to_string_lossy().into_owned());
-                annotation.line = Some(range.start.line);
-                annotation.col = Some(range.start.column);
-                if range.end.line != range.start.line {
-                    annotation.end_line = Some(range.end.line);
-                } else if range.end.column > range.start.column {
-                    annotation.end_column = Some(range.end.column);
-                }
-            }
-        }
-        annotation
+    /// The annotation title: `Terraform: ` and the summary's first line.
+    pub fn title(&self) -> String {
+        format!("Terraform: {}", first_line(&self.summary))
+    }
+
+    /// Where the diagnostic points, its file relative to the repository root `workspace`.
+    /// `terraform_dir` is Terraform's working directory, which the file name is relative to.
+    /// `None` without a range, or for a file outside the repository.
+    pub fn location(&self, terraform_dir: &Path, workspace: &Path) -> Option<Location> {
+        let range = self.range.as_ref()?;
+        let absolute = normalize(&terraform_dir.join(&range.filename));
+        let relative = absolute.strip_prefix(normalize(workspace)).ok()?;
+        let multi_line = range.end.line != range.start.line;
+        Some(Location {
+            file: relative.to_string_lossy().into_owned(),
+            line: range.start.line,
+            col: range.start.column,
+            end_line: multi_line.then_some(range.end.line),
+            end_column: (!multi_line && range.end.column > range.start.column)
+                .then_some(range.end.column),
+        })
     }
 
     /// The lock holder, when this is the "state lock is held" diagnostic.
@@ -335,6 +324,19 @@ impl Diagnostic {
         }
         parse_lock_info(&self.detail)
     }
+}
+
+/// A diagnostic's place in the repository, as an annotation shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// Relative to the repository root.
+    pub file: String,
+    pub line: u32,
+    pub col: u32,
+    /// Set when the range spans lines.
+    pub end_line: Option<u32>,
+    /// Set when the range ends further on its only line.
+    pub end_column: Option<u32>,
 }
 
 fn first_line(text: &str) -> &str {
@@ -503,18 +505,11 @@ mod tests {
             let found = diagnostics(file);
             let diagnostic = found.iter().find(|d| d.summary == summary).unwrap();
             assert!(diagnostic.is_error());
-            let annotation = diagnostic.annotation(tf_dir, workspace);
-            assert_eq!(
-                annotation.file.as_deref(),
-                Some("infra/live/main.tf"),
-                "{file}"
-            );
-            assert_eq!(annotation.line, Some(line), "{file}");
-            assert_eq!(annotation.col, Some(column), "{file}");
-            assert_eq!(
-                annotation.title.as_deref(),
-                Some(format!("Terraform: {summary}").as_str())
-            );
+            let location = diagnostic.location(tf_dir, workspace).unwrap();
+            assert_eq!(location.file, "infra/live/main.tf", "{file}");
+            assert_eq!(location.line, line, "{file}");
+            assert_eq!(location.col, column, "{file}");
+            assert_eq!(diagnostic.title(), format!("Terraform: {summary}"));
         }
         let validate = parse_validate(&fixture("validate_invalid_hcl.json")).unwrap();
         assert_eq!(validate.len(), 1);
@@ -528,11 +523,14 @@ mod tests {
         if let Some(range) = &mut outside.range {
             range.filename = "../../elsewhere/main.tf".into();
         }
-        let annotation = outside.annotation(Path::new("/repo/infra"), Path::new("/repo"));
-        assert_eq!(annotation.file, None);
-        assert_eq!(annotation.line, None);
-        let nested = diagnostic.annotation(Path::new("/repo/a/../infra"), Path::new("/repo/"));
-        assert_eq!(nested.file.as_deref(), Some("infra/main.tf"));
+        assert_eq!(
+            outside.location(Path::new("/repo/infra"), Path::new("/repo")),
+            None
+        );
+        let nested = diagnostic
+            .location(Path::new("/repo/a/../infra"), Path::new("/repo/"))
+            .unwrap();
+        assert_eq!(nested.file, "infra/main.tf");
     }
 
     #[test]

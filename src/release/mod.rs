@@ -142,6 +142,11 @@ pub struct Release {
     /// finished leaves this and the older release still `deployed`; the next run finishes it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prune_pending: Vec<ObjectRef>,
+    /// Set when the release is rolled back: its objects that its run did not create (they
+    /// existed before and were adopted, or the apply never reached them). The rollback left
+    /// them as they are, and later prunes and rollbacks do not count them as its leftovers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_created: Vec<ObjectRef>,
     /// The chain link: [`records::content_digest`] of the release before this one (`None` for
     /// the first, and for records written by gantry 0.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,7 +190,13 @@ pub fn applied_since_last_good(history: &[Release]) -> Vec<Value> {
     history
         .iter()
         .filter(|r| r.number > after && r.status != ReleaseStatus::Deployed)
-        .flat_map(|r| r.manifests.iter().cloned())
+        .flat_map(|r| {
+            let foreign: BTreeSet<Identity> = r.not_created.iter().map(|o| o.identity()).collect();
+            r.manifests.iter().filter(move |object| {
+                ObjectRef::of(object).is_none_or(|o| !foreign.contains(&o.identity()))
+            })
+        })
+        .cloned()
         .collect()
 }
 
@@ -425,6 +436,40 @@ pub fn rollback_plan(failed: &Release, last_good: Option<&Release>) -> RollbackP
     }
 }
 
+/// Which objects of a failed release its rollback may delete. Deleted are only objects the
+/// failed run created (`created`, named as [`ObjectRef`] prints them); objects the last good
+/// release has are restored instead. Every other object of the failed release existed before
+/// the run (it was adopted, or the apply never reached it) and is left as it is: a rollback
+/// never deletes what gantry did not create. Returns the objects the rollback plan may consider
+/// and those left in place.
+pub fn rollback_scope(
+    failed: &[Value],
+    last_good: Option<&Release>,
+    created: &[String],
+) -> (Vec<Value>, Vec<ObjectRef>) {
+    let restored: BTreeSet<Identity> = last_good
+        .map(|good| good.manifests.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(ObjectRef::of)
+        .map(|r| r.identity())
+        .collect();
+    let mut scope = Vec::new();
+    let mut left = Vec::new();
+    for object in failed {
+        match ObjectRef::of(object) {
+            Some(reference)
+                if !restored.contains(&reference.identity())
+                    && !created.contains(&reference.to_string()) =>
+            {
+                left.push(reference);
+            }
+            _ => scope.push(object.clone()),
+        }
+    }
+    (scope, left)
+}
+
 /// Leaves out of `objects` the fields an autoscaler manages: `spec.replicas` of every object a
 /// HorizontalPodAutoscaler among `autoscalers` targets (matched by API group, kind, namespace and
 /// name). A rollback applies the result, so it never takes replicas back from the autoscaler
@@ -498,6 +543,27 @@ pub fn records_to_drop(history: &[Release], keep: u32) -> Vec<u64> {
     drop
 }
 
+/// The release as the audit trail records it: multi-document YAML; Secret values are
+/// replaced by a note (their keys stay), so no secret reaches the audit branch.
+pub fn audit_yaml(objects: &[Value]) -> String {
+    let mut out = String::new();
+    for object in objects {
+        let mut object = object.clone();
+        if object.get("kind").and_then(Value::as_str) == Some("Secret") {
+            for field in ["data", "stringData"] {
+                if let Some(map) = object.get_mut(field).and_then(Value::as_object_mut) {
+                    for value in map.values_mut() {
+                        *value = Value::String("(redacted by gantry)".into());
+                    }
+                }
+            }
+        }
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&object).unwrap_or_default());
+    }
+    out
+}
+
 /// The workloads whose rollout gantry tracks, in apply order.
 pub fn tracked_kinds(kind: &str) -> bool {
     matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet" | "Job")
@@ -515,7 +581,7 @@ pub fn summary(release: &Release) -> crate::pipeline::facts::ReleaseSummary {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
@@ -527,7 +593,8 @@ mod tests {
         json!({"apiVersion": api, "kind": kind, "metadata": {"name": name, "namespace": "shop"}})
     }
 
-    fn release(number: u64, status: ReleaseStatus, objects: &[Value]) -> Release {
+    /// A release of environment `dev` at commit `000…N` (shared with the records' tests).
+    pub(crate) fn release(number: u64, status: ReleaseStatus, objects: &[Value]) -> Release {
         Release {
             environment: "dev".into(),
             number,
@@ -542,6 +609,7 @@ mod tests {
             run_url: None,
             restored_from: None,
             prune_pending: Vec::new(),
+            not_created: Vec::new(),
             previous_digest: None,
         }
     }
@@ -692,6 +760,86 @@ mod tests {
             }
             other => panic!("expected removal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_rollback_deletes_only_what_the_failed_run_created() {
+        let good = release(3, ReleaseStatus::Deployed, &[object("ConfigMap", "cfg")]);
+        let failed = [
+            object("ConfigMap", "cfg"),
+            object("Service", "new"),
+            object("Secret", "adopted"),
+            object("ConfigMap", "unreached"),
+        ];
+        let created = ["Service/new (namespace shop)".to_string()];
+        // (last good release, created by the run) -> (in scope, left as they are)
+        type Case<'a> = (
+            Option<&'a Release>,
+            &'a [String],
+            &'a [&'a str],
+            &'a [&'a str],
+        );
+        let cases: [Case; 3] = [
+            (
+                Some(&good),
+                &created,
+                &["cfg", "new"],
+                &[
+                    "Secret/adopted (namespace shop)",
+                    "ConfigMap/unreached (namespace shop)",
+                ],
+            ),
+            (
+                None,
+                &created,
+                &["new"],
+                &[
+                    "ConfigMap/cfg (namespace shop)",
+                    "Secret/adopted (namespace shop)",
+                    "ConfigMap/unreached (namespace shop)",
+                ],
+            ),
+            (
+                Some(&good),
+                &[],
+                &["cfg"],
+                &[
+                    "Service/new (namespace shop)",
+                    "Secret/adopted (namespace shop)",
+                    "ConfigMap/unreached (namespace shop)",
+                ],
+            ),
+        ];
+        for (last_good, created, in_scope, left_alone) in cases {
+            let (scope, left) = rollback_scope(&failed, last_good, created);
+            let left: Vec<String> = left.iter().map(ToString::to_string).collect();
+            let names: Vec<&str> = scope
+                .iter()
+                .filter_map(|o| o.pointer("/metadata/name")?.as_str())
+                .collect();
+            assert_eq!(names, in_scope);
+            assert_eq!(left, left_alone);
+        }
+    }
+
+    #[test]
+    fn objects_a_rolled_back_release_did_not_create_are_not_its_leftovers() {
+        let good = release(1, ReleaseStatus::Deployed, &[object("ConfigMap", "cfg")]);
+        let mut failed = release(
+            2,
+            ReleaseStatus::RolledBack,
+            &[
+                object("ConfigMap", "cfg"),
+                object("Secret", "theirs"),
+                object("Service", "ours"),
+            ],
+        );
+        failed.not_created = vec![ObjectRef::of(&object("Secret", "theirs")).unwrap()];
+        let names: Vec<String> = applied_since_last_good(&[good, failed])
+            .iter()
+            .filter_map(|o| Some(o.pointer("/metadata/name")?.as_str()?.to_string()))
+            .collect();
+        assert_eq!(names, ["cfg", "ours"]);
     }
 
     #[test]

@@ -339,22 +339,7 @@ mod tests {
     use crate::release::ReleaseStatus;
 
     fn release(number: u64, manifests: Vec<Value>) -> Release {
-        Release {
-            environment: "dev".into(),
-            number,
-            status: ReleaseStatus::Deployed,
-            commit: Some(format!("{number:040}")),
-            images: Default::default(),
-            manifests,
-            created: "2026-11-23T00:00:00Z".into(),
-            updated: "2026-11-23T00:00:00Z".into(),
-            description: String::new(),
-            actor: None,
-            run_url: None,
-            restored_from: None,
-            prune_pending: Vec::new(),
-            previous_digest: None,
-        }
+        crate::release::tests::release(number, ReleaseStatus::Deployed, &manifests)
     }
 
     fn config_map(name: &str, blob: String) -> Value {

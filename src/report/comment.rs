@@ -2,10 +2,10 @@
 
 use std::fmt::Write as _;
 
-use super::markdown::{self, Unit};
+use super::markdown::{self, human_duration, Unit};
 use super::summary::{
-    deploy_markdown, dry_run_markdown, human_duration, images_table, plan_markdown,
-    preflight_markdown, Headline, ReportInput,
+    deploy_markdown, dry_run_markdown, images_table, plan_markdown, preflight_markdown, Headline,
+    ReportInput,
 };
 use crate::pipeline::{PhaseName, PhaseStatus};
 
@@ -45,7 +45,7 @@ pub fn render_plan_comment(input: &ReportInput<'_>) -> String {
                 md,
                 "> [!CAUTION]\n> The plan failed in {} ({}): {}\n",
                 failure.name.as_str(),
-                markdown::code(r, failure_reason),
+                markdown::code(r, failure_reason.as_str()),
                 markdown::text(r, message)
             );
         }
@@ -167,5 +167,5 @@ fn cut(input: &ReportInput<'_>, md: String) -> String {
     );
     // Redact the whole body once more: a secret could span the escaped pieces.
     let md = (input.redact)(&md);
-    markdown::truncate(&md, COMMENT_LIMIT, Unit::Chars, &note)
+    markdown::truncate(&md, COMMENT_LIMIT, Unit::Chars, |_, _| note.clone())
 }

@@ -4,8 +4,43 @@
 //! as `ab_cd` into `ab\_cd`, which the runner's redaction then no longer finds.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
-use super::summary::escape_markdown;
+/// Escapes text for Markdown table cells and paragraphs: HTML, table pipes, emphasis and
+/// code characters, and line breaks.
+pub fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '|' => out.push_str("&#124;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\r' => {}
+            '\n' => out.push_str("<br>"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Formats a duration for people: `850ms`, `12.3s`, `4m05s`, `1h02m`.
+pub fn human_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60)
+    } else {
+        format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60)
+    }
+}
 
 /// Replaces masked values in text (the runner's `redact`); identity in tests that need none.
 pub type Redact<'a> = &'a (dyn Fn(&str) -> String + Sync);
@@ -86,12 +121,19 @@ impl Unit {
 }
 
 /// Cuts Markdown to at most `limit` (in `unit`) at a line boundary, closes an open code fence
-/// and `<details>` blocks, and appends `note` (which must be short: 1,000 units are kept for it).
-pub fn truncate(markdown: &str, limit: usize, unit: Unit, note: &str) -> String {
-    if unit.measure(markdown) <= limit {
+/// and `<details>` blocks, and appends the note `note(cut, total)` says (how many units were
+/// cut of how many; it must be short: 1,000 units are kept for it and the closings).
+pub fn truncate(
+    markdown: &str,
+    limit: usize,
+    unit: Unit,
+    note: impl Fn(usize, usize) -> String,
+) -> String {
+    let total = unit.measure(markdown);
+    if total <= limit {
         return markdown.to_string();
     }
-    let room = limit.saturating_sub(1000 + unit.measure(note));
+    let room = limit.saturating_sub(1000 + unit.measure(&note(total, total)));
     // The byte offset of the `room`-th unit.
     let mut cut = match unit {
         Unit::Bytes => {
@@ -121,7 +163,7 @@ pub fn truncate(markdown: &str, limit: usize, unit: Unit, note: &str) -> String 
     for _ in closed..open {
         out.push_str("\n</details>\n");
     }
-    let _ = write!(out, "\n{note}\n");
+    let _ = write!(out, "\n{}\n", note(total - unit.measure(kept), total));
     out
 }
 
@@ -171,7 +213,7 @@ mod tests {
         for i in 0..5000 {
             md.push_str(&format!("ünïcode line {i}\n"));
         }
-        let cut = truncate(&md, 20_000, Unit::Chars, "**cut**");
+        let cut = truncate(&md, 20_000, Unit::Chars, |_, _| "**cut**".to_string());
         assert!(cut.chars().count() <= 20_000);
         assert!(
             cut.ends_with("````\n\n</details>\n\n**cut**\n"),

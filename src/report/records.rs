@@ -93,7 +93,7 @@ pub fn final_status(input: &ReportInput<'_>) -> (&'static str, String) {
         };
         return ("success", text);
     }
-    let reason = outcome.failure_reason().unwrap_or("failed");
+    let reason = outcome.failure_reason().map_or("failed", |r| r.as_str());
     let text = match rollback {
         Some(r) if r.error.is_some() => {
             format!("{release_text} failed ({reason}); the rollback failed too")
@@ -140,7 +140,7 @@ pub fn audit_files(
         "actor": actor,
         "time": time,
         "outcome": input.outcome.status(input.decision.command).as_str(),
-        "failure_reason": input.outcome.failure_reason(),
+        "failure_reason": input.outcome.failure_reason().map(|r| r.as_str()),
         "rolled_back_to": deploy.and_then(|d| d.rollback.as_ref()).and_then(|r| r.to_release),
         "images": images_json(&input.outcome.handoff),
         "run_url": input.run_url,
@@ -183,38 +183,9 @@ pub fn audit_message(input: &ReportInput<'_>) -> String {
     (input.redact)(&message)
 }
 
-/// Formats seconds since the Unix epoch as RFC 3339 UTC (`2026-11-23T22:50:58Z`).
-pub fn rfc3339(unix_seconds: u64) -> String {
-    let days = (unix_seconds / 86_400) as i64;
-    let rem = unix_seconds % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_215_058), "2026-11-20T22:50:58Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
 
     #[test]
     fn statuses_are_bounded_and_success_deactivates_the_older_ones() {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::image::report::short_digest;
+use crate::image::built::short_digest;
 use crate::image::BuiltImage;
 use crate::pipeline::facts::{
     ChangeAction, DeployFacts, PlannedAction, PlannedChange, RollbackFacts, RolloutFailure,
@@ -16,7 +16,7 @@ use crate::pipeline::facts::{
 use crate::pipeline::{Command, Decision, Handoff, PhaseName, PhaseStatus, RunOutcome, RunStatus};
 use crate::plan::PlanSummary;
 
-use super::markdown::{self, Redact};
+use super::markdown::{self, escape_markdown, human_duration, Redact};
 
 /// What the report needs besides the outcome.
 #[derive(Clone)]
@@ -27,42 +27,6 @@ pub struct ReportInput<'a> {
     pub run_url: Option<String>,
     /// The runner's redaction, applied to every untrusted text before it is escaped.
     pub redact: Redact<'a>,
-}
-
-/// Escapes text for Markdown table cells and paragraphs: HTML, table pipes, emphasis and
-/// code characters, and line breaks.
-pub fn escape_markdown(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '|' => out.push_str("&#124;"),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '~' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\r' => {}
-            '\n' => out.push_str("<br>"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// Formats a duration for people: `850ms`, `12.3s`, `4m05s`, `1h02m`.
-pub fn human_duration(duration: Duration) -> String {
-    let ms = duration.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else if ms < 3_600_000 {
-        format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60)
-    } else {
-        format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60)
-    }
 }
 
 /// The outcome a person reads first.
@@ -125,11 +89,30 @@ impl Headline {
 pub fn render_summary(input: &ReportInput<'_>) -> String {
     let r = input.redact;
     let outcome = input.outcome;
-    let handoff = &outcome.handoff;
-    let deploy = handoff.deploy.as_ref();
+    let deploy = outcome.handoff.deploy.as_ref();
     let headline = Headline::of(input);
+    let mut md = summary_heading(input, headline);
+    md.push_str(&headline_callout(headline, deploy));
+    md.push_str(&failure_line(r, outcome));
+    md.push_str(&phases_table(r, outcome));
+    md.push_str(&infra_section(r, outcome));
+    md.push_str(&build_section(r, outcome));
+    md.push_str(&deploy_section(r, outcome));
+    if let Some(url) = &input.run_url {
+        let _ = writeln!(md, "\n[Run log]({})", r(url));
+    }
+    md
+}
+
+/// The title line (headline, environment, release) and the commit / command / time line.
+fn summary_heading(input: &ReportInput<'_>, headline: Headline) -> String {
+    let r = input.redact;
     let mut md = String::new();
-    let release = deploy
+    let release = input
+        .outcome
+        .handoff
+        .deploy
+        .as_ref()
         .and_then(|d| d.release)
         .map(|n| format!(" · release {n}"))
         .unwrap_or_default();
@@ -150,30 +133,39 @@ pub fn render_summary(input: &ReportInput<'_>) -> String {
         "**Commit:** {commit} · **Command:** {} ({}) · **Total time:** {}\n",
         input.decision.command.as_str(),
         markdown::text(r, &input.decision.reason),
-        human_duration(outcome.duration)
+        human_duration(input.outcome.duration)
     );
+    md
+}
+
+/// The alert that tells a failed run's consequence (nothing for a run that did what it meant to).
+fn headline_callout(headline: Headline, deploy: Option<&DeployFacts>) -> String {
     match headline {
-        Headline::FailedNothingChanged => md.push_str(
-            "> [!CAUTION]\n> The run failed before anything was changed; the environment is as it was.\n\n",
-        ),
-        Headline::FailedAfterChanges => md.push_str(
-            "> [!WARNING]\n> The run failed after it had started changing the environment; see the failing phase below for what changed.\n\n",
-        ),
+        Headline::FailedNothingChanged => {
+            "> [!CAUTION]\n> The run failed before anything was changed; the environment is as it was.\n\n".into()
+        }
+        Headline::FailedAfterChanges => {
+            "> [!WARNING]\n> The run failed after it had started changing the environment; see the failing phase below for what changed.\n\n".into()
+        }
         Headline::FailedRolledBack => {
             let to = deploy
                 .and_then(|d| d.rollback.as_ref())
                 .map(rollback_target)
                 .unwrap_or_else(|| "the last good release".into());
-            let _ = writeln!(
-                md,
-                "> [!WARNING]\n> The deploy failed and was rolled back: {to} is running again.\n"
-            );
+            format!(
+                "> [!WARNING]\n> The deploy failed and was rolled back: {to} is running again.\n\n"
+            )
         }
-        Headline::FailedRollbackFailed => md.push_str(
-            "> [!CAUTION]\n> The deploy failed **and the automatic rollback failed**: the environment may run a mix of releases. Fix the cause, then deploy again or run `command: rollback`.\n\n",
-        ),
-        _ => {}
+        Headline::FailedRollbackFailed => {
+            "> [!CAUTION]\n> The deploy failed **and the automatic rollback failed**: the environment may run a mix of releases. Fix the cause, then deploy again or run `command: rollback`.\n\n".into()
+        }
+        _ => String::new(),
     }
+}
+
+/// The first failing phase, its failure reason and message, on one line.
+fn failure_line(r: Redact<'_>, outcome: &RunOutcome) -> String {
+    let mut md = String::new();
     if let Some(failure) = outcome.first_failure() {
         if let PhaseStatus::Failed {
             message,
@@ -188,17 +180,24 @@ pub fn render_summary(input: &ReportInput<'_>) -> String {
                 md,
                 "**Failure** in {} ({}): {}\n",
                 failure.name.as_str(),
-                markdown::code(r, failure_reason),
+                markdown::code(r, failure_reason.as_str()),
                 markdown::text(r, message)
             );
         }
     }
-    md.push_str("| Phase | Status | Duration | Details |\n|---|---|---|---|\n");
+    md
+}
+
+/// The phases table: status, duration and details of each phase.
+fn phases_table(r: Redact<'_>, outcome: &RunOutcome) -> String {
+    let mut md = String::from("| Phase | Status | Duration | Details |\n|---|---|---|---|\n");
     for phase in &outcome.phases {
         let details = match &phase.result.status {
             PhaseStatus::Skipped { reason } => markdown::text(r, reason),
             PhaseStatus::Failed { failure_reason, .. }
-            | PhaseStatus::RolledBack { failure_reason, .. } => markdown::code(r, failure_reason),
+            | PhaseStatus::RolledBack { failure_reason, .. } => {
+                markdown::code(r, failure_reason.as_str())
+            }
             PhaseStatus::Succeeded => String::new(),
         };
         let duration = match phase.result.status {
@@ -212,15 +211,14 @@ pub fn render_summary(input: &ReportInput<'_>) -> String {
             phase.result.status.label()
         );
     }
+    md
+}
 
-    // Infra
-    let infra_notes = phase_notes(outcome, PhaseName::Infra, |note| {
-        handoff
-            .plan
-            .as_ref()
-            .is_some_and(|p| *note == p.to_markdown())
-            || *note == crate::plan::summary::outputs_markdown(&handoff.terraform_outputs)
-    });
+/// The Infrastructure section: Terraform CLI, plan, outputs and notes (nothing when there are none).
+fn infra_section(r: Redact<'_>, outcome: &RunOutcome) -> String {
+    let handoff = &outcome.handoff;
+    let mut md = String::new();
+    let infra_notes = phase_notes(outcome, PhaseName::Infra);
     if handoff.plan.is_some() || !handoff.terraform_outputs.is_empty() || !infra_notes.is_empty() {
         md.push_str("\n### Infrastructure\n\n");
         if let Some(cli) = &handoff.terraform_cli {
@@ -234,15 +232,14 @@ pub fn render_summary(input: &ReportInput<'_>) -> String {
             let _ = writeln!(md, "\n{}", r(note));
         }
     }
+    md
+}
 
-    // Build
-    let build_notes = phase_notes(outcome, PhaseName::Build, |_| false);
-    let standard = crate::image::report::notes(&handoff.built_images);
-    let build_notes: Vec<&String> = if build_notes.iter().copied().eq(standard.iter()) {
-        Vec::new()
-    } else {
-        build_notes
-    };
+/// The Images section: the images table and the build notes (nothing when there are none).
+fn build_section(r: Redact<'_>, outcome: &RunOutcome) -> String {
+    let handoff = &outcome.handoff;
+    let mut md = String::new();
+    let build_notes = phase_notes(outcome, PhaseName::Build);
     if !handoff.built_images.is_empty() || !build_notes.is_empty() {
         md.push_str("\n### Images\n\n");
         md.push_str(&images_table(r, &handoff.built_images));
@@ -253,22 +250,23 @@ pub fn render_summary(input: &ReportInput<'_>) -> String {
             }
         }
     }
+    md
+}
 
-    // Deploy
-    if let Some(facts) = deploy {
+/// The Kubernetes section: the deploy facts, or else the deploy notes (nothing when neither).
+fn deploy_section(r: Redact<'_>, outcome: &RunOutcome) -> String {
+    let mut md = String::new();
+    if let Some(facts) = outcome.handoff.deploy.as_ref() {
         md.push_str("\n### Kubernetes\n\n");
         md.push_str(&deploy_markdown(r, facts, SUMMARY_MANIFESTS_LIMIT));
     } else {
-        let notes = phase_notes(outcome, PhaseName::Deploy, |_| false);
+        let notes = phase_notes(outcome, PhaseName::Deploy);
         if !notes.is_empty() {
             md.push_str("\n### Kubernetes\n\n");
             for note in notes {
                 let _ = writeln!(md, "{}", r(note));
             }
         }
-    }
-    if let Some(url) = &input.run_url {
-        let _ = writeln!(md, "\n[Run log]({})", r(url));
     }
     md
 }
@@ -285,17 +283,13 @@ fn rollback_target(rollback: &RollbackFacts) -> String {
 
 /// The notes a phase wrote for the summary, without those `duplicate` says the report already
 /// renders from the structured hand-off.
-fn phase_notes(
-    outcome: &RunOutcome,
-    name: PhaseName,
-    duplicate: impl Fn(&String) -> bool,
-) -> Vec<&String> {
+fn phase_notes(outcome: &RunOutcome, name: PhaseName) -> Vec<&String> {
     outcome
         .phases
         .iter()
         .filter(|p| p.name == name)
         .flat_map(|p| p.result.notes.iter())
-        .filter(|note| !duplicate(note) && !note.trim().is_empty())
+        .filter(|note| !note.trim().is_empty())
         .collect()
 }
 
@@ -336,7 +330,8 @@ pub fn plan_markdown(r: Redact<'_>, plan: &PlanSummary) -> String {
     md
 }
 
-fn terraform_outputs(r: Redact<'_>, handoff: &Handoff) -> String {
+/// The Terraform outputs table and the names of the sensitive ones (never their values).
+pub fn terraform_outputs(r: Redact<'_>, handoff: &Handoff) -> String {
     let mut md = String::new();
     if !handoff.terraform_outputs.is_empty() {
         md.push_str("\n| Terraform output | Value |\n|---|---|\n");
@@ -388,6 +383,12 @@ pub fn images_table(r: Redact<'_>, images: &[BuiltImage]) -> String {
             human_duration(Duration::from_millis(image.duration_ms)),
         );
     }
+    if images
+        .iter()
+        .any(|i| i.status == crate::image::ImageStatus::BuiltNotPushed)
+    {
+        md.push_str("\nImages built but not pushed have no digest yet: a plan shows them by commit tag, a deploy pins them by the digest the registry serves after the push.\n");
+    }
     md
 }
 
@@ -403,70 +404,108 @@ fn short_tag(tag: &str) -> &str {
 /// failure evidence, rollback, dry run, history and the rendered manifests (cut at
 /// `manifests_limit` bytes).
 pub fn deploy_markdown(r: Redact<'_>, facts: &DeployFacts, manifests_limit: usize) -> String {
-    let mut md = String::new();
+    let mut md = release_line(facts);
+    md.push_str(&interrupted_note(facts));
+    md.push_str(&preflight_markdown(r, &facts.preflight));
+    md.push_str(&workloads_table(r, facts));
+    md.push_str(&applied_markdown(r, facts));
+    md.push_str(&removed_markdown(r, facts));
+    if let Some(failure) = &facts.failure {
+        md.push_str(&failure_markdown(r, failure));
+    }
+    if let Some(rollback) = &facts.rollback {
+        md.push_str(&rollback_markdown(r, rollback));
+    }
+    if let Some(changes) = &facts.dry_run {
+        md.push_str(&dry_run_markdown(r, changes));
+    }
+    md.push_str(&history_table(r, facts));
+    if let Some(manifests) = &facts.rendered_manifests {
+        md.push_str(&rendered_manifests_markdown(r, manifests, manifests_limit));
+    }
+    md
+}
+
+/// The release this deploy created and the one before it (nothing when neither is known).
+fn release_line(facts: &DeployFacts) -> String {
     match (facts.release, facts.previous_release) {
         (Some(release), Some(previous)) => {
-            let _ = writeln!(md, "**Release:** {release} (previous: {previous})\n");
+            format!("**Release:** {release} (previous: {previous})\n\n")
         }
-        (Some(release), None) => {
-            let _ = writeln!(md, "**Release:** {release} (the first)\n");
-        }
-        (None, Some(previous)) => {
-            let _ = writeln!(md, "**Release:** none created (current: {previous})\n");
-        }
-        (None, None) => {}
+        (Some(release), None) => format!("**Release:** {release} (the first)\n\n"),
+        (None, Some(previous)) => format!("**Release:** none created (current: {previous})\n\n"),
+        (None, None) => String::new(),
     }
-    if !facts.interrupted.is_empty() {
-        let list: Vec<String> = facts.interrupted.iter().map(u64::to_string).collect();
+}
+
+/// A note naming the releases of killed runs that were recorded as failed.
+fn interrupted_note(facts: &DeployFacts) -> String {
+    if facts.interrupted.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = facts.interrupted.iter().map(u64::to_string).collect();
+    format!(
+        "> [!NOTE]\n> Interrupted release{} {} (a killed run) recorded as failed.\n\n",
+        plural(list.len()),
+        list.join(", ")
+    )
+}
+
+/// The workloads table: status, replicas and message of each workload watched.
+fn workloads_table(r: Redact<'_>, facts: &DeployFacts) -> String {
+    if facts.workloads.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("| Workload | Status | Replicas | Message |\n|---|---|---|---|\n");
+    for w in &facts.workloads {
         let _ = writeln!(
             md,
-            "> [!NOTE]\n> Interrupted release{} {} (a killed run) recorded as failed.\n",
-            plural(list.len()),
-            list.join(", ")
+            "| {} | {} {} | {} | {} |",
+            markdown::code(r, &w.object),
+            status_icon(&w.status),
+            markdown::text(r, &w.status),
+            w.replicas
+                .as_deref()
+                .map(|x| markdown::text(r, x))
+                .unwrap_or_else(|| "–".into()),
+            markdown::text(r, &w.message)
         );
     }
-    md.push_str(&preflight_markdown(r, &facts.preflight));
-    if !facts.workloads.is_empty() {
-        md.push_str("| Workload | Status | Replicas | Message |\n|---|---|---|---|\n");
-        for w in &facts.workloads {
-            let _ = writeln!(
-                md,
-                "| {} | {} {} | {} | {} |",
-                markdown::code(r, &w.object),
-                status_icon(&w.status),
-                markdown::text(r, &w.status),
-                w.replicas
-                    .as_deref()
-                    .map(|x| markdown::text(r, x))
-                    .unwrap_or_else(|| "–".into()),
-                markdown::text(r, &w.message)
-            );
-        }
-        md.push('\n');
+    md.push('\n');
+    md
+}
+
+/// The applied objects, counted by result, in a collapsible table.
+fn applied_markdown(r: Redact<'_>, facts: &DeployFacts) -> String {
+    if facts.applied.is_empty() {
+        return String::new();
     }
-    if !facts.applied.is_empty() {
-        let count = |a: ChangeAction| facts.applied.iter().filter(|c| c.action == a).count();
+    let count = |a: ChangeAction| facts.applied.iter().filter(|c| c.action == a).count();
+    let mut md = format!(
+        "<details><summary>Applied {} object{}: {} created, {} configured, {} unchanged</summary>\n\n",
+        facts.applied.len(),
+        plural(facts.applied.len()),
+        count(ChangeAction::Created),
+        count(ChangeAction::Configured),
+        count(ChangeAction::Unchanged)
+    );
+    md.push_str("| # | Object | Result |\n|---|---|---|\n");
+    for (i, change) in facts.applied.iter().enumerate() {
         let _ = writeln!(
             md,
-            "<details><summary>Applied {} object{}: {} created, {} configured, {} unchanged</summary>\n",
-            facts.applied.len(),
-            plural(facts.applied.len()),
-            count(ChangeAction::Created),
-            count(ChangeAction::Configured),
-            count(ChangeAction::Unchanged)
+            "| {} | {} | {} |",
+            i + 1,
+            markdown::code(r, &change.object),
+            change.action.as_str()
         );
-        md.push_str("| # | Object | Result |\n|---|---|---|\n");
-        for (i, change) in facts.applied.iter().enumerate() {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} |",
-                i + 1,
-                markdown::code(r, &change.object),
-                change.action.as_str()
-            );
-        }
-        md.push_str("\n</details>\n\n");
     }
+    md.push_str("\n</details>\n\n");
+    md
+}
+
+/// The objects no longer in the manifests that were pruned or kept, and those replaced.
+fn removed_markdown(r: Redact<'_>, facts: &DeployFacts) -> String {
+    let mut md = String::new();
     for (title, list) in [
         (
             "Pruned (no longer in the manifests; deleted once the release was healthy)",
@@ -490,63 +529,62 @@ pub fn deploy_markdown(r: Redact<'_>, facts: &DeployFacts, manifests_limit: usiz
         }
         md.push('\n');
     }
-    if let Some(failure) = &facts.failure {
-        md.push_str(&failure_markdown(r, failure));
+    md
+}
+
+/// The release history table: status, commit, creation time and description of each release.
+fn history_table(r: Redact<'_>, facts: &DeployFacts) -> String {
+    if facts.history.is_empty() {
+        return String::new();
     }
-    if let Some(rollback) = &facts.rollback {
-        md.push_str(&rollback_markdown(r, rollback));
-    }
-    if let Some(changes) = &facts.dry_run {
-        md.push_str(&dry_run_markdown(r, changes));
-    }
-    if !facts.history.is_empty() {
-        md.push_str(
-            "| Release | Status | Commit | Created | Description |\n|---|---|---|---|---|\n",
-        );
-        for h in &facts.history {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} |",
-                h.release,
-                markdown::text(r, &h.status),
-                h.commit
-                    .as_deref()
-                    .map(|c| markdown::code(r, crate::context::char_prefix(c, 12)))
-                    .unwrap_or_else(|| "–".into()),
-                markdown::text(r, &h.created),
-                markdown::text(r, &h.description)
-            );
-        }
-        md.push('\n');
-    }
-    if let Some(manifests) = &facts.rendered_manifests {
-        let documents = format!("\n{manifests}")
-            .split("\n---")
-            .filter(|doc| !doc.trim().is_empty())
-            .count();
+    let mut md = String::from(
+        "| Release | Status | Commit | Created | Description |\n|---|---|---|---|---|\n",
+    );
+    for h in &facts.history {
         let _ = writeln!(
             md,
-            "<details><summary>Rendered manifests ({documents} document{}, {} bytes)</summary>\n",
-            plural(documents),
-            manifests.len()
+            "| {} | {} | {} | {} | {} |",
+            h.release,
+            markdown::text(r, &h.status),
+            h.commit
+                .as_deref()
+                .map(|c| markdown::code(r, crate::context::char_prefix(c, 12)))
+                .unwrap_or_else(|| "–".into()),
+            markdown::text(r, &h.created),
+            markdown::text(r, &h.description)
         );
-        let mut lines: Vec<String> = Vec::new();
-        let mut size = 0;
-        let mut cut = false;
-        for line in manifests.lines() {
-            size += line.len() + 1;
-            if size > manifests_limit {
-                cut = true;
-                break;
-            }
-            lines.push(line.to_string());
-        }
-        md.push_str(&markdown::fenced(r, "yaml", &lines));
-        if cut {
-            md.push_str("\n(cut here; the audit branch has the full file)\n");
-        }
-        md.push_str("\n</details>\n\n");
     }
+    md.push('\n');
+    md
+}
+
+/// The rendered manifests in a collapsible YAML block, cut at `limit` bytes (whole lines).
+fn rendered_manifests_markdown(r: Redact<'_>, manifests: &str, limit: usize) -> String {
+    let documents = format!("\n{manifests}")
+        .split("\n---")
+        .filter(|doc| !doc.trim().is_empty())
+        .count();
+    let mut md = format!(
+        "<details><summary>Rendered manifests ({documents} document{}, {} bytes)</summary>\n\n",
+        plural(documents),
+        manifests.len()
+    );
+    let mut lines: Vec<String> = Vec::new();
+    let mut size = 0;
+    let mut cut = false;
+    for line in manifests.lines() {
+        size += line.len() + 1;
+        if size > limit {
+            cut = true;
+            break;
+        }
+        lines.push(line.to_string());
+    }
+    md.push_str(&markdown::fenced(r, "yaml", &lines));
+    if cut {
+        md.push_str("\n(cut here; the audit branch has the full file)\n");
+    }
+    md.push_str("\n</details>\n\n");
     md
 }
 
@@ -651,6 +689,10 @@ pub fn rollback_markdown(r: Redact<'_>, rollback: &RollbackFacts) -> String {
             &rollback.kept,
         ),
         (
+            "Left as they are (they existed before the failed release adopted them; gantry deletes only what it created)",
+            &rollback.left_in_place,
+        ),
+        (
             "Pods of the failed revision deleted so their StatefulSet recreates them from the restored template",
             &rollback.pods_deleted,
         ),
@@ -742,6 +784,26 @@ pub fn render_outputs(input: &ReportInput<'_>) -> BTreeMap<String, String> {
     for phase in &outcome.phases {
         outputs.extend(phase.result.outputs.clone());
     }
+    insert_run_outputs(&mut outputs, input);
+    outputs.insert("phases".into(), phases_json(outcome));
+    outputs.insert(
+        "images".into(),
+        serde_json::to_string(&handoff.images).unwrap_or_else(|_| "{}".into()),
+    );
+    insert_handoff_defaults(&mut outputs, handoff);
+    outputs
+        .into_iter()
+        .map(|(name, value)| {
+            let value = (input.redact)(&value);
+            (name, value)
+        })
+        .collect()
+}
+
+/// The run-wide outputs (status, environment, command, rollback, failure reason, releases),
+/// replacing any a phase set.
+fn insert_run_outputs(outputs: &mut BTreeMap<String, String>, input: &ReportInput<'_>) {
+    let outcome = input.outcome;
     let status = outcome.status(input.decision.command);
     outputs.insert("status".into(), status.as_str().into());
     outputs.insert("environment".into(), input.environment.into());
@@ -749,9 +811,12 @@ pub fn render_outputs(input: &ReportInput<'_>) -> BTreeMap<String, String> {
     outputs.insert("rolled-back".into(), outcome.rolled_back().to_string());
     outputs.insert(
         "failure-reason".into(),
-        outcome.failure_reason().unwrap_or_default().into(),
+        outcome
+            .failure_reason()
+            .map(|r| r.as_str().to_string())
+            .unwrap_or_default(),
     );
-    let deploy = handoff.deploy.as_ref();
+    let deploy = outcome.handoff.deploy.as_ref();
     let number = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
     outputs.insert("release".into(), number(deploy.and_then(|d| d.release)));
     outputs.insert(
@@ -765,6 +830,10 @@ pub fn render_outputs(input: &ReportInput<'_>) -> BTreeMap<String, String> {
     {
         outputs.insert("rolled-back".into(), "true".into());
     }
+}
+
+/// The `phases` output: by phase name, its status, reason, failure reason and seconds, as JSON.
+fn phases_json(outcome: &RunOutcome) -> String {
     let phases: serde_json::Map<String, serde_json::Value> = outcome
         .phases
         .iter()
@@ -778,7 +847,7 @@ pub fn render_outputs(input: &ReportInput<'_>) -> BTreeMap<String, String> {
                 | PhaseStatus::RolledBack {
                     failure_reason,
                     message,
-                } => (Some(message.clone()), Some(failure_reason.clone())),
+                } => (Some(message.clone()), Some(failure_reason.as_str())),
                 PhaseStatus::Succeeded => (None, None),
             };
             (
@@ -792,14 +861,11 @@ pub fn render_outputs(input: &ReportInput<'_>) -> BTreeMap<String, String> {
             )
         })
         .collect();
-    outputs.insert(
-        "phases".into(),
-        serde_json::Value::Object(phases).to_string(),
-    );
-    outputs.insert(
-        "images".into(),
-        serde_json::to_string(&handoff.images).unwrap_or_else(|_| "{}".into()),
-    );
+    serde_json::Value::Object(phases).to_string()
+}
+
+/// The plan, Terraform output and image digest outputs from the hand-off, where no phase set them.
+fn insert_handoff_defaults(outputs: &mut BTreeMap<String, String>, handoff: &Handoff) {
     if let Some(plan) = &handoff.plan {
         outputs
             .entry("plan-fingerprint".into())
@@ -810,7 +876,7 @@ pub fn render_outputs(input: &ReportInput<'_>) -> BTreeMap<String, String> {
     }
     for (name, value) in &handoff.terraform_outputs {
         outputs
-            .entry(format!("{}{name}", crate::infra::OUTPUT_PREFIX))
+            .entry(format!("{}{name}", crate::plan::summary::OUTPUT_PREFIX))
             .or_insert_with(|| crate::plan::summary::output_text(value));
     }
     for image in &handoff.built_images {
@@ -818,13 +884,6 @@ pub fn render_outputs(input: &ReportInput<'_>) -> BTreeMap<String, String> {
             .entry(format!("image-{}-digest", image.name))
             .or_insert_with(|| image.digest.clone().unwrap_or_default());
     }
-    outputs
-        .into_iter()
-        .map(|(name, value)| {
-            let value = (input.redact)(&value);
-            (name, value)
-        })
-        .collect()
 }
 
 /// The images of a run for the audit record: by image name, its uri, tag, digest,

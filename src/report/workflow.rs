@@ -224,34 +224,16 @@ impl Redactor {
 /// Cuts a Markdown summary to at most `limit` bytes at a line boundary, closes an open code
 /// fence and `<details>` blocks, and appends a visible note saying how much was cut.
 pub fn truncate_summary(markdown: &str, limit: usize) -> String {
-    if markdown.len() <= limit {
-        return markdown.to_string();
-    }
-    let note_room = 400;
-    let mut cut = limit.saturating_sub(note_room).min(markdown.len());
-    while !markdown.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    if let Some(newline) = markdown[..cut].rfind('\n') {
-        cut = newline + 1;
-    }
-    let kept = &markdown[..cut];
-    let mut out = kept.to_string();
-    if kept.matches("```").count() % 2 == 1 {
-        out.push_str("```\n");
-    }
-    let open = kept.matches("<details").count();
-    let closed = kept.matches("</details>").count();
-    for _ in closed..open {
-        out.push_str("\n</details>\n");
-    }
-    let _ = write!(
-        out,
-        "\n> [!WARNING]\n> **Summary truncated**: {} of {} bytes were cut to stay under GitHub's 1 MiB step-summary limit. The job log has the full details.\n",
-        markdown.len() - cut,
-        markdown.len()
-    );
-    out
+    super::markdown::truncate(
+        markdown,
+        limit,
+        super::markdown::Unit::Bytes,
+        |cut, total| {
+            format!(
+            "> [!WARNING]\n> **Summary truncated**: {cut} of {total} bytes were cut to stay under GitHub's 1 MiB step-summary limit. The job log has the full details."
+        )
+        },
+    )
 }
 
 #[cfg(test)]

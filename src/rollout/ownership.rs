@@ -64,21 +64,7 @@ pub fn deployment_new_pods<'a>(
     replica_sets: &[ReplicaSet],
     pods: &'a [Pod],
 ) -> Vec<&'a Pod> {
-    let observed = deployment
-        .status
-        .as_ref()
-        .and_then(|s| s.observed_generation);
-    if !generation_observed(deployment.metadata.generation, observed) {
-        return Vec::new();
-    }
-    let Some(revision) = annotation(&deployment.metadata, REVISION_ANNOTATION) else {
-        return Vec::new();
-    };
-    let deployment_uid = deployment.metadata.uid.as_deref();
-    let Some(new_replica_set) = replica_sets.iter().find(|rs| {
-        owned_by(&rs.metadata, deployment_uid)
-            && annotation(&rs.metadata, REVISION_ANNOTATION) == Some(revision)
-    }) else {
+    let Some(new_replica_set) = deployment_new_replica_set(deployment, replica_sets) else {
         return Vec::new();
     };
     let replica_set_uid = new_replica_set.metadata.uid.as_deref();
@@ -93,17 +79,40 @@ pub fn deployment_new_pods<'a>(
         .collect()
 }
 
+/// The Deployment's new ReplicaSet: owned by it, its `deployment.kubernetes.io/revision` the
+/// Deployment's; `None` until the controller has observed the Deployment's generation.
+pub fn deployment_new_replica_set<'a>(
+    deployment: &Deployment,
+    replica_sets: &'a [ReplicaSet],
+) -> Option<&'a ReplicaSet> {
+    let observed = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation);
+    generation_observed(deployment.metadata.generation, observed).then_some(())?;
+    let revision = annotation(&deployment.metadata, REVISION_ANNOTATION)?;
+    let deployment_uid = deployment.metadata.uid.as_deref();
+    replica_sets.iter().find(|rs| {
+        owned_by(&rs.metadata, deployment_uid)
+            && annotation(&rs.metadata, REVISION_ANNOTATION) == Some(revision)
+    })
+}
+
+/// The StatefulSet's `status.updateRevision`, once the controller has observed its generation.
+fn observed_update_revision(statefulset: &StatefulSet) -> Option<&str> {
+    let status = statefulset.status.as_ref();
+    generation_observed(
+        statefulset.metadata.generation,
+        status.and_then(|s| s.observed_generation),
+    )
+    .then_some(())?;
+    status.and_then(|s| s.update_revision.as_deref())
+}
+
 /// Pods of the StatefulSet's update revision: `controller-revision-hash` equals
 /// `status.updateRevision`, owned by the StatefulSet (or with no controller at all).
 pub fn statefulset_new_pods<'a>(statefulset: &StatefulSet, pods: &'a [Pod]) -> Vec<&'a Pod> {
-    let status = statefulset.status.as_ref();
-    if !generation_observed(
-        statefulset.metadata.generation,
-        status.and_then(|s| s.observed_generation),
-    ) {
-        return Vec::new();
-    }
-    let Some(update_revision) = status.and_then(|s| s.update_revision.as_deref()) else {
+    let Some(update_revision) = observed_update_revision(statefulset) else {
         return Vec::new();
     };
     let statefulset_uid = statefulset.metadata.uid.as_deref();
@@ -122,14 +131,7 @@ pub fn statefulset_new_pods<'a>(statefulset: &StatefulSet, pods: &'a [Pod]) -> V
 /// recreates them from the restored template (Kubernetes' documented "forced rollback"). Empty
 /// until the controller has observed the restored generation.
 pub fn statefulset_stuck_pods<'a>(statefulset: &StatefulSet, pods: &'a [Pod]) -> Vec<&'a Pod> {
-    let status = statefulset.status.as_ref();
-    if !generation_observed(
-        statefulset.metadata.generation,
-        status.and_then(|s| s.observed_generation),
-    ) {
-        return Vec::new();
-    }
-    let Some(update_revision) = status.and_then(|s| s.update_revision.as_deref()) else {
+    let Some(update_revision) = observed_update_revision(statefulset) else {
         return Vec::new();
     };
     let statefulset_uid = statefulset.metadata.uid.as_deref();

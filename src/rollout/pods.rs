@@ -255,37 +255,64 @@ fn container_problem(
             ),
         ));
     }
+    let (reason, message) = restart_problem(
+        &what,
+        container,
+        waiting_reason,
+        &kubernetes_says,
+        tolerances,
+    )?;
+    Some(problem(reason, message))
+}
+
+/// The reason and message when a container restarted more often than allowed (`what` names
+/// it), with how it last exited and, when crash-looping, what Kubernetes says.
+fn restart_problem(
+    what: &str,
+    container: &ContainerStatus,
+    waiting_reason: &str,
+    kubernetes_says: &str,
+    tolerances: &Tolerances,
+) -> Option<(&'static str, String)> {
     let restarts = u32::try_from(container.restart_count).unwrap_or(0);
-    if restarts > tolerances.restart_threshold {
-        let crash_looping = waiting_reason == CRASH_LOOP_BACK_OFF;
-        let reason = if crash_looping {
-            CRASH_LOOP_BACK_OFF
-        } else {
-            "RestartThresholdExceeded"
-        };
-        let mut message = format!(
-            "{what} restarted {restarts} times (more than the {} allowed)",
-            tolerances.restart_threshold
-        );
-        if let Some(last) = container
-            .last_state
-            .as_ref()
-            .and_then(|s| s.terminated.as_ref())
-        {
-            message.push_str(&format!("; it last exited with code {}", last.exit_code));
-            if let Some(last_reason) = &last.reason {
-                message.push_str(&format!(" ({last_reason})"));
-            }
-            if let Some(last_message) = &last.message {
-                message.push_str(&format!(": {last_message:?}"));
-            }
-        }
-        if crash_looping {
-            message.push_str(&format!("; Kubernetes says: {kubernetes_says:?}"));
-        }
-        return Some(problem(reason, message));
+    if restarts <= tolerances.restart_threshold {
+        return None;
     }
-    None
+    let crash_looping = waiting_reason == CRASH_LOOP_BACK_OFF;
+    let reason = if crash_looping {
+        CRASH_LOOP_BACK_OFF
+    } else {
+        "RestartThresholdExceeded"
+    };
+    let mut message = format!(
+        "{what} restarted {restarts} times (more than the {} allowed)",
+        tolerances.restart_threshold
+    );
+    message.push_str(&last_exit(container));
+    if crash_looping {
+        message.push_str(&format!("; Kubernetes says: {kubernetes_says:?}"));
+    }
+    Some((reason, message))
+}
+
+/// How the container's previous run ended (exit code, reason, message), as a `; ...` clause;
+/// empty when it never terminated.
+fn last_exit(container: &ContainerStatus) -> String {
+    let mut text = String::new();
+    if let Some(last) = container
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+    {
+        text.push_str(&format!("; it last exited with code {}", last.exit_code));
+        if let Some(last_reason) = &last.reason {
+            text.push_str(&format!(" ({last_reason})"));
+        }
+        if let Some(last_message) = &last.message {
+            text.push_str(&format!(": {last_message:?}"));
+        }
+    }
+    text
 }
 
 fn unschedulable_problem(

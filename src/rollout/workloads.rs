@@ -1,6 +1,6 @@
 //! Per-kind rollout verdicts and ready/desired summaries, following kubectl's status viewers.
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 
 use super::Verdict;
@@ -42,6 +42,27 @@ fn name_of(name: &Option<String>) -> &str {
 ///   suspends its deadline) and the cluster still runs the previous template, so it is never
 ///   reported as rolled out. A paused deployment already running its template is complete.
 pub fn deployment_verdict(deployment: &Deployment) -> Verdict {
+    verdict_of_deployment(deployment, true)
+}
+
+/// [`deployment_verdict`] with the Deployment's ReplicaSets at hand: `ReplicaFailure` fails the
+/// rollout only when the *new* ReplicaSet reports it. The controller copies an old ReplicaSet's
+/// failure to the Deployment too: after a rollback, the failed release's ReplicaSet reports its
+/// quota rejection until it is scaled down, and that is no failure of the restored template.
+pub fn deployment_verdict_among(deployment: &Deployment, replica_sets: &[ReplicaSet]) -> Verdict {
+    let new_fails = super::deployment_new_replica_set(deployment, replica_sets).is_some_and(|rs| {
+        rs.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == REPLICA_FAILURE && c.status == "True")
+    });
+    verdict_of_deployment(deployment, new_fails)
+}
+
+/// The Deployment's verdict; its `ReplicaFailure` condition counts when `replica_failure_counts`.
+fn verdict_of_deployment(deployment: &Deployment, replica_failure_counts: bool) -> Verdict {
     let name = name_of(&deployment.metadata.name);
     let generation = deployment.metadata.generation.unwrap_or(0);
     let status = deployment.status.clone().unwrap_or_default();
@@ -51,7 +72,8 @@ pub fn deployment_verdict(deployment: &Deployment) -> Verdict {
     let conditions = status.conditions.as_deref().unwrap_or_default();
     if let Some(failure) = conditions
         .iter()
-        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+        .filter(|_| replica_failure_counts)
+        .find(|c| c.type_ == REPLICA_FAILURE && c.status == "True")
     {
         let detail = failure.message.clone().unwrap_or_default();
         return Verdict::Failed {
@@ -318,4 +340,48 @@ pub fn job_ready(job: &Job) -> String {
     let succeeded = job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0);
     let completions = job.spec.as_ref().and_then(|s| s.completions).unwrap_or(1);
     format!("{succeeded}/{completions}")
+}
+
+/// The rollout verdict and ready count of a workload kind, as kubectl's status viewers give
+/// them (each delegates to the kind's `*_verdict` and `*_ready`).
+pub trait Workload {
+    fn verdict(&self) -> Verdict;
+    /// `ready/desired` (for a Job: `succeeded/completions`).
+    fn ready(&self) -> String;
+}
+
+impl Workload for Deployment {
+    fn verdict(&self) -> Verdict {
+        deployment_verdict(self)
+    }
+    fn ready(&self) -> String {
+        deployment_ready(self)
+    }
+}
+
+impl Workload for StatefulSet {
+    fn verdict(&self) -> Verdict {
+        statefulset_verdict(self)
+    }
+    fn ready(&self) -> String {
+        statefulset_ready(self)
+    }
+}
+
+impl Workload for DaemonSet {
+    fn verdict(&self) -> Verdict {
+        daemonset_verdict(self)
+    }
+    fn ready(&self) -> String {
+        daemonset_ready(self)
+    }
+}
+
+impl Workload for Job {
+    fn verdict(&self) -> Verdict {
+        job_verdict(self)
+    }
+    fn ready(&self) -> String {
+        job_ready(self)
+    }
 }

@@ -247,7 +247,7 @@ pub fn rollout_rolled_back() -> Scenario {
     deploy_outcome(
         "rollout_rolled_back",
         PhaseStatus::RolledBack {
-            failure_reason: "rollout-failed".into(),
+            failure_reason: gantry::pipeline::FailureReason::RolloutFailed,
             message: "Deployment/shop/api: CrashLoopBackOff; rolled back to release 41".into(),
         },
         DeployFacts {
@@ -278,7 +278,7 @@ pub fn rollback_failed() -> Scenario {
     deploy_outcome(
         "rollback_failed",
         PhaseStatus::failed(
-            "rollback-failed",
+            gantry::pipeline::FailureReason::RollbackFailed,
             "Deployment/shop/api: CrashLoopBackOff, and restoring release 41 failed",
         ),
         DeployFacts {
@@ -308,7 +308,7 @@ pub fn build_failure() -> Scenario {
     let mut build = phase(
         PhaseName::Build,
         PhaseStatus::failed(
-            "build-failed",
+            gantry::pipeline::FailureReason::BuildFailed,
             "image api: step 4/9 `RUN npm ci` exited with 1\nNothing was pushed; the deployed environment is untouched.",
         ),
         33,

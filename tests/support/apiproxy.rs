@@ -108,7 +108,7 @@ impl Drop for ApiProxy {
 /// The server, CA certificate and bearer token of a token kubeconfig (the deployer's).
 pub fn token_kubeconfig(path: &Path) -> (String, Vec<u8>, String) {
     let text = std::fs::read_to_string(path).unwrap();
-    let parsed: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
     let cluster = &parsed["clusters"][0]["cluster"];
     let ca = std::fs::read(cluster["certificate-authority"].as_str().unwrap()).unwrap();
     let token = parsed["users"][0]["user"]["token"]

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use gantry::adapters::kube::Cluster;
 use gantry::adapters::runner::{Runner, SharedBuffer};
-use gantry::deploy::{Ending, Engine, Origin, Outcome, Settings};
-use gantry::pipeline::{Cancel, CancelHandle};
+use gantry::app::deploy::{Ending, Engine, Live, Origin, Outcome, Settings};
+use gantry::cancel::Cancel;
+use gantry::cancel::CancelHandle;
 use gantry::release::ReleaseStatus;
 use gantry::rollout::Tolerances;
 use serde_json::{json, Value};
@@ -19,7 +20,6 @@ use super::cluster::{runnable_image, web_container, TestCluster, TestNamespace, 
 /// a second or two), and a rollout timeout that only a hang reaches.
 pub fn settings(namespace: &str) -> Settings {
     Settings {
-        environment: "dev".into(),
         namespace: namespace.into(),
         rollout_timeout: Duration::from_secs(120),
         rollback: true,
@@ -115,14 +115,14 @@ impl Harness {
         &self.ns.name
     }
 
-    pub fn engine(&self) -> Engine<'_> {
+    pub fn engine(&self) -> Engine<'_, Live> {
         Engine {
-            cluster: self.gantry.clone(),
+            target: Live::new(self.gantry.clone()),
+            environment: ENV.into(),
             settings: self.settings.clone(),
             runner: &self.runner,
             cancel: &self.cancel,
             me: "test-run #1".into(),
-            images: None,
         }
     }
 

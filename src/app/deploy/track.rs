@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::{BoxStream, FuturesUnordered};
+use futures::stream::{BoxStream, FuturesUnordered, SelectAll};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
@@ -23,10 +23,10 @@ use serde_json::Value;
 
 use crate::adapters::kube::Cluster;
 use crate::adapters::runner::Runner;
+use crate::cancel::Cancel;
 use crate::pipeline::facts::{RolloutFailure, WorkloadFacts};
-use crate::pipeline::Cancel;
 use crate::release::ObjectRef;
-use crate::rollout::{self, Tolerances, Verdict};
+use crate::rollout::{self, Tolerances, Verdict, Workload};
 
 /// How often verdicts are re-evaluated without an event (tolerances are time-based).
 const TICK: Duration = Duration::from_millis(500);
@@ -46,6 +46,10 @@ impl Tracked {
         self.failure.is_none() && !self.timed_out && !self.cancelled
     }
 }
+
+/// The shared map of each workload's last observed facts (kept for workloads still running
+/// when tracking stops).
+type Latest = Arc<std::sync::Mutex<std::collections::BTreeMap<String, WorkloadFacts>>>;
 
 enum End {
     Complete(WorkloadFacts),
@@ -71,8 +75,7 @@ pub async fn track_all(
     if workloads.is_empty() {
         return tracked;
     }
-    let latest: Arc<std::sync::Mutex<std::collections::BTreeMap<String, WorkloadFacts>>> =
-        Arc::default();
+    let latest: Latest = Arc::default();
     let mut running: FuturesUnordered<_> = workloads
         .iter()
         .map(|workload| track_one(cluster, workload, tolerances, runner, latest.clone()))
@@ -181,162 +184,185 @@ fn snapshot<K: Clone + kube::Resource<DynamicType = ()>>(store: &Store<K>) -> Ve
     store.state().iter().map(|k| (**k).clone()).collect()
 }
 
-async fn track_one(
-    cluster: &Cluster,
-    workload: &ObjectRef,
-    tolerances: &Tolerances,
-    runner: &Runner,
-    latest: Arc<std::sync::Mutex<std::collections::BTreeMap<String, WorkloadFacts>>>,
-) -> End {
-    let name = workload.to_string();
-    let namespace = workload
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let client = cluster.client().clone();
-    let by_name = watcher::Config::default().fields(&format!("metadata.name={}", workload.name));
-    // The selector of the live object (Jobs get a generated one).
-    let live = cluster
-        .get(workload)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(Value::Null);
-    let selector = label_selector(&live);
-    let by_selector = || match &selector {
-        Some(selector) => watcher::Config::default().labels(selector),
-        None => watcher::Config::default().labels("gantry.dev/no-selector=true"),
-    };
-    let (pods, pod_events) =
-        watch::<Pod>(Api::namespaced(client.clone(), &namespace), by_selector());
-    let mut streams: Vec<BoxStream<'static, ()>> = vec![pod_events];
-    let mut deployments = None;
-    let mut replica_sets = None;
-    let mut stateful_sets = None;
-    let mut daemon_sets = None;
-    let mut revisions = None;
-    let mut jobs = None;
-    match workload.kind.as_str() {
-        "Deployment" => {
-            let (store, events) =
-                watch::<Deployment>(Api::namespaced(client.clone(), &namespace), by_name.clone());
-            deployments = Some(store);
-            streams.push(events);
-            let (store, events) =
-                watch::<ReplicaSet>(Api::namespaced(client.clone(), &namespace), by_selector());
-            replica_sets = Some(store);
-            streams.push(events);
-        }
-        "StatefulSet" => {
-            let (store, events) =
-                watch::<StatefulSet>(Api::namespaced(client.clone(), &namespace), by_name.clone());
-            stateful_sets = Some(store);
-            streams.push(events);
-        }
-        "DaemonSet" => {
-            let (store, events) =
-                watch::<DaemonSet>(Api::namespaced(client.clone(), &namespace), by_name.clone());
-            daemon_sets = Some(store);
-            streams.push(events);
-            let (store, events) = watch::<ControllerRevision>(
-                Api::namespaced(client.clone(), &namespace),
-                by_selector(),
-            );
-            revisions = Some(store);
-            streams.push(events);
-        }
-        _ => {
-            let (store, events) =
-                watch::<Job>(Api::namespaced(client.clone(), &namespace), by_name.clone());
-            jobs = Some(store);
-            streams.push(events);
+/// The caches of what one workload's verdict reads, by kind.
+enum WorkloadStores {
+    Deployment {
+        deployments: Store<Deployment>,
+        replica_sets: Store<ReplicaSet>,
+    },
+    StatefulSet(Store<StatefulSet>),
+    DaemonSet {
+        daemon_sets: Store<DaemonSet>,
+        revisions: Store<ControllerRevision>,
+    },
+    Job(Store<Job>),
+}
+
+/// One judgement of a workload: its verdict, its ready replicas, and the pods of its new revision.
+type Judged = (Verdict, Option<String>, Vec<Pod>);
+
+/// Everything watched for one workload: its pods and its kind's objects.
+struct Watched {
+    pods: Store<Pod>,
+    workload: WorkloadStores,
+}
+
+impl Watched {
+    /// Starts the watches of `workload` in `namespace`; returns their caches and their merged
+    /// events. `selector` is the live object's pod selector.
+    fn open(
+        client: &kube::Client,
+        workload: &ObjectRef,
+        namespace: &str,
+        selector: Option<&str>,
+    ) -> (Watched, SelectAll<BoxStream<'static, ()>>) {
+        let by_name =
+            watcher::Config::default().fields(&format!("metadata.name={}", workload.name));
+        let by_selector = || match selector {
+            Some(selector) => watcher::Config::default().labels(selector),
+            None => watcher::Config::default().labels("gantry.dev/no-selector=true"),
+        };
+        let mut watches = Watches {
+            client,
+            namespace,
+            streams: Vec::new(),
+        };
+        let pods = watches.add::<Pod>(by_selector());
+        let stores = match workload.kind.as_str() {
+            "Deployment" => WorkloadStores::Deployment {
+                deployments: watches.add(by_name),
+                replica_sets: watches.add(by_selector()),
+            },
+            "StatefulSet" => WorkloadStores::StatefulSet(watches.add(by_name)),
+            "DaemonSet" => WorkloadStores::DaemonSet {
+                daemon_sets: watches.add(by_name),
+                revisions: watches.add(by_selector()),
+            },
+            _ => WorkloadStores::Job(watches.add(by_name)),
+        };
+        let watched = Watched {
+            pods,
+            workload: stores,
+        };
+        (watched, futures::stream::select_all(watches.streams))
+    }
+
+    /// Judges the workload as currently cached; `None` until the workload itself is seen.
+    fn judge(&self) -> Option<Judged> {
+        let pods = snapshot(&self.pods);
+        match &self.workload {
+            WorkloadStores::Deployment {
+                deployments,
+                replica_sets,
+            } => {
+                let rs = snapshot(replica_sets);
+                let found = snapshot(deployments);
+                let deployment = found.first()?;
+                Some((
+                    rollout::deployment_verdict_among(deployment, &rs),
+                    Some(deployment.ready()),
+                    rollout::deployment_new_pods(deployment, &rs, &pods)
+                        .into_iter()
+                        .cloned()
+                        .collect(),
+                ))
+            }
+            WorkloadStores::StatefulSet(store) => judged(&snapshot(store), |s| {
+                rollout::statefulset_new_pods(s, &pods)
+            }),
+            WorkloadStores::DaemonSet {
+                daemon_sets,
+                revisions,
+            } => {
+                let crs = snapshot(revisions);
+                judged(&snapshot(daemon_sets), |d| {
+                    rollout::daemonset_new_pods(d, &crs, &pods)
+                })
+            }
+            WorkloadStores::Job(store) => judged(&snapshot(store), |j| rollout::job_pods(j, &pods)),
         }
     }
-    let mut events = futures::stream::select_all(streams);
-    let mut tick = tokio::time::interval(TICK);
-    let mut last_message = String::new();
-    loop {
-        tokio::select! {
-            _ = events.next() => {}
-            _ = tick.tick() => {}
-        }
-        let now = Timestamp::now();
-        let current_pods = snapshot(&pods);
-        let judged = if let Some(store) = &deployments {
-            snapshot(store).first().map(|d| {
-                let rs = replica_sets.as_ref().map(snapshot).unwrap_or_default();
-                (
-                    rollout::deployment_verdict(d),
-                    Some(rollout::deployment_ready(d)),
-                    rollout::deployment_new_pods(d, &rs, &current_pods)
-                        .into_iter()
-                        .cloned()
-                        .collect::<Vec<Pod>>(),
-                )
-            })
-        } else if let Some(store) = &stateful_sets {
-            snapshot(store).first().map(|s| {
-                (
-                    rollout::statefulset_verdict(s),
-                    Some(rollout::statefulset_ready(s)),
-                    rollout::statefulset_new_pods(s, &current_pods)
-                        .into_iter()
-                        .cloned()
-                        .collect(),
-                )
-            })
-        } else if let Some(store) = &daemon_sets {
-            snapshot(store).first().map(|d| {
-                let crs = revisions.as_ref().map(snapshot).unwrap_or_default();
-                (
-                    rollout::daemonset_verdict(d),
-                    Some(rollout::daemonset_ready(d)),
-                    rollout::daemonset_new_pods(d, &crs, &current_pods)
-                        .into_iter()
-                        .cloned()
-                        .collect(),
-                )
-            })
-        } else if let Some(store) = &jobs {
-            snapshot(store).first().map(|j| {
-                (
-                    rollout::job_verdict(j),
-                    Some(rollout::job_ready(j)),
-                    rollout::job_pods(j, &current_pods)
-                        .into_iter()
-                        .cloned()
-                        .collect(),
-                )
-            })
-        } else {
+}
+
+/// The verdict, ready count and new pods of the first (only) cached workload, if any.
+fn judged<'p, W: Workload>(
+    found: &[W],
+    new_pods: impl FnOnce(&W) -> Vec<&'p Pod>,
+) -> Option<Judged> {
+    let workload = found.first()?;
+    Some((
+        workload.verdict(),
+        Some(workload.ready()),
+        new_pods(workload).into_iter().cloned().collect(),
+    ))
+}
+
+/// The watches of one workload being started in its namespace, their event streams collected.
+struct Watches<'a> {
+    client: &'a kube::Client,
+    namespace: &'a str,
+    streams: Vec<BoxStream<'static, ()>>,
+}
+
+impl Watches<'_> {
+    /// Starts watching the `K` objects that `config` selects; returns their cache.
+    fn add<K>(&mut self, config: watcher::Config) -> Store<K>
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    {
+        let (store, events) =
+            watch::<K>(Api::namespaced(self.client.clone(), self.namespace), config);
+        self.streams.push(events);
+        store
+    }
+}
+
+/// The pod selector of the live object as a label selector (Jobs get a generated one). When
+/// the object cannot be read (after the adapter's retries), says what is lost: its pods are not
+/// watched, so a crash shows only in the workload's own status or at the deadline.
+async fn live_selector(cluster: &Cluster, workload: &ObjectRef, runner: &Runner) -> Option<String> {
+    match cluster.get(workload).await {
+        Ok(live) => label_selector(&live.unwrap_or(Value::Null)),
+        Err(err) => {
+            runner.warning(&format!(
+                "{workload}: could not read its pod selector ({err}); its pods are not watched, so a failing pod is found only through the workload's status or at the rollout deadline"
+            ));
             None
-        };
-        let Some((verdict, replicas, new_pods)) = judged else {
-            continue;
-        };
+        }
+    }
+}
+
+/// One workload being tracked: what is watched, and what was last said about it.
+struct Tracker<'a> {
+    name: String,
+    namespace: String,
+    tolerances: &'a Tolerances,
+    runner: &'a Runner,
+    latest: Latest,
+    watched: Watched,
+    last_message: String,
+}
+
+impl Tracker<'_> {
+    /// Judges the workload at `now`: `Some` once it is complete or has failed.
+    fn evaluate(&mut self, now: Timestamp) -> Option<End> {
+        let (verdict, replicas, new_pods) = self.watched.judge()?;
         // Test hook: killed once the rollout has been observed.
         super::crash_point("during-tracking");
         let problems: Vec<rollout::PodProblem> = new_pods
             .iter()
-            .filter_map(|pod| rollout::pod_problem(pod, now, tolerances))
+            .filter_map(|pod| rollout::pod_problem(pod, now, self.tolerances))
             .collect();
-        let status = match &verdict {
-            Verdict::Complete(_) => "complete",
-            Verdict::Failed { .. } => "failed",
-            Verdict::Progressing(_) => "progressing",
-        };
-        let facts = WorkloadFacts {
-            object: name.clone(),
-            status: status.to_string(),
-            replicas: replicas.clone(),
-            message: verdict.message().to_string(),
-        };
-        if let Ok(mut latest) = latest.lock() {
-            latest.insert(name.clone(), facts.clone());
-        }
+        let facts = self.observed(&verdict, replicas);
         match rollout::workload_decision(&verdict, &problems) {
             rollout::Decision::Done(message) => {
-                return End::Complete(WorkloadFacts { message, ..facts })
+                Some(End::Complete(WorkloadFacts { message, ..facts }))
             }
             rollout::Decision::Fail {
                 reason,
@@ -344,18 +370,12 @@ async fn track_one(
                 pod,
                 container,
             } => {
-                let facts = WorkloadFacts {
-                    status: "failed".into(),
-                    message: format!("{reason}: {message}"),
-                    ..facts
-                };
                 // A failed verdict without a pod problem: name a new pod for the evidence.
                 let pod = pod.or_else(|| new_pods.first().and_then(|p| p.metadata.name.clone()));
-                return End::Failed(
+                Some(self.failed(
                     facts,
-                    namespace,
                     RolloutFailure {
-                        object: name,
+                        object: self.name.clone(),
                         pod,
                         container,
                         reason,
@@ -363,14 +383,81 @@ async fn track_one(
                         log_tail: Vec::new(),
                         events: Vec::new(),
                     },
-                );
+                ))
             }
             rollout::Decision::Wait(message) => {
-                if message != last_message {
-                    runner.info(&format!("{name}: {message}"));
-                    last_message = message;
+                if message != self.last_message {
+                    self.runner.info(&format!("{}: {message}", self.name));
+                    self.last_message = message;
                 }
+                None
             }
+        }
+    }
+
+    /// The workload's facts for `verdict`, also kept as its latest known state.
+    fn observed(&self, verdict: &Verdict, replicas: Option<String>) -> WorkloadFacts {
+        let status = match verdict {
+            Verdict::Complete(_) => "complete",
+            Verdict::Failed { .. } => "failed",
+            Verdict::Progressing(_) => "progressing",
+        };
+        let facts = WorkloadFacts {
+            object: self.name.clone(),
+            status: status.to_string(),
+            replicas,
+            message: verdict.message().to_string(),
+        };
+        if let Ok(mut latest) = self.latest.lock() {
+            latest.insert(self.name.clone(), facts.clone());
+        }
+        facts
+    }
+
+    /// Ends tracking with `failure`, the workload's facts marked failed with its reason.
+    fn failed(&self, facts: WorkloadFacts, failure: RolloutFailure) -> End {
+        let facts = WorkloadFacts {
+            status: "failed".into(),
+            message: format!("{}: {}", failure.reason, failure.message),
+            ..facts
+        };
+        End::Failed(facts, self.namespace.clone(), failure)
+    }
+}
+
+/// Tracks one workload until it is complete or has failed, re-judging it on every watch event
+/// and every tick; its latest facts are kept in `latest`.
+async fn track_one(
+    cluster: &Cluster,
+    workload: &ObjectRef,
+    tolerances: &Tolerances,
+    runner: &Runner,
+    latest: Latest,
+) -> End {
+    let namespace = workload
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let selector = live_selector(cluster, workload, runner).await;
+    let (watched, mut events) =
+        Watched::open(cluster.client(), workload, &namespace, selector.as_deref());
+    let mut tracker = Tracker {
+        name: workload.to_string(),
+        namespace,
+        tolerances,
+        runner,
+        latest,
+        watched,
+        last_message: String::new(),
+    };
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = events.next() => {}
+            _ = tick.tick() => {}
+        }
+        if let Some(end) = tracker.evaluate(Timestamp::now()) {
+            return end;
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Pre-flight checks before the first write to the cluster: every container image resolves to a digest in its registry (and is pinned by it), the whole release passes a server-side dry run, and the deploy identity holds every permission the release needs. All problems are reported together.
 //!
 //! Design note: the image and permission lists are computed by pure functions
-//! ([`container_images`], [`parse_image`], [`required_access`]) and tested with tables; the
+//! ([`container_images`], [`required_access`]) and tested with tables; the
 //! checks themselves only ask the registry (v2 API) and the API server (dry run,
 //! SelfSubjectAccessReview).
 
@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::adapters::kube::{ApplyOptions, Cluster, KubeError};
 use crate::adapters::registry::Registry;
 use crate::image::auth::Credentials;
+use crate::image::name::ImageName;
 use crate::release::ObjectRef;
 
 /// One container image in the release, located for messages.
@@ -29,33 +30,19 @@ pub struct ContainerImage {
     pub image: String,
 }
 
-fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
-    match kind {
-        "Pod" => Some("/spec"),
-        "Deployment"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "ReplicaSet"
-        | "Job"
-        | "ReplicationController" => Some("/spec/template/spec"),
-        "CronJob" => Some("/spec/jobTemplate/spec/template/spec"),
-        _ => None,
-    }
-}
-
 /// Every container image of the release (containers, init and ephemeral containers, in Pods,
 /// workloads, Jobs and CronJobs).
 pub fn container_images(objects: &[Value]) -> Vec<ContainerImage> {
     let mut found = Vec::new();
     for (index, object) in objects.iter().enumerate() {
         let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-        let Some(spec) = pod_spec_pointer(kind) else {
+        let Some(spec) = crate::manifests::pod_spec_pointer(kind) else {
             continue;
         };
         let name = ObjectRef::of(object)
             .map(|r| r.to_string())
             .unwrap_or_default();
-        for list in ["initContainers", "containers", "ephemeralContainers"] {
+        for list in crate::manifests::CONTAINER_LISTS {
             let Some(containers) = object
                 .pointer(&format!("{spec}/{list}"))
                 .and_then(Value::as_array)
@@ -78,80 +65,6 @@ pub fn container_images(objects: &[Value]) -> Vec<ContainerImage> {
         }
     }
     found
-}
-
-/// An image reference split the way registries address it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageName {
-    /// Registry host as written (`docker.io` for Docker Hub short names).
-    pub host: String,
-    /// Repository path (`library/nginx` for Docker Hub official images).
-    pub repository: String,
-    pub tag: Option<String>,
-    pub digest: Option<String>,
-}
-
-impl ImageName {
-    /// `host/repository@digest`, the pinned form.
-    pub fn pinned(&self, digest: &str) -> String {
-        format!("{}/{}@{digest}", self.host, self.repository)
-    }
-
-    /// The host the v2 API is served on (Docker Hub's differs from its name).
-    pub fn api_host(&self) -> &str {
-        if self.host == "docker.io" {
-            "registry-1.docker.io"
-        } else {
-            &self.host
-        }
-    }
-}
-
-/// Parses `[host[:port]/]path[:tag][@digest]` with Docker's normalisation rules.
-pub fn parse_image(image: &str) -> Option<ImageName> {
-    let image = image.trim();
-    if image.is_empty() || image.contains(char::is_whitespace) {
-        return None;
-    }
-    let (rest, digest) = match image.split_once('@') {
-        Some((rest, digest)) if digest.contains(':') => (rest, Some(digest.to_string())),
-        Some(_) => return None,
-        None => (image, None),
-    };
-    let (name, tag) = match rest.rfind(':') {
-        Some(colon) if !rest[colon..].contains('/') => {
-            (&rest[..colon], Some(rest[colon + 1..].to_string()))
-        }
-        _ => (rest, None),
-    };
-    if name.is_empty() || tag.as_deref() == Some("") {
-        return None;
-    }
-    let (host, repository) = match name.split_once('/') {
-        Some((first, path))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (first.to_string(), path.to_string())
-        }
-        _ => (
-            "docker.io".to_string(),
-            if name.contains('/') {
-                name.to_string()
-            } else {
-                format!("library/{name}")
-            },
-        ),
-    };
-    Some(ImageName {
-        host,
-        repository,
-        tag: if digest.is_none() && tag.is_none() {
-            Some("latest".into())
-        } else {
-            tag
-        },
-        digest,
-    })
 }
 
 /// What the image check found.
@@ -182,7 +95,7 @@ pub async fn check_images(
         if resolved.contains_key(&image.image) {
             continue;
         }
-        let answer = match parse_image(&image.image) {
+        let answer = match ImageName::parse(&image.image) {
             None => Err("not a valid image reference".to_string()),
             Some(name) => {
                 let reference = name
@@ -206,7 +119,7 @@ pub async fn check_images(
     for image in images {
         match resolved.get(&image.image) {
             Some(Ok(Some(digest))) => {
-                let Some(name) = parse_image(&image.image) else {
+                let Some(name) = ImageName::parse(&image.image) else {
                     continue;
                 };
                 let pinned = name.pinned(digest);
@@ -246,77 +159,22 @@ pub async fn dry_run(
     force: bool,
     also_created: &[String],
 ) -> (Vec<String>, Vec<String>) {
-    let mut created_namespaces: BTreeSet<String> = objects
-        .iter()
-        .filter(|o| o.get("kind").and_then(Value::as_str) == Some("Namespace"))
-        .filter_map(|o| o.pointer("/metadata/name").and_then(Value::as_str))
-        .map(str::to_string)
-        .collect();
-    created_namespaces.extend(also_created.iter().cloned());
-    let defined = kinds_defined_by_crds(objects);
-    let mut missing_namespaces: BTreeMap<String, bool> = BTreeMap::new();
-    let mut deferred = Vec::new();
+    let mut triage = Triage {
+        cluster,
+        created_namespaces: created_namespaces(objects, also_created),
+        defined: kinds_defined_by_crds(objects),
+        missing_namespaces: BTreeMap::new(),
+    };
+    let mut findings = Findings::default();
     let mut checked = Vec::new();
-    let mut errors = Vec::new();
     for object in objects {
         let Some(reference) = ObjectRef::of(object) else {
             continue;
         };
-        // A custom resource whose CustomResourceDefinition comes with the release (or adds
-        // the version it is written in) cannot be dry-run before that CRD is established.
-        match cluster
-            .resolve(&reference.api_version, &reference.kind)
-            .await
-        {
-            Ok(_) => {}
-            Err(KubeError::UnknownKind { .. }) => {
-                let key = (reference.api_version.clone(), reference.kind.clone());
-                if defined.contains(&key) {
-                    deferred.push(format!(
-                        "{reference}: not dry-run checked (its CustomResourceDefinition is in this release; applied once that is Established)"
-                    ));
-                } else {
-                    errors.push(format!(
-                        "{reference}: no CustomResourceDefinition in the cluster or in this release serves {} ({}); add the CRD that defines it to the release or install it first",
-                        reference.kind, reference.api_version
-                    ));
-                }
-                continue;
-            }
-            Err(err) => {
-                errors.push(err.to_string());
-                continue;
-            }
+        match triage.finding(&reference).await {
+            Some(finding) => findings.add(finding),
+            None => checked.push(object),
         }
-        if let Some(namespace) = &reference.namespace {
-            if created_namespaces.contains(namespace) {
-                let missing = match missing_namespaces.get(namespace) {
-                    Some(missing) => *missing,
-                    None => {
-                        let missing = matches!(
-                            cluster
-                                .get(&ObjectRef {
-                                    api_version: "v1".into(),
-                                    kind: "Namespace".into(),
-                                    namespace: None,
-                                    name: namespace.clone(),
-                                })
-                                .await,
-                            Ok(None)
-                        );
-                        missing_namespaces.insert(namespace.clone(), missing);
-                        missing
-                    }
-                };
-                if missing {
-                    deferred.push(format!(
-                        "{reference}: not dry-run checked (its namespace is created by this release)"
-                    ));
-                    continue;
-                }
-            }
-        }
-        checked.push(object);
     }
     // The dry runs are independent: sent concurrently, reported in release order.
     let options = ApplyOptions {
@@ -330,24 +188,140 @@ pub async fn dry_run(
     let results: Vec<Result<Value, KubeError>> =
         futures::stream::iter(pending).buffered(8).collect().await;
     for (object, result) in checked.iter().zip(results) {
-        match result {
-            Ok(_) => {}
-            // Annotated for replacement: deleted and created again when the release is applied.
-            Err(KubeError::Immutable {
-                object: name,
-                fields,
-                ..
-            }) if crate::release::allows_replace(object) => {
-                deferred.push(format!(
-                    "{name}: will be deleted and created again before the release is proven healthy ({} cannot change; annotated {}: \"true\")",
-                    fields.join(", "),
-                    crate::release::REPLACE_ANNOTATION
-                ));
-            }
-            Err(err) => errors.push(err.to_string()),
+        if let Err(err) = result {
+            findings.add(rejection(object, err));
         }
     }
-    (errors, deferred)
+    (findings.errors, findings.deferred)
+}
+
+/// Why an object of the release fails pre-flight, or why it is not dry-run checked now.
+enum Finding {
+    /// A problem: the deploy must not start.
+    Error(String),
+    /// Not checked now: the dry run cannot tell yet, or the apply handles it.
+    Deferred(String),
+}
+
+/// The findings of a dry run, in release order.
+#[derive(Default)]
+struct Findings {
+    errors: Vec<String>,
+    deferred: Vec<String>,
+}
+
+impl Findings {
+    /// Adds one finding to its list.
+    fn add(&mut self, finding: Finding) {
+        match finding {
+            Finding::Error(message) => self.errors.push(message),
+            Finding::Deferred(message) => self.deferred.push(message),
+        }
+    }
+}
+
+/// Namespaces the release (or gantry) creates: `Namespace` objects of the release and `also_created`.
+fn created_namespaces(objects: &[Value], also_created: &[String]) -> BTreeSet<String> {
+    let mut created: BTreeSet<String> = objects
+        .iter()
+        .filter(|o| o.get("kind").and_then(Value::as_str) == Some("Namespace"))
+        .filter_map(|o| o.pointer("/metadata/name").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    created.extend(also_created.iter().cloned());
+    created
+}
+
+/// Decides, object by object, whether the dry run can check it now.
+struct Triage<'c> {
+    cluster: &'c Cluster,
+    /// Namespaces the release (or gantry) creates.
+    created_namespaces: BTreeSet<String>,
+    /// `(apiVersion, kind)` served by the CustomResourceDefinitions of the release.
+    defined: BTreeSet<(String, String)>,
+    /// Whether each created namespace was found missing (asked once).
+    missing_namespaces: BTreeMap<String, bool>,
+}
+
+impl Triage<'_> {
+    /// `None` when the object can be dry-run now; otherwise why not.
+    async fn finding(&mut self, reference: &ObjectRef) -> Option<Finding> {
+        if let Err(finding) = self.kind_served(reference).await {
+            return Some(finding);
+        }
+        let namespace = reference.namespace.as_ref()?;
+        if self.created_namespaces.contains(namespace) && self.namespace_missing(namespace).await {
+            return Some(Finding::Deferred(format!(
+                "{reference}: not dry-run checked (its namespace is created by this release)"
+            )));
+        }
+        None
+    }
+
+    /// Whether the cluster serves the object's kind. A custom resource whose
+    /// CustomResourceDefinition comes with the release (or adds the version it is written in)
+    /// cannot be dry-run before that CRD is established.
+    async fn kind_served(&self, reference: &ObjectRef) -> Result<(), Finding> {
+        match self
+            .cluster
+            .resolve(&reference.api_version, &reference.kind)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(KubeError::UnknownKind { .. }) => {
+                let key = (reference.api_version.clone(), reference.kind.clone());
+                Err(if self.defined.contains(&key) {
+                    Finding::Deferred(format!(
+                        "{reference}: not dry-run checked (its CustomResourceDefinition is in this release; applied once that is Established)"
+                    ))
+                } else {
+                    Finding::Error(format!(
+                        "{reference}: no CustomResourceDefinition in the cluster or in this release serves {} ({}); add the CRD that defines it to the release or install it first",
+                        reference.kind, reference.api_version
+                    ))
+                })
+            }
+            Err(err) => Err(Finding::Error(err.to_string())),
+        }
+    }
+
+    /// Whether `namespace` does not exist yet (asked once per namespace).
+    async fn namespace_missing(&mut self, namespace: &str) -> bool {
+        if let Some(missing) = self.missing_namespaces.get(namespace) {
+            return *missing;
+        }
+        let missing = matches!(
+            self.cluster
+                .get(&ObjectRef {
+                    api_version: "v1".into(),
+                    kind: "Namespace".into(),
+                    namespace: None,
+                    name: namespace.to_string(),
+                })
+                .await,
+            Ok(None)
+        );
+        self.missing_namespaces
+            .insert(namespace.to_string(), missing);
+        missing
+    }
+}
+
+/// What a rejected dry run of `object` means: an error, or (annotated for replacement) a note
+/// that it is deleted and created again when the release is applied.
+fn rejection(object: &Value, err: KubeError) -> Finding {
+    match err {
+        KubeError::Immutable {
+            object: name,
+            fields,
+            ..
+        } if crate::release::allows_replace(object) => Finding::Deferred(format!(
+            "{name}: will be deleted and created again before the release is proven healthy ({} cannot change; annotated {}: \"true\")",
+            fields.join(", "),
+            crate::release::REPLACE_ANNOTATION
+        )),
+        err => Finding::Error(err.to_string()),
+    }
 }
 
 /// `(apiVersion, kind)` of every version the CustomResourceDefinitions of the release serve.
@@ -473,6 +447,77 @@ pub fn required_access(
     needed.into_iter().collect()
 }
 
+/// What the identity may not do of what the release needs, each a sentence naming the rule
+/// that grants it. `home` is the namespace of gantry's records and lock.
+pub async fn access_problems(
+    cluster: &Cluster,
+    objects: &[Value],
+    home: &str,
+) -> Result<Vec<String>, KubeError> {
+    let needed = access_needed(cluster, objects, home).await?;
+    let missing = missing_access(cluster, &needed).await?;
+    Ok(missing
+        .into_iter()
+        .map(|access| {
+            format!(
+                "{} may not {} {}{} (grant it with {})",
+                cluster.identity(),
+                access.verb,
+                access.resource,
+                access
+                    .namespace
+                    .as_deref()
+                    .map(|n| format!(" in namespace {n}"))
+                    .unwrap_or_default(),
+                access.rule()
+            )
+        })
+        .collect())
+}
+
+/// The access the release needs: every resource it applies (in its namespace), what tracking
+/// reads in the namespaces of its workloads, and the records and lock in `home`.
+async fn access_needed(
+    cluster: &Cluster,
+    objects: &[Value],
+    home: &str,
+) -> Result<Vec<Access>, KubeError> {
+    let mut applied = Vec::new();
+    let mut namespaces = BTreeSet::new();
+    for object in objects {
+        let Some(reference) = ObjectRef::of(object) else {
+            continue;
+        };
+        let resolved = match cluster
+            .resolve(&reference.api_version, &reference.kind)
+            .await
+        {
+            Ok(resolved) => resolved,
+            // Kinds of CRDs in this release: checked at apply time.
+            Err(KubeError::UnknownKind { .. }) => continue,
+            Err(err) => return Err(err),
+        };
+        if crate::release::tracked_kinds(&reference.kind) {
+            if let Some(namespace) = &reference.namespace {
+                namespaces.insert(namespace.clone());
+            }
+        }
+        applied.push(ResourceInScope {
+            group: resolved.resource.group.clone(),
+            resource: resolved.resource.plural.clone(),
+            namespace: if resolved.namespaced {
+                reference.namespace.clone()
+            } else {
+                None
+            },
+        });
+    }
+    applied.sort();
+    applied.dedup();
+    let namespaces: Vec<String> = namespaces.into_iter().collect();
+    Ok(required_access(&applied, &[], &namespaces, home))
+}
+
 /// Asks the API server (SelfSubjectAccessReview) for each access; returns the missing ones.
 pub async fn missing_access(
     cluster: &Cluster,
@@ -519,67 +564,6 @@ async fn review(cluster: &Cluster, access: &Access) -> Result<Option<Access>, Ku
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn image_references_parse_like_docker() {
-        type Row<'a> = (
-            &'a str,
-            Option<(&'a str, &'a str, Option<&'a str>, Option<&'a str>)>,
-        );
-        let table: [Row; 8] = [
-            (
-                "nginx",
-                Some(("docker.io", "library/nginx", Some("latest"), None)),
-            ),
-            (
-                "nginx:1.27",
-                Some(("docker.io", "library/nginx", Some("1.27"), None)),
-            ),
-            (
-                "team/api:v1",
-                Some(("docker.io", "team/api", Some("v1"), None)),
-            ),
-            (
-                "127.0.0.1:5000/shop/api:abc",
-                Some(("127.0.0.1:5000", "shop/api", Some("abc"), None)),
-            ),
-            (
-                "localhost/api",
-                Some(("localhost", "api", Some("latest"), None)),
-            ),
-            (
-                "1.dkr.ecr.eu-west-1.amazonaws.com/api@sha256:ab",
-                Some((
-                    "1.dkr.ecr.eu-west-1.amazonaws.com",
-                    "api",
-                    None,
-                    Some("sha256:ab"),
-                )),
-            ),
-            (
-                "reg.io/a:t@sha256:cd",
-                Some(("reg.io", "a", Some("t"), Some("sha256:cd"))),
-            ),
-            ("bad image", None),
-        ];
-        for (text, expected) in table {
-            let parsed = parse_image(text);
-            match expected {
-                None => assert_eq!(parsed, None, "{text}"),
-                Some((host, repository, tag, digest)) => {
-                    let parsed = parsed.unwrap_or_else(|| panic!("{text} did not parse"));
-                    assert_eq!(parsed.host, host, "{text}");
-                    assert_eq!(parsed.repository, repository, "{text}");
-                    assert_eq!(parsed.tag.as_deref(), tag, "{text}");
-                    assert_eq!(parsed.digest.as_deref(), digest, "{text}");
-                }
-            }
-        }
-        assert_eq!(
-            parse_image("nginx").unwrap().api_host(),
-            "registry-1.docker.io"
-        );
-    }
 
     #[test]
     fn images_are_found_in_every_pod_spec_kind() {

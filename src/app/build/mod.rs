@@ -9,19 +9,21 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
 use crate::adapters::docker::{self, BuildRequest, Builder, Docker};
 use crate::adapters::ecr::{self, CreateSettings, EcrClients};
 use crate::adapters::registry::{self, Registry};
+use crate::app::frame::RunContext;
+use crate::cancel::Cancel;
 use crate::config::{ImageSpec, SmokeTest};
 use crate::image::access::{self, Credential, RegistryInputs};
 use crate::image::auth::{self, Credentials};
 use crate::image::reference::{self, ImageRef};
-use crate::image::{choose_action, needs_lookup, report, Action, BuiltImage, ImageStatus};
-use crate::pipeline::{Cancel, Command, Handoff, PhaseResult, PhaseStatus, RunContext};
+use crate::image::{built, choose_action, needs_lookup, Action, BuiltImage, ImageStatus};
+use crate::pipeline::{Command, FailureReason, Handoff, PhaseResult, PhaseStatus};
 
 /// Why the build phase stopped.
 #[derive(Debug, thiserror::Error)]
@@ -89,16 +91,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// The machine-readable `failure-reason`.
-    pub fn failure_reason(&self) -> &'static str {
+    pub fn failure_reason(&self) -> FailureReason {
         match self {
             Error::Reference(reference::Error::NoCommit | reference::Error::BadTag(_)) => {
-                "build-failed"
+                FailureReason::BuildFailed
             }
-            Error::Reference(_) => "repository-missing",
-            Error::DockerUnreachable(_) => "docker-unreachable",
-            Error::Build { .. } | Error::BuilderSetting(_) => "build-failed",
+            Error::Reference(_) => FailureReason::RepositoryMissing,
+            Error::DockerUnreachable(_) => FailureReason::DockerUnreachable,
+            Error::Build { .. } | Error::BuilderSetting(_) => FailureReason::BuildFailed,
             Error::SmokeFailed { .. } | Error::SmokeRun { .. } | Error::SmokeTimedOut { .. } => {
-                "smoke-test-failed"
+                FailureReason::SmokeTestFailed
             }
             Error::Tag {
                 source:
@@ -107,26 +109,26 @@ impl Error {
                     | registry::Error::Token { .. }
                     | registry::Error::Challenge(_),
                 ..
-            } => "registry-auth-failed",
-            Error::Tag { .. } => "push-failed",
+            } => FailureReason::RegistryAuthFailed,
+            Error::Tag { .. } => FailureReason::PushFailed,
             Error::Push {
                 source: docker::Error::PushUnauthorized { .. },
                 ..
-            } => "registry-auth-failed",
-            Error::Push { .. } | Error::NoDigest { .. } => "push-failed",
+            } => FailureReason::RegistryAuthFailed,
+            Error::Push { .. } | Error::NoDigest { .. } => FailureReason::PushFailed,
             Error::Ecr(
                 ecr::Error::Missing(_) | ecr::Error::Describe { .. } | ecr::Error::Create { .. },
-            ) => "repository-missing",
-            Error::Ecr(_) | Error::Auth(_) | Error::NoRegion => "registry-auth-failed",
+            ) => FailureReason::RepositoryMissing,
+            Error::Ecr(_) | Error::Auth(_) | Error::NoRegion => FailureReason::RegistryAuthFailed,
             Error::Registry(
                 registry::Error::Unauthorized { .. }
                 | registry::Error::Forbidden { .. }
                 | registry::Error::Token { .. }
                 | registry::Error::Challenge(_),
-            ) => "registry-auth-failed",
-            Error::Registry(_) => "push-failed",
-            Error::VersionMissing { .. } => "repository-missing",
-            Error::Cancelled { .. } => "cancelled",
+            ) => FailureReason::RegistryAuthFailed,
+            Error::Registry(_) => FailureReason::PushFailed,
+            Error::VersionMissing { .. } => FailureReason::RepositoryMissing,
+            Error::Cancelled { .. } => FailureReason::Cancelled,
         }
     }
 }
@@ -162,8 +164,7 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
     match execute(run, handoff, &mut pushed_any).await {
         Ok(images) => {
             let mut result = PhaseResult::new(PhaseStatus::Succeeded);
-            result.outputs = report::outputs(&images);
-            result.notes = report::notes(&images);
+            result.outputs = built::outputs(&images);
             let plan = run.decision.command == Command::Plan;
             for image in &images {
                 if let Some(reference) = image.reference() {
@@ -202,6 +203,7 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
     }
 }
 
+/// The steps of the phase in order; `pushed_any` says whether anything reached a registry.
 async fn execute(
     run: &RunContext<'_>,
     handoff: &Handoff,
@@ -218,43 +220,20 @@ async fn execute(
     let pushing = build.push && run.decision.command != Command::Plan && !version_mode;
 
     // 1. Repository texts (Terraform outputs) before anything else.
-    let mut texts = Vec::new();
-    for spec in &build.images {
-        texts.push(reference::repository_text(
-            &spec.name,
-            &spec.repository,
-            &handoff.terraform_outputs,
-        )?);
-    }
-
+    let texts = build
+        .images
+        .iter()
+        .map(|spec| {
+            reference::repository_text(&spec.name, &spec.repository, &handoff.terraform_outputs)
+        })
+        .collect::<Result<Vec<String>, _>>()?;
     // 2. Docker, unless only existing tags are looked up.
     let docker = if version_mode {
         None
     } else {
-        Some(Docker::connect().await.map_err(Error::DockerUnreachable)?)
+        Some(connect_docker(run).await?)
     };
-    let builder = match &docker {
-        Some(docker) => {
-            let setting = std::env::var("GANTRY_BUILDER").ok();
-            let choice =
-                docker
-                    .choose_builder(setting.as_deref())
-                    .await
-                    .map_err(|err| match err {
-                        docker::Error::BuilderSetting(_) => Error::BuilderSetting(err),
-                        err => Error::DockerUnreachable(err),
-                    })?;
-            run.runner.info(&format!(
-                "Building with {} ({})",
-                choice.builder, choice.reason
-            ));
-            choice.builder
-        }
-        None => Builder::Classic,
-    };
-
-    // 3. Where each image goes: the registry host of every image, ECR's derived from the
-    //    account (the `registry` input or the credentials') and the region when none is given.
+    // 3. Where each image goes.
     let inputs = RegistryInputs {
         registry: build.registry.as_deref(),
         endpoint: build.registry_endpoint.as_deref(),
@@ -265,14 +244,79 @@ async fn execute(
     if let Some(password) = &build.registry_password {
         run.runner.add_mask(password.expose());
     }
-    let mut ecr_clients = EcrClients::new(build.aws_endpoint_url.as_deref());
+    let mut ecr = EcrClients::new(build.aws_endpoint_url.as_deref());
+    let targets = resolve_targets(run, &inputs, &mut ecr, &texts, &tag).await?;
+    // 4. Registry credentials, masked before any use: only when the registry is asked at all.
+    let asks_registry = pushing || needs_lookup(version_mode, build.skip_existing);
+    let access = registry_access(run, &inputs, &mut ecr, &targets, asks_registry).await?;
+    // 5. ECR repositories exist (created when allowed) before anything is built.
+    if pushing {
+        ensure_repositories(run, &inputs, &mut ecr, &targets).await?;
+    }
+    // 6. Existing commit tags: reuse instead of rebuilding.
+    let actions = look_up_existing(run, &access, &targets, &tag).await?;
+    // 7. Build and smoke-test every image to build, concurrently; the first failure stops the rest.
+    let built = match &docker {
+        Some((docker, builder)) => {
+            build_all(run, docker, *builder, &targets, &actions, &tag).await?
+        }
+        None => Vec::new(),
+    };
+    // 8. Push, then read each digest back from the registry; reused images get their tags.
+    let mut digests = HashMap::new();
+    if pushing {
+        if let Some((docker, _)) = &docker {
+            let jobs = built
+                .iter()
+                .map(|b| push_one(run, docker, &access, &targets[b.index], b.index))
+                .collect();
+            *pushed_any = true;
+            let pushed = run_limited(jobs, build.concurrency, run.cancel, "while pushing").await?;
+            for (index, digest, elapsed) in pushed {
+                digests.insert(index, (digest, elapsed));
+            }
+        }
+        tag_reused(run, &access, &targets, &actions, pushed_any).await?;
+    }
+    Ok(built_images(&targets, actions, &built, digests, &tag))
+}
+
+/// Docker, and the builder it builds with (BuildKit unless `GANTRY_BUILDER` or the daemon says
+/// otherwise).
+async fn connect_docker(run: &RunContext<'_>) -> Result<(Docker, Builder)> {
+    let docker = Docker::connect().await.map_err(Error::DockerUnreachable)?;
+    let setting = std::env::var("GANTRY_BUILDER").ok();
+    let choice = docker
+        .choose_builder(setting.as_deref())
+        .await
+        .map_err(|err| match err {
+            docker::Error::BuilderSetting(_) => Error::BuilderSetting(err),
+            err => Error::DockerUnreachable(err),
+        })?;
+    run.runner.info(&format!(
+        "Building with {} ({})",
+        choice.builder, choice.reason
+    ));
+    Ok((docker, choice.builder))
+}
+
+/// The registry host of every image: the host of a full URI, else the `registry` input, else
+/// ECR's, derived from the account (the `registry` input or the credentials') and the region.
+async fn resolve_targets<'r>(
+    run: &'r RunContext<'_>,
+    inputs: &RegistryInputs<'_>,
+    ecr: &mut EcrClients,
+    texts: &[String],
+    tag: &str,
+) -> Result<Vec<Target<'r>>> {
+    let build = &run.config.build;
     let needs_default = inputs.endpoint.is_none()
         && inputs.registry_host().is_none()
         && texts
             .iter()
-            .any(|t| reference::split_repository(t).0.is_none());
+            .any(|t| crate::image::name::split_host(t).0.is_none());
     let default_registry = if needs_default && inputs.uses_ecr() {
-        let client = ecr_clients.region(inputs.aws_region).await;
+        let client = ecr.region(inputs.aws_region).await;
         let region = inputs
             .aws_region
             .map(str::to_string)
@@ -287,82 +331,112 @@ async fn execute(
         inputs.registry_host().map(str::to_string)
     };
     let mut targets = Vec::new();
-    for (spec, text) in build.images.iter().zip(&texts) {
+    for (spec, text) in build.images.iter().zip(texts) {
         let image = reference::resolve(
             &spec.name,
             text,
             build.registry_endpoint.as_deref(),
             default_registry.as_deref(),
-            &tag,
+            tag,
         )?;
         targets.push(Target { spec, image });
     }
+    Ok(targets)
+}
 
-    // 4. Registry credentials, masked before any use: only when the registry is asked at all.
+/// The credentials of every registry host the images use, masked before any use; none when
+/// the registry is not asked at all.
+async fn registry_access(
+    run: &RunContext<'_>,
+    inputs: &RegistryInputs<'_>,
+    ecr: &mut EcrClients,
+    targets: &[Target<'_>],
+    asks_registry: bool,
+) -> Result<Access> {
+    let build = &run.config.build;
     let mut access = Access {
         credentials: HashMap::new(),
         registry: Registry::from_env()?,
     };
-    if pushing || needs_lookup(version_mode, build.skip_existing) {
-        let hosts: BTreeSet<&str> = targets.iter().map(|t| t.image.registry.as_str()).collect();
-        for host in hosts {
-            let credentials = match inputs.credential_for(host) {
-                Credential::Anonymous => continue,
-                Credential::Given => Credentials {
-                    username: build.registry_username.clone().unwrap_or_default(),
-                    password: build
-                        .registry_password
-                        .as_ref()
-                        .map(|p| p.expose().to_string())
-                        .unwrap_or_default(),
-                },
-                Credential::Ecr { account, region } => {
-                    let client = ecr_clients.region(region.as_deref()).await;
-                    let token = client.authorization_token(account.as_deref()).await?;
-                    run.runner.add_mask(&token);
-                    let credentials = auth::decode_ecr_token(&token)?;
-                    run.runner.add_mask(&credentials.password);
-                    credentials
-                }
-            };
-            access.credentials.insert(host.to_string(), credentials);
-        }
+    if !asks_registry {
+        return Ok(access);
     }
-
-    // 5. ECR repositories exist (created when allowed) before anything is built.
-    if pushing {
-        let create = build.create_repository.then_some(CreateSettings {
-            tag_immutability: build.tag_immutability,
-            scan_on_push: build.scan_on_push,
-        });
-        let repositories: BTreeSet<(&str, &str)> = targets
-            .iter()
-            .map(|t| (t.image.registry.as_str(), t.image.repository.as_str()))
-            .collect();
-        for (host, name) in repositories {
-            let Credential::Ecr { account, region } = inputs.credential_for(host) else {
-                continue;
-            };
-            let client = ecr_clients.region(region.as_deref()).await;
-            let state = client
-                .ensure_repository(account.as_deref(), name, create)
-                .await?;
-            if state == ecr::RepositoryState::Created {
-                run.runner
-                    .info(&format!("created the ECR repository {name}"));
+    let hosts: BTreeSet<&str> = targets.iter().map(|t| t.image.registry.as_str()).collect();
+    for host in hosts {
+        let credentials = match inputs.credential_for(host) {
+            Credential::Anonymous => continue,
+            Credential::Given => Credentials {
+                username: build.registry_username.clone().unwrap_or_default(),
+                password: build
+                    .registry_password
+                    .as_ref()
+                    .map(|p| p.expose().to_string())
+                    .unwrap_or_default(),
+            },
+            Credential::Ecr { account, region } => {
+                let client = ecr.region(region.as_deref()).await;
+                let token = client.authorization_token(account.as_deref()).await?;
+                run.runner.add_mask(&token);
+                let credentials = auth::decode_ecr_token(&token)?;
+                run.runner.add_mask(&credentials.password);
+                credentials
             }
+        };
+        access.credentials.insert(host.to_string(), credentials);
+    }
+    Ok(access)
+}
+
+/// Every ECR repository the images go to exists (created when `create-repository` allows).
+async fn ensure_repositories(
+    run: &RunContext<'_>,
+    inputs: &RegistryInputs<'_>,
+    ecr: &mut EcrClients,
+    targets: &[Target<'_>],
+) -> Result<()> {
+    let build = &run.config.build;
+    let create = build.create_repository.then_some(CreateSettings {
+        tag_immutability: build.tag_immutability,
+        scan_on_push: build.scan_on_push,
+    });
+    let repositories: BTreeSet<(&str, &str)> = targets
+        .iter()
+        .map(|t| (t.image.registry.as_str(), t.image.repository.as_str()))
+        .collect();
+    for (host, name) in repositories {
+        let Credential::Ecr { account, region } = inputs.credential_for(host) else {
+            continue;
+        };
+        let client = ecr.region(region.as_deref()).await;
+        let state = client
+            .ensure_repository(account.as_deref(), name, create)
+            .await?;
+        if state == ecr::RepositoryState::Created {
+            run.runner
+                .info(&format!("created the ECR repository {name}"));
         }
     }
+    Ok(())
+}
 
-    // 6. Existing commit tags: reuse instead of rebuilding.
+/// What to do with each image (build, reuse the commit tag's digest, or missing for a chosen
+/// version), and how long the lookup took.
+async fn look_up_existing(
+    run: &RunContext<'_>,
+    access: &Access,
+    targets: &[Target<'_>],
+    tag: &str,
+) -> Result<Vec<(Action, Duration)>> {
+    let build = &run.config.build;
+    let version_mode = run.config.version.is_some();
     let mut actions = Vec::new();
-    for target in &targets {
+    for target in targets {
         let started = Instant::now();
         let existing = if needs_lookup(version_mode, build.skip_existing) {
             let lookup = access.registry.manifest_digest(
                 &target.image.registry,
                 &target.image.repository,
-                &tag,
+                tag,
                 access.credentials_for(&target.image.registry),
             );
             cancellable(run.cancel, "while looking up existing images", lookup).await??
@@ -378,11 +452,11 @@ async fn execute(
         .iter()
         .zip(&actions)
         .filter(|(_, (action, _))| *action == Action::Missing)
-        .map(|(t, _)| format!("`{}` ({})", t.spec.name, t.image.tagged(&tag)))
+        .map(|(t, _)| format!("`{}` ({})", t.spec.name, t.image.tagged(tag)))
         .collect();
     if !missing.is_empty() {
         return Err(Error::VersionMissing {
-            tag,
+            tag: tag.to_string(),
             images: missing,
         });
     }
@@ -391,25 +465,31 @@ async fn execute(
             run.runner.info(&format!(
                 "{}: {} exists in the registry ({digest}); reused, not rebuilt",
                 target.spec.name,
-                target.image.tagged(&tag)
+                target.image.tagged(tag)
             ));
         }
     }
+    Ok(actions)
+}
 
-    // 7. Build and smoke-test every image to build, concurrently; the first failure stops the rest.
-    let to_build: Vec<usize> = actions
+/// Builds and smoke-tests every image to build, `build-concurrency` at a time; a cancelled
+/// smoke test's container is removed.
+async fn build_all(
+    run: &RunContext<'_>,
+    docker: &Docker,
+    builder: Builder,
+    targets: &[Target<'_>],
+    actions: &[(Action, Duration)],
+    tag: &str,
+) -> Result<Vec<Built>> {
+    let labels = labels(run, tag);
+    let smoke_names: std::sync::Mutex<Vec<String>> = Default::default();
+    let jobs = actions
         .iter()
         .enumerate()
         .filter(|(_, (action, _))| *action == Action::Build)
-        .map(|(i, _)| i)
-        .collect();
-    let mut built: Vec<Built> = Vec::new();
-    if let Some(docker) = &docker {
-        let labels = labels(run, &tag);
-        let smoke_names: std::sync::Mutex<Vec<String>> = Default::default();
-        let mut jobs = Vec::new();
-        for index in to_build {
-            jobs.push(build_one(
+        .map(|(index, _)| {
+            build_one(
                 run,
                 docker,
                 &targets[index],
@@ -417,65 +497,74 @@ async fn execute(
                 builder,
                 &labels,
                 &smoke_names,
+            )
+        })
+        .collect();
+    let outcome = run_limited(
+        jobs,
+        run.config.build.concurrency,
+        run.cancel,
+        "during the build",
+    )
+    .await;
+    let leftovers = std::mem::take(&mut *smoke_names.lock().unwrap_or_else(|p| p.into_inner()));
+    for name in leftovers {
+        docker.remove_container(&name).await;
+    }
+    outcome
+}
+
+/// A reused image gets its extra tags too, in the registry alone (nothing is pulled).
+async fn tag_reused(
+    run: &RunContext<'_>,
+    access: &Access,
+    targets: &[Target<'_>],
+    actions: &[(Action, Duration)],
+    pushed_any: &mut bool,
+) -> Result<()> {
+    for (target, (action, _)) in targets.iter().zip(actions) {
+        let Action::Reuse { digest } = action else {
+            continue;
+        };
+        for extra in &target.spec.tags {
+            let tagging = access.registry.tag_manifest(
+                &target.image.registry,
+                &target.image.repository,
+                digest,
+                extra,
+                access.credentials_for(&target.image.registry),
+            );
+            *pushed_any = true;
+            let tagged = cancellable(run.cancel, "while tagging reused images", tagging)
+                .await?
+                .map_err(|source| Error::Tag {
+                    image: target.spec.name.clone(),
+                    tag: extra.clone(),
+                    source,
+                })?;
+            let what = match tagged {
+                registry::Tagged::Already => "already tagged",
+                registry::Tagged::Created => "tagged",
+            };
+            run.runner.info(&format!(
+                "[{}] {what} {} ({digest})",
+                target.spec.name,
+                target.image.tagged(extra)
             ));
         }
-        let outcome = run_limited(jobs, build.concurrency, run.cancel, "during the build").await;
-        // A cancelled smoke test may leave its container behind.
-        let leftovers = std::mem::take(&mut *smoke_names.lock().unwrap_or_else(|p| p.into_inner()));
-        for name in leftovers {
-            docker.remove_container(&name).await;
-        }
-        built = outcome?;
     }
+    Ok(())
+}
 
-    // 8. Push, then read each digest back from the registry.
-    let mut digests: HashMap<usize, (String, Duration)> = HashMap::new();
-    if let (Some(docker), true) = (&docker, pushing) {
-        let mut jobs = Vec::new();
-        for b in &built {
-            jobs.push(push_one(run, docker, &access, &targets[b.index], b.index));
-        }
-        let pushed = run_limited(jobs, build.concurrency, run.cancel, "while pushing").await;
-        *pushed_any = true;
-        for (index, digest, elapsed) in pushed? {
-            digests.insert(index, (digest, elapsed));
-        }
-    }
-    // A reused image gets its extra tags too, in the registry alone (nothing is pulled).
-    if pushing {
-        for (target, (action, _)) in targets.iter().zip(&actions) {
-            let Action::Reuse { digest } = action else {
-                continue;
-            };
-            for extra in &target.spec.tags {
-                let tagging = access.registry.tag_manifest(
-                    &target.image.registry,
-                    &target.image.repository,
-                    digest,
-                    extra,
-                    access.credentials_for(&target.image.registry),
-                );
-                *pushed_any = true;
-                let tagged = cancellable(run.cancel, "while tagging reused images", tagging)
-                    .await?
-                    .map_err(|source| Error::Tag {
-                        image: target.spec.name.clone(),
-                        tag: extra.clone(),
-                        source,
-                    })?;
-                let what = match tagged {
-                    registry::Tagged::Already => "already tagged",
-                    registry::Tagged::Created => "tagged",
-                };
-                run.runner.info(&format!(
-                    "[{}] {what} {} ({digest})",
-                    target.spec.name,
-                    target.image.tagged(extra)
-                ));
-            }
-        }
-    }
-
+/// What the phase hands on: every image with its digest (none when built but not pushed),
+/// status and time.
+fn built_images(
+    targets: &[Target<'_>],
+    actions: Vec<(Action, Duration)>,
+    built: &[Built],
+    mut digests: HashMap<usize, (String, Duration)>,
+    tag: &str,
+) -> Vec<BuiltImage> {
     let built_elapsed: HashMap<usize, Duration> =
         built.iter().map(|b| (b.index, b.elapsed)).collect();
     let mut images = Vec::new();
@@ -495,13 +584,13 @@ async fn execute(
         images.push(BuiltImage {
             name: target.spec.name.clone(),
             uri: target.image.uri(),
-            tag: tag.clone(),
+            tag: tag.to_string(),
             digest,
             status,
-            duration_ms: report::millis(elapsed),
+            duration_ms: built::millis(elapsed),
         });
     }
-    Ok(images)
+    images
 }
 
 /// The OCI labels every image gets.
@@ -520,13 +609,11 @@ fn labels(run: &RunContext<'_>, tag: &str) -> HashMap<String, String> {
             ),
         );
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
     labels.insert(
         "org.opencontainers.image.created".to_string(),
-        crate::image::rfc3339(now),
+        jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string(),
     );
     labels
 }
@@ -575,63 +662,78 @@ async fn build_one(
             })?;
     }
     if let Some(test) = &spec.smoke_test {
-        let (entrypoint, cmd) = match test {
-            SmokeTest::Shell(script) => (
-                vec!["/bin/sh".to_string(), "-c".to_string()],
-                vec![script.clone()],
-            ),
-            SmokeTest::Exec(args) => (
-                args.first().cloned().into_iter().collect(),
-                args.iter().skip(1).cloned().collect(),
-            ),
-        };
-        let container = format!(
-            "gantry-smoke-{name}-{}",
-            crate::report::workflow::random_token()
-        );
-        smoke_names
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(container.clone());
-        run.runner.info(&format!("[{name}] smoke test"));
-        let result = docker
-            .smoke_test(
-                &image_id,
-                &container,
-                entrypoint,
-                cmd,
-                spec.smoke_test_timeout,
-            )
-            .await
-            .map_err(|source| Error::SmokeRun {
-                image: name.clone(),
-                source,
-            })?;
-        for line in result.output.lines() {
-            run.runner.info(&format!("[{name}] smoke: {line}"));
-        }
-        let tail: Vec<&str> = result.output.lines().rev().take(15).collect();
-        let output = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
-        if result.timed_out {
-            return Err(Error::SmokeTimedOut {
-                image: name.clone(),
-                timeout: spec.smoke_test_timeout,
-                output,
-            });
-        }
-        if result.exit_code != 0 {
-            return Err(Error::SmokeFailed {
-                image: name.clone(),
-                exit_code: result.exit_code,
-                output,
-            });
-        }
-        run.runner.info(&format!("[{name}] smoke test passed"));
+        smoke_test(run, docker, spec, test, &image_id, smoke_names).await?;
     }
     Ok(Built {
         index,
         elapsed: started.elapsed(),
     })
+}
+
+/// Runs the image's smoke test in a container (removed afterwards, or by the caller when the
+/// run is cancelled meanwhile); its output is logged, a failure or time-out ends the build.
+async fn smoke_test(
+    run: &RunContext<'_>,
+    docker: &Docker,
+    spec: &ImageSpec,
+    test: &SmokeTest,
+    image_id: &str,
+    smoke_names: &std::sync::Mutex<Vec<String>>,
+) -> Result<()> {
+    let name = &spec.name;
+    let (entrypoint, cmd) = match test {
+        SmokeTest::Shell(script) => (
+            vec!["/bin/sh".to_string(), "-c".to_string()],
+            vec![script.clone()],
+        ),
+        SmokeTest::Exec(args) => (
+            args.first().cloned().into_iter().collect(),
+            args.iter().skip(1).cloned().collect(),
+        ),
+    };
+    let container = format!(
+        "gantry-smoke-{name}-{}",
+        crate::report::workflow::random_token()
+    );
+    smoke_names
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(container.clone());
+    run.runner.info(&format!("[{name}] smoke test"));
+    let result = docker
+        .smoke_test(
+            image_id,
+            &container,
+            entrypoint,
+            cmd,
+            spec.smoke_test_timeout,
+        )
+        .await
+        .map_err(|source| Error::SmokeRun {
+            image: name.clone(),
+            source,
+        })?;
+    for line in result.output.lines() {
+        run.runner.info(&format!("[{name}] smoke: {line}"));
+    }
+    let tail: Vec<&str> = result.output.lines().rev().take(15).collect();
+    let output = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+    if result.timed_out {
+        return Err(Error::SmokeTimedOut {
+            image: name.clone(),
+            timeout: spec.smoke_test_timeout,
+            output,
+        });
+    }
+    if result.exit_code != 0 {
+        return Err(Error::SmokeFailed {
+            image: name.clone(),
+            exit_code: result.exit_code,
+            output,
+        });
+    }
+    run.runner.info(&format!("[{name}] smoke test passed"));
+    Ok(())
 }
 
 async fn push_one(
@@ -792,7 +894,7 @@ mod tests {
             (Error::Cancelled { during: "x" }, "cancelled"),
         ];
         for (err, want) in table {
-            assert_eq!(err.failure_reason(), want, "{err}");
+            assert_eq!(err.failure_reason().as_str(), want, "{err}");
         }
     }
 }

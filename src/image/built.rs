@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::report::summary::{escape_markdown, human_duration};
-
 /// Whether an image was built by this run or taken from the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -71,51 +69,11 @@ pub fn outputs(images: &[BuiltImage]) -> BTreeMap<String, String> {
     out
 }
 
-/// The Markdown table of the job summary.
-pub fn notes(images: &[BuiltImage]) -> Vec<String> {
-    let mut lines = vec![
-        "| Image | Repository | Tag | Digest | Result | Duration |".to_string(),
-        "|---|---|---|---|---|---|".to_string(),
-    ];
-    for image in images {
-        let digest = image
-            .digest
-            .as_deref()
-            .map(short_digest)
-            .unwrap_or_else(|| "-".into());
-        lines.push(format!(
-            "| {} | `{}` | `{}` | `{}` | {} | {} |",
-            escape_markdown(&image.name),
-            image.uri,
-            short_tag(&image.tag),
-            digest,
-            image.status.as_str(),
-            human_duration(Duration::from_millis(image.duration_ms)),
-        ));
-    }
-    if images
-        .iter()
-        .any(|i| i.status == ImageStatus::BuiltNotPushed)
-    {
-        lines.push(String::new());
-        lines.push("Images built but not pushed have no digest yet: a plan shows them by commit tag, a deploy pins them by the digest the registry serves after the push.".to_string());
-    }
-    lines
-}
-
 /// `sha256:0123456789ab` (12 hex digits).
 pub fn short_digest(digest: &str) -> String {
     match digest.split_once(':') {
         Some((algo, hex)) => format!("{algo}:{}", &hex[..hex.len().min(12)]),
         None => digest.chars().take(19).collect(),
-    }
-}
-
-fn short_tag(tag: &str) -> &str {
-    if tag.len() == 40 && tag.bytes().all(|b| b.is_ascii_hexdigit()) {
-        &tag[..12]
-    } else {
-        tag
     }
 }
 
@@ -135,7 +93,7 @@ mod tests {
     }
 
     #[test]
-    fn outputs_and_notes() {
+    fn outputs_name_every_image() {
         let digest = "sha256:aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899";
         let images = [
             image("api", Some(digest), ImageStatus::Built),
@@ -155,23 +113,6 @@ mod tests {
             format!("127.0.0.1:5000/team/api@{digest}")
         );
         assert_eq!(images[2].reference(), None);
-
-        let notes = notes(&images);
-        assert_eq!(notes.len(), 7);
-        assert!(notes[6].contains("no digest yet"), "{}", notes[6]);
-        assert_eq!(super::notes(&images[..2]).len(), 4);
-        assert!(
-            notes[2].contains("`sha256:aabbccddeeff`") && notes[2].contains("| built |"),
-            "{}",
-            notes[2]
-        );
-        assert!(notes[2].contains("`0123456789ab`"), "{}", notes[2]);
-        assert!(notes[3].contains("| reused |"));
-        assert!(
-            notes[4].contains("| `-` | built, not pushed |"),
-            "{}",
-            notes[4]
-        );
     }
 
     #[test]

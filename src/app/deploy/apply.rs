@@ -72,65 +72,22 @@ pub async fn apply_all_with(
     let mut applied = Applied::default();
     let mut index = 0;
     while index < objects.len() {
-        let rank = rank_of(&objects[index]);
-        let end = objects[index..]
-            .iter()
-            .position(|o| rank_of(o) != rank)
-            .map(|offset| index + offset)
-            .unwrap_or(objects.len());
+        let end = rank_end(objects, index);
         let group = &objects[index..end];
-        // Collected first: a stream built from a borrowing closure is not provably Send.
-        let pending: Vec<_> = group
-            .iter()
-            .enumerate()
-            .map(|(position, object)| {
-                indexed(
-                    position,
-                    apply_taking_over(cluster, object, options, conflicts),
-                )
-            })
-            .collect();
-        let results: Vec<(usize, Result<Taken, KubeError>)> = stream::iter(pending)
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-        let mut ordered = results;
-        ordered.sort_by_key(|(position, _)| *position);
-        for (position, result) in ordered {
+        let results = apply_group(cluster, group, options, conflicts, concurrency).await;
+        for (position, result) in results {
             let name = ObjectRef::of(&group[position])
                 .map(|r| r.to_string())
                 .unwrap_or_default();
-            match result {
-                Ok((action, taken)) => {
-                    if let Some(conflicts) = taken {
-                        applied.taken_over.push(format!("{name}: {conflicts}"));
-                    }
-                    if action == ChangeAction::Replaced {
-                        applied.replaced.push(name.clone());
-                    }
-                    if !options.dry_run && action != ChangeAction::Unchanged {
-                        applied.wrote = true;
-                    }
-                    applied.changes.push(ObjectChange {
-                        object: name,
-                        action,
-                    });
-                }
-                Err(err) => applied.errors.push(err),
-            }
+            applied.record(name, result, options.dry_run);
         }
         if !applied.errors.is_empty() {
             return applied;
         }
         if !options.dry_run {
-            for crd in group
-                .iter()
-                .filter(|o| kind_of(o) == "CustomResourceDefinition")
-            {
-                if let Err(err) = wait_established(cluster, crd).await {
-                    applied.errors.push(err);
-                }
-            }
+            applied
+                .errors
+                .extend(wait_crds_established(cluster, group).await);
             if !applied.errors.is_empty() {
                 return applied;
             }
@@ -141,6 +98,83 @@ pub async fn apply_all_with(
         }
     }
     applied
+}
+
+impl Applied {
+    /// Adds what applying the object `name` did (or its error).
+    fn record(&mut self, name: String, result: Result<Taken, KubeError>, dry_run: bool) {
+        match result {
+            Ok((action, taken)) => {
+                if let Some(conflicts) = taken {
+                    self.taken_over.push(format!("{name}: {conflicts}"));
+                }
+                if action == ChangeAction::Replaced {
+                    self.replaced.push(name.clone());
+                }
+                if !dry_run && action != ChangeAction::Unchanged {
+                    self.wrote = true;
+                }
+                self.changes.push(ObjectChange {
+                    object: name,
+                    action,
+                });
+            }
+            Err(err) => self.errors.push(err),
+        }
+    }
+}
+
+/// The end (exclusive) of the rank of objects that starts at `index`.
+fn rank_end(objects: &[Value], index: usize) -> usize {
+    let rank = rank_of(&objects[index]);
+    objects[index..]
+        .iter()
+        .position(|o| rank_of(o) != rank)
+        .map(|offset| index + offset)
+        .unwrap_or(objects.len())
+}
+
+/// Applies the objects of one rank concurrently (up to `concurrency`); their results by
+/// position in `group`, in order.
+async fn apply_group(
+    cluster: &Cluster,
+    group: &[Value],
+    options: ApplyOptions,
+    conflicts: Conflicts,
+    concurrency: usize,
+) -> Vec<(usize, Result<Taken, KubeError>)> {
+    // Collected first: a stream built from a borrowing closure is not provably Send.
+    let pending: Vec<_> = group
+        .iter()
+        .enumerate()
+        .map(|(position, object)| {
+            indexed(
+                position,
+                apply_taking_over(cluster, object, options, conflicts),
+            )
+        })
+        .collect();
+    let mut ordered: Vec<(usize, Result<Taken, KubeError>)> = stream::iter(pending)
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    ordered.sort_by_key(|(position, _)| *position);
+    ordered
+}
+
+/// Waits until every CustomResourceDefinition of `group` is Established; the errors of those
+/// that are not.
+async fn wait_crds_established(cluster: &Cluster, group: &[Value]) -> Vec<KubeError> {
+    let mut errors = Vec::new();
+    for crd in group
+        .iter()
+        .filter(|o| kind_of(o) == "CustomResourceDefinition")
+    {
+        if let Err(err) = wait_established(cluster, crd).await {
+            errors.push(err);
+        }
+    }
+    errors
 }
 
 async fn indexed<F: std::future::Future>(position: usize, future: F) -> (usize, F::Output) {
@@ -218,6 +252,7 @@ async fn wait_gone(cluster: &Cluster, reference: &ObjectRef) -> Result<(), KubeE
                     "still there {}s after gantry deleted it to create it again (a finalizer?)",
                     CRD_ESTABLISH_TIMEOUT.as_secs()
                 ),
+                retry_after: None,
             });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -295,6 +330,7 @@ async fn wait_established(cluster: &Cluster, crd: &Value) -> Result<(), KubeErro
                     "not Established after {}s; its custom resources cannot be applied",
                     CRD_ESTABLISH_TIMEOUT.as_secs()
                 ),
+                retry_after: None,
             });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

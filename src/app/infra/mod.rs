@@ -7,21 +7,20 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::adapters::terraform::{self, Finished, Terraform};
-use crate::pipeline::{Command, Handoff, PhaseResult, PhaseStatus, RunContext};
+use crate::app::frame::RunContext;
+use crate::pipeline::{Command, FailureReason, Handoff, PhaseResult, PhaseStatus};
 use crate::plan::argv;
-use crate::plan::summary::{destroy_guard, output_text, outputs_markdown, DestroyBlocked};
+use crate::plan::summary::{destroy_guard, output_text, DestroyBlocked, OUTPUT_PREFIX};
 use crate::plan::ui::{self, Diagnostic, LockInfo, UiEvent};
 use crate::plan::{Plan, PlanSummary};
-use crate::report::summary::{escape_markdown, human_duration};
-
-/// The prefix of the step outputs made from Terraform outputs: `tf-<output name>`.
-pub const OUTPUT_PREFIX: &str = "tf-";
+use crate::report::markdown::{escape_markdown, human_duration};
+use crate::report::workflow::{Annotation, Level};
 
 /// A Terraform command gantry runs, as the log and the errors name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +48,12 @@ impl Step {
     }
 
     /// The `failure-reason` of a failure in this step.
-    fn failure_reason(self) -> &'static str {
+    fn failure_reason(self) -> FailureReason {
         match self {
-            Step::Init | Step::Workspace => "init-failed",
-            Step::Validate => "validate-failed",
-            Step::Plan | Step::Show => "plan-failed",
-            Step::Apply | Step::Output => "apply-failed",
+            Step::Init | Step::Workspace => FailureReason::InitFailed,
+            Step::Validate => FailureReason::ValidateFailed,
+            Step::Plan | Step::Show => FailureReason::PlanFailed,
+            Step::Apply | Step::Output => FailureReason::ApplyFailed,
         }
     }
 }
@@ -114,15 +113,15 @@ fn listed(label: &str, addresses: &[String]) -> String {
 
 impl Error {
     /// The machine-readable `failure-reason`.
-    pub fn failure_reason(&self) -> &'static str {
+    pub fn failure_reason(&self) -> FailureReason {
         match self {
-            Error::Terraform(_) => "terraform-missing",
+            Error::Terraform(_) => FailureReason::TerraformMissing,
             Error::Run { step, .. } | Error::StepFailed { step, .. } => step.failure_reason(),
-            Error::StateLocked { .. } => "state-locked",
-            Error::DestroyBlocked(_) => "destroy-blocked",
-            Error::PartialApply { .. } => "apply-failed",
-            Error::Cancelled { .. } => "cancelled",
-            Error::PlanDir { .. } => "plan-failed",
+            Error::StateLocked { .. } => FailureReason::StateLocked,
+            Error::DestroyBlocked(_) => FailureReason::DestroyBlocked,
+            Error::PartialApply { .. } => FailureReason::ApplyFailed,
+            Error::Cancelled { .. } => FailureReason::Cancelled,
+            Error::PlanDir { .. } => FailureReason::PlanFailed,
         }
     }
 }
@@ -228,20 +227,11 @@ struct OutputEntry {
 }
 
 impl InfraPhase<'_, '_> {
+    /// Runs the steps the command needs in their fixed order, ending with the outputs.
     async fn execute(&mut self, handoff: &mut Handoff) -> Result<(), Error> {
         let command = self.run.decision.command;
         let infra = &self.run.config.infra;
-        let terraform = Terraform::discover(&infra.binary, &self.directory)
-            .await
-            .map_err(Error::Terraform)?;
-        let cli = format!("{} {}", terraform.cli().name(), terraform.version());
-        self.run.runner.info(&format!(
-            "{cli} ({}) in {}",
-            terraform.binary().display(),
-            self.directory.display()
-        ));
-        handoff.terraform_cli = Some(cli);
-        self.tool = terraform.cli().command();
+        let terraform = self.discover(handoff).await?;
 
         self.step(&terraform, Step::Init, argv::init(infra)).await?;
         if matches!(
@@ -249,66 +239,14 @@ impl InfraPhase<'_, '_> {
             Command::Rollback | Command::History | Command::Unlock
         ) {
             // These act on recorded releases: Terraform only tells where the cluster is.
-            self.step(
-                &terraform,
-                Step::Workspace,
-                argv::workspace_select(&self.run.config.environment),
-            )
-            .await?;
-            self.run.runner.info(&format!(
-                "{} changes no infrastructure: the Terraform outputs are read, nothing is planned",
-                command.as_str()
-            ));
-            self.notes.push(format!(
-                "Terraform outputs read for `{}`; nothing planned or applied.",
-                command.as_str()
-            ));
-            return self.read_outputs(&terraform, handoff).await;
+            return self.outputs_only(&terraform, handoff).await;
         }
-        // Validation does not depend on the workspace: both run at once (one Terraform start-up
-        // less on the critical path).
-        let (workspace, validated) = tokio::join!(
-            self.step(
-                &terraform,
-                Step::Workspace,
-                argv::workspace_select(&self.run.config.environment),
-            ),
-            self.step(&terraform, Step::Validate, argv::validate()),
-        );
-        workspace?;
-        validated?;
+        self.select_and_validate(&terraform).await?;
 
         let plan_dir = PlanDir::create()?;
         let plan_file = plan_dir.plan_file();
         let destroy = command == Command::Destroy;
-        let planned = self
-            .step(
-                &terraform,
-                Step::Plan,
-                argv::plan(infra, &plan_file, destroy),
-            )
-            .await?;
-        let has_changes = planned.code == Some(2);
-
-        let shown = self
-            .step(&terraform, Step::Show, argv::show(&plan_file))
-            .await?;
-        let plan = Plan::parse(&shown.stdout).map_err(|err| Error::StepFailed {
-            step: Step::Show,
-            message: err.to_string(),
-        })?;
-        if plan.errored || !plan.applyable && has_changes {
-            return Err(Error::StepFailed {
-                step: Step::Plan,
-                message:
-                    "the saved plan is marked errored or not applyable; see the diagnostics above"
-                        .into(),
-            });
-        }
-        let summary = PlanSummary::from_plan(&plan);
-        self.report_plan(&summary);
-        handoff.plan = Some(summary.clone());
-
+        let (summary, has_changes) = self.plan(&terraform, &plan_file, destroy, handoff).await?;
         let guard = destroy_guard(&summary, infra.allow_destroy, destroy);
         match command {
             Command::Plan => {
@@ -328,19 +266,123 @@ impl InfraPhase<'_, '_> {
             }
             _ => {
                 guard?;
-                self.applied = true;
-                let applied = self
-                    .step(&terraform, Step::Apply, argv::apply(infra, &plan_file))
-                    .await?;
-                self.notes.push(format!(
-                    "Terraform apply finished in {}.",
-                    human_duration(applied.elapsed)
-                ));
+                self.apply(&terraform, &plan_file).await?;
             }
         }
         drop(plan_dir);
 
         self.read_outputs(&terraform, handoff).await
+    }
+
+    /// Finds and version-checks the tool, logs which one runs where, and records it in the
+    /// handoff.
+    async fn discover(&mut self, handoff: &mut Handoff) -> Result<Terraform, Error> {
+        let terraform = Terraform::discover(&self.run.config.infra.binary, &self.directory)
+            .await
+            .map_err(Error::Terraform)?;
+        let cli = format!("{} {}", terraform.cli().name(), terraform.version());
+        self.run.runner.info(&format!(
+            "{cli} ({}) in {}",
+            terraform.binary().display(),
+            self.directory.display()
+        ));
+        handoff.terraform_cli = Some(cli);
+        self.tool = terraform.cli().command();
+        Ok(terraform)
+    }
+
+    /// Selects the workspace and reads the outputs, planning nothing (rollback, history, unlock).
+    async fn outputs_only(
+        &mut self,
+        terraform: &Terraform,
+        handoff: &mut Handoff,
+    ) -> Result<(), Error> {
+        let command = self.run.decision.command;
+        self.step(
+            terraform,
+            Step::Workspace,
+            argv::workspace_select(&self.run.config.environment),
+        )
+        .await?;
+        self.run.runner.info(&format!(
+            "{} changes no infrastructure: the Terraform outputs are read, nothing is planned",
+            command.as_str()
+        ));
+        self.notes.push(format!(
+            "Terraform outputs read for `{}`; nothing planned or applied.",
+            command.as_str()
+        ));
+        self.read_outputs(terraform, handoff).await
+    }
+
+    /// Selects the environment's workspace and validates the configuration.
+    async fn select_and_validate(&self, terraform: &Terraform) -> Result<(), Error> {
+        // Validation does not depend on the workspace: both run at once (one Terraform start-up
+        // less on the critical path).
+        let (workspace, validated) = tokio::join!(
+            self.step(
+                terraform,
+                Step::Workspace,
+                argv::workspace_select(&self.run.config.environment),
+            ),
+            self.step(terraform, Step::Validate, argv::validate()),
+        );
+        workspace?;
+        validated?;
+        Ok(())
+    }
+
+    /// Saves the plan to `plan_file`, reads it back and reports it (log, step outputs, handoff);
+    /// returns its summary and whether it has changes.
+    async fn plan(
+        &mut self,
+        terraform: &Terraform,
+        plan_file: &Path,
+        destroy: bool,
+        handoff: &mut Handoff,
+    ) -> Result<(PlanSummary, bool), Error> {
+        let infra = &self.run.config.infra;
+        let planned = self
+            .step(terraform, Step::Plan, argv::plan(infra, plan_file, destroy))
+            .await?;
+        let has_changes = planned.code == Some(2);
+
+        let shown = self
+            .step(terraform, Step::Show, argv::show(plan_file))
+            .await?;
+        let plan = Plan::parse(&shown.stdout).map_err(|err| Error::StepFailed {
+            step: Step::Show,
+            message: err.to_string(),
+        })?;
+        if plan.errored || !plan.applyable && has_changes {
+            return Err(Error::StepFailed {
+                step: Step::Plan,
+                message:
+                    "the saved plan is marked errored or not applyable; see the diagnostics above"
+                        .into(),
+            });
+        }
+        let summary = PlanSummary::from_plan(&plan);
+        self.report_plan(&summary);
+        handoff.plan = Some(summary.clone());
+        Ok((summary, has_changes))
+    }
+
+    /// Applies the saved plan; from its start the infrastructure counts as changed.
+    async fn apply(&mut self, terraform: &Terraform, plan_file: &Path) -> Result<(), Error> {
+        self.applied = true;
+        let applied = self
+            .step(
+                terraform,
+                Step::Apply,
+                argv::apply(&self.run.config.infra, plan_file),
+            )
+            .await?;
+        self.notes.push(format!(
+            "Terraform apply finished in {}.",
+            human_duration(applied.elapsed)
+        ));
+        Ok(())
     }
 
     /// Runs one step: streams its lines (diagnostics become annotations, apply events become
@@ -351,17 +393,33 @@ impl InfraPhase<'_, '_> {
         step: Step,
         args: Vec<String>,
     ) -> Result<Finished, Error> {
-        let runner = self.run.runner;
-        runner.info(&format!("$ {}", argv::display(self.tool, &args)));
+        self.run
+            .runner
+            .info(&format!("$ {}", argv::display(self.tool, &args)));
         if self.run.cancel.is_cancelled() {
             return Err(Error::Cancelled {
                 step,
                 what: "the run was cancelled before it started; Terraform was not run".into(),
             });
         }
+        let (finished, report) = self.stream(terraform, step, &args).await?;
+        self.run.runner.debug(&format!(
+            "terraform {step}: exit {:?} in {}",
+            finished.code,
+            human_duration(finished.elapsed)
+        ));
+        self.verdict(step, finished, report)
+    }
+
+    /// Runs Terraform, annotating its diagnostics and logging progress as its lines arrive;
+    /// returns how it ended and what it reported.
+    async fn stream(
+        &self,
+        terraform: &Terraform,
+        step: Step,
+        args: &[String],
+    ) -> Result<(Finished, StepReport), Error> {
         let mut report = StepReport::default();
-        let workspace = self.run.config.workspace.clone();
-        let directory = self.directory.clone();
         // Generic sentences are annotated only if nothing more specific came.
         let mut generic: Vec<Diagnostic> = Vec::new();
         let finished = {
@@ -374,11 +432,7 @@ impl InfraPhase<'_, '_> {
                         generic.push(diagnostic.clone());
                     }
                     UiEvent::Diagnostic(diagnostic) => {
-                        runner.annotate(
-                            diagnostic.level(),
-                            &diagnostic.annotation(&directory, &workspace),
-                            &diagnostic.message(),
-                        );
+                        self.annotate(diagnostic);
                         report.diagnostics.push(diagnostic.clone());
                     }
                     UiEvent::ApplyComplete { address, .. } => report.changed.push(address.clone()),
@@ -386,21 +440,17 @@ impl InfraPhase<'_, '_> {
                     _ => {}
                 }
                 if let Some(progress) = ui::progress_line(&event) {
-                    runner.info(&progress);
+                    self.run.runner.info(&progress);
                 }
             };
             terraform
-                .run(&args, self.run.cancel, &mut on_line)
+                .run(args, self.run.cancel, &mut on_line)
                 .await
                 .map_err(|source| Error::Run { step, source })?
         };
         if !report.diagnostics.iter().any(Diagnostic::is_error) {
             for diagnostic in generic {
-                runner.annotate(
-                    diagnostic.level(),
-                    &diagnostic.annotation(&directory, &workspace),
-                    &diagnostic.message(),
-                );
+                self.annotate(&diagnostic);
                 report.diagnostics.push(diagnostic);
             }
         }
@@ -408,21 +458,43 @@ impl InfraPhase<'_, '_> {
             // validate -json prints one document, not lines.
             if let Ok(diagnostics) = ui::parse_validate(&finished.stdout) {
                 for diagnostic in &diagnostics {
-                    runner.annotate(
-                        diagnostic.level(),
-                        &diagnostic.annotation(&directory, &workspace),
-                        &diagnostic.message(),
-                    );
+                    self.annotate(diagnostic);
                 }
                 report.diagnostics.extend(diagnostics);
             }
         }
-        runner.debug(&format!(
-            "terraform {step}: exit {:?} in {}",
-            finished.code,
-            human_duration(finished.elapsed)
-        ));
+        Ok((finished, report))
+    }
 
+    /// Shows one diagnostic as an annotation on the file and line it points at.
+    fn annotate(&self, diagnostic: &Diagnostic) {
+        let level = if diagnostic.is_error() {
+            Level::Error
+        } else {
+            Level::Warning
+        };
+        let location = diagnostic.location(&self.directory, &self.run.config.workspace);
+        let annotation = Annotation {
+            title: Some(diagnostic.title()),
+            file: location.as_ref().map(|l| l.file.clone()),
+            line: location.as_ref().map(|l| l.line),
+            col: location.as_ref().map(|l| l.col),
+            end_line: location.as_ref().and_then(|l| l.end_line),
+            end_column: location.as_ref().and_then(|l| l.end_column),
+        };
+        self.run
+            .runner
+            .annotate(level, &annotation, &diagnostic.message());
+    }
+
+    /// Maps how a step ended into its result: cancelled, succeeded, locked, part-applied or
+    /// failed.
+    fn verdict(
+        &self,
+        step: Step,
+        finished: Finished,
+        report: StepReport,
+    ) -> Result<Finished, Error> {
         if finished.interrupted {
             return Err(self.cancelled(step, &finished, &report));
         }
@@ -499,7 +571,6 @@ impl InfraPhase<'_, '_> {
             .insert("plan-fingerprint".into(), summary.fingerprint().to_string());
         self.outputs
             .insert("plan-changes".into(), summary.counts_json());
-        self.notes.push(summary.to_markdown());
     }
 
     async fn read_outputs(
@@ -546,7 +617,6 @@ impl InfraPhase<'_, '_> {
                 )
             }
         ));
-        self.notes.push(outputs_markdown(&public));
         handoff.terraform_outputs.extend(public);
         Ok(())
     }

@@ -12,30 +12,30 @@ use crate::context::GitHubContext;
 
 /// The example project, embedded in the binary: (path, contents).
 pub const FILES: &[(&str, &str)] = &[
-    ("gantry.yml", include_str!("../examples/demo/gantry.yml")),
+    ("gantry.yml", include_str!("../../examples/demo/gantry.yml")),
     (
         "terraform/main.tf",
-        include_str!("../examples/demo/terraform/main.tf"),
+        include_str!("../../examples/demo/terraform/main.tf"),
     ),
     (
         "app/frontend/Dockerfile",
-        include_str!("../examples/demo/app/frontend/Dockerfile"),
+        include_str!("../../examples/demo/app/frontend/Dockerfile"),
     ),
     (
         "app/frontend/index.html",
-        include_str!("../examples/demo/app/frontend/index.html"),
+        include_str!("../../examples/demo/app/frontend/index.html"),
     ),
     (
         "app/backend/Dockerfile",
-        include_str!("../examples/demo/app/backend/Dockerfile"),
+        include_str!("../../examples/demo/app/backend/Dockerfile"),
     ),
     (
         "app/backend/app.sh",
-        include_str!("../examples/demo/app/backend/app.sh"),
+        include_str!("../../examples/demo/app/backend/app.sh"),
     ),
     (
         "k8s/app.yaml",
-        include_str!("../examples/demo/k8s/app.yaml"),
+        include_str!("../../examples/demo/k8s/app.yaml"),
     ),
 ];
 
@@ -47,14 +47,18 @@ const BACKEND_IMAGE_LINE: &str = "          image: 127.0.0.1:5000/gantry-demo/de
 /// a setting it needs is missing. Its image is unchanged, so the pre-flight passes.
 const BROKEN_COMMAND: &str = "          command: [\"/bin/sh\", \"-c\", \"echo 'backend: DATABASE_URL is not set, cannot start' >&2; exit 1\"]\n";
 
-/// Writes the example project under `dir` (existing files are replaced; Terraform state kept).
-pub fn write_project(dir: &Path) -> std::io::Result<()> {
+/// Writes the example project under `dir` (existing files are replaced; Terraform state kept);
+/// an error names the file.
+pub fn write_project(dir: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
     for (path, contents) in FILES {
         let target = dir.join(path);
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        std::fs::write(target, contents)?;
+        std::fs::write(&target, contents)
+            .with_context(|| format!("cannot write {}", target.display()))?;
     }
     Ok(())
 }
@@ -166,7 +170,7 @@ fn run_step(step: &Step<'_>) -> (Exit, BTreeMap<String, String>) {
         output: Some(output.clone()),
         summary: Some(summary),
     });
-    let exit = crate::cli::run_invocation(invocation);
+    let exit = crate::app::run_invocation(invocation);
     let outputs = std::fs::read_to_string(&output)
         .map(|text| crate::report::workflow::parse_output_file(&text))
         .unwrap_or_default();
@@ -196,6 +200,27 @@ fn demo_context(dir: &Path, actor: Option<String>) -> GitHubContext {
     context
 }
 
+/// Copies `from` to `to`, readable by the owner only (a kubeconfig holds credentials).
+fn private_copy(from: &Path, to: &Path) -> anyhow::Result<PathBuf> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let contents = std::fs::read(from).context("cannot read it")?;
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let _ = std::fs::remove_file(to);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .and_then(|mut file| file.write_all(&contents))
+        .with_context(|| format!("cannot write {}", to.display()))?;
+    Ok(to.to_path_buf())
+}
+
 fn on_path(name: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
@@ -213,7 +238,7 @@ pub fn run(matches: &ArgMatches) -> Exit {
     };
     if let Err(err) = write_project(&dir) {
         eprintln!(
-            "gantry demo: cannot write the example project to {}: {err}",
+            "gantry demo: cannot write the example project to {}: {err:#}",
             dir.display()
         );
         return Exit::Usage;
@@ -251,7 +276,19 @@ pub fn run(matches: &ArgMatches) -> Exit {
         };
         return run_step(&step).0;
     };
-    inputs.push(("kubeconfig", kubeconfig.display().to_string()));
+    // gantry reads a kubeconfig only from the checkout or the runner's directories, so the demo
+    // works on a private copy inside the project (the test bed's lives under /var/tmp).
+    let copy = match private_copy(&kubeconfig, &dir.join(".gantry").join("kubeconfig")) {
+        Ok(copy) => copy,
+        Err(err) => {
+            eprintln!(
+                "gantry demo: cannot copy the kubeconfig {}: {err:#}",
+                kubeconfig.display()
+            );
+            return Exit::Usage;
+        }
+    };
+    inputs.push(("kubeconfig", copy.display().to_string()));
     deploy_then_break(&dir, &registry, inputs, &testbed)
 }
 
@@ -350,9 +387,9 @@ mod tests {
         let broken = broken_manifests();
         assert_ne!(broken, healthy, "the anchor line is in the manifests");
         assert_eq!(broken.matches("command:").count(), 1);
-        let documents: Vec<serde_yaml::Value> = broken
+        let documents: Vec<serde_yaml_ng::Value> = broken
             .split("\n---\n")
-            .map(|d| serde_yaml::from_str(d).unwrap())
+            .map(|d| serde_yaml_ng::from_str(d).unwrap())
             .collect();
         let backend = documents
             .iter()

@@ -53,21 +53,21 @@ fn index_reference(at: &StoreLocation) -> ObjectRef {
     }
 }
 
+/// The Secrets labelled with the environment: its release records and lock events.
+async fn environment_secrets(
+    cluster: &Cluster,
+    at: &StoreLocation,
+) -> Result<Vec<Value>, KubeError> {
+    let selector = format!("{}={}", release::ENVIRONMENT_LABEL, at.environment);
+    cluster
+        .list("v1", "Secret", Some(&at.namespace), Some(&selector))
+        .await
+}
+
 /// Reads every release record of the environment and checks it against the record index and
 /// the chain (see [`crate::release::records`]).
 pub async fn history(cluster: &Cluster, at: &StoreLocation) -> Result<History, KubeError> {
-    let secrets = cluster
-        .list(
-            "v1",
-            "Secret",
-            Some(&at.namespace),
-            Some(&format!(
-                "{}={}",
-                release::ENVIRONMENT_LABEL,
-                at.environment
-            )),
-        )
-        .await?;
+    let secrets = environment_secrets(cluster, at).await?;
     let (decoded, warnings) = records::decode_all(&secrets);
     let decoded: Vec<(Release, String)> = decoded
         .into_iter()
@@ -265,18 +265,7 @@ pub async fn save_lock_event(
 /// The lock events of the environment, newest first: `time: sentence`.
 pub async fn lock_events(cluster: &Cluster, at: &StoreLocation) -> Result<Vec<String>, KubeError> {
     use base64::Engine as _;
-    let secrets = cluster
-        .list(
-            "v1",
-            "Secret",
-            Some(&at.namespace),
-            Some(&format!(
-                "{}={}",
-                release::ENVIRONMENT_LABEL,
-                at.environment
-            )),
-        )
-        .await?;
+    let secrets = environment_secrets(cluster, at).await?;
     let decode = |secret: &Value, key: &str| -> String {
         secret
             .pointer(&format!("/data/{key}"))
@@ -384,104 +373,174 @@ pub async fn lock(
     cluster: Arc<Cluster>,
     at: &StoreLocation,
     terms: &LockTerms,
-    cancel: &crate::pipeline::Cancel,
+    cancel: &crate::cancel::Cancel,
     mut waiting: impl FnMut(&str),
 ) -> Result<HeldLock, LockError> {
-    let reference = lease_reference(at);
-    let started = Instant::now();
-    let mut announced = false;
-    let mut watched: Option<(lease::Observed, Instant)> = None;
+    let mut locker = Locker {
+        reference: lease_reference(at),
+        cluster,
+        at,
+        terms,
+        started: Instant::now(),
+        announced: false,
+        watched: None,
+    };
     loop {
-        let current: Option<Lease> = cluster.get_typed(&reference).await?;
-        if let Some(lease) = &current {
-            let seen = lease::Observed::of(lease);
-            if watched.as_ref().is_none_or(|(before, _)| *before != seen) {
-                watched = Some((seen, Instant::now()));
-            }
-        }
-        let state = lease::state(
-            current.as_ref(),
-            &terms.me,
-            watched
-                .as_ref()
-                .map(|(seen, since)| (seen, since.elapsed())),
-        );
-        let take = |previous: Option<&Lease>| {
-            with_type(lease::taken(
-                &reference.name,
-                &at.namespace,
-                &at.environment,
-                &terms.me,
-                Timestamp::now(),
-                terms.duration,
-                previous,
-            ))
-        };
-        let mut taken_over_from = None;
+        let (current, state) = locker.observe().await?;
         let sent = Instant::now();
-        let attempt = match &state {
-            LockState::Free => Some(cluster.create_unfenced(&take(None)).await),
-            LockState::Expired { holder } => {
-                taken_over_from = Some(holder.clone());
-                Some(cluster.replace_unfenced(&take(current.as_ref())).await)
-            }
-            LockState::Released | LockState::Ours => {
-                Some(cluster.replace_unfenced(&take(current.as_ref())).await)
-            }
-            LockState::Invalid { reason } => {
-                return Err(LockError::Invalid {
-                    lease: reference.to_string(),
-                    name: reference.name.clone(),
-                    namespace: at.namespace.clone(),
-                    reason: reason.clone(),
-                })
-            }
-            LockState::Held { .. } => None,
-        };
-        match attempt {
-            Some(Ok(_)) => {
-                let fence = Arc::new(Fence::new(sent, terms.duration));
-                cluster.set_fence(Some(fence.clone()));
-                let renewer = tokio::spawn(renew(
-                    cluster.clone(),
-                    reference.clone(),
-                    at.clone(),
-                    terms.clone(),
-                    fence.clone(),
-                ));
-                return Ok(HeldLock {
-                    renewer,
-                    fence,
-                    cluster,
-                    reference,
-                    me: terms.me.clone(),
-                    taken_over_from,
-                });
-            }
+        match locker.attempt(&state, current.as_ref()).await? {
+            Attempt::Taken { taken_over_from } => return Ok(locker.held(sent, taken_over_from)),
             // Another run won the race: look again.
-            Some(Err(KubeError::AlreadyExists { .. } | KubeError::Conflict { .. })) => continue,
-            Some(Err(err)) => return Err(err.into()),
-            None => {}
+            Attempt::Raced => continue,
+            Attempt::NotFree => {}
         }
         let LockState::Held { holder, left } = state else {
             continue;
         };
-        if started.elapsed() >= terms.timeout {
+        locker.wait(holder, left, cancel, &mut waiting).await?;
+    }
+}
+
+/// One run trying to take the lock: what it has seen of the Lease, and since when it waits.
+struct Locker<'a> {
+    cluster: Arc<Cluster>,
+    at: &'a StoreLocation,
+    terms: &'a LockTerms,
+    reference: ObjectRef,
+    started: Instant,
+    /// Whether `waiting` was told about the holder.
+    announced: bool,
+    /// The Lease as last seen, and since when it is unchanged.
+    watched: Option<(lease::Observed, Instant)>,
+}
+
+/// What one attempt to take the Lease came to.
+enum Attempt {
+    /// The Lease is ours; `taken_over_from` names a holder that had stopped renewing.
+    Taken { taken_over_from: Option<String> },
+    /// Another run created or changed the Lease first.
+    Raced,
+    /// A live holder has it: nothing was sent.
+    NotFree,
+}
+
+impl Locker<'_> {
+    /// Reads the Lease, notes when it last changed, and says who holds it.
+    async fn observe(&mut self) -> Result<(Option<Lease>, LockState), KubeError> {
+        let current: Option<Lease> = self.cluster.get_typed(&self.reference).await?;
+        if let Some(lease) = &current {
+            let seen = lease::Observed::of(lease);
+            if self
+                .watched
+                .as_ref()
+                .is_none_or(|(before, _)| *before != seen)
+            {
+                self.watched = Some((seen, Instant::now()));
+            }
+        }
+        let state = lease::state(
+            current.as_ref(),
+            &self.terms.me,
+            self.watched
+                .as_ref()
+                .map(|(seen, since)| (seen, since.elapsed())),
+        );
+        Ok((current, state))
+    }
+
+    /// The Lease held by this run, replacing `previous`.
+    fn take(&self, previous: Option<&Lease>) -> Value {
+        with_type(lease::taken(
+            &self.reference.name,
+            &self.at.namespace,
+            &self.at.environment,
+            &self.terms.me,
+            Timestamp::now(),
+            self.terms.duration,
+            previous,
+        ))
+    }
+
+    /// Creates or replaces the Lease when `state` lets this run take it.
+    async fn attempt(
+        &self,
+        state: &LockState,
+        current: Option<&Lease>,
+    ) -> Result<Attempt, LockError> {
+        let mut taken_over_from = None;
+        let sent = match state {
+            LockState::Free => self.cluster.create_unfenced(&self.take(None)).await,
+            LockState::Expired { holder } => {
+                taken_over_from = Some(holder.clone());
+                self.cluster.replace_unfenced(&self.take(current)).await
+            }
+            LockState::Released | LockState::Ours => {
+                self.cluster.replace_unfenced(&self.take(current)).await
+            }
+            LockState::Invalid { reason } => {
+                return Err(LockError::Invalid {
+                    lease: self.reference.to_string(),
+                    name: self.reference.name.clone(),
+                    namespace: self.at.namespace.clone(),
+                    reason: reason.clone(),
+                })
+            }
+            LockState::Held { .. } => return Ok(Attempt::NotFree),
+        };
+        match sent {
+            Ok(_) => Ok(Attempt::Taken { taken_over_from }),
+            Err(KubeError::AlreadyExists { .. } | KubeError::Conflict { .. }) => Ok(Attempt::Raced),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The lock as taken (its write sent at `sent`): fences the cluster's writes and starts
+    /// renewing it.
+    fn held(self, sent: Instant, taken_over_from: Option<String>) -> HeldLock {
+        let fence = Arc::new(Fence::new(sent, self.terms.duration));
+        self.cluster.set_fence(Some(fence.clone()));
+        let renewer = tokio::spawn(renew(
+            self.cluster.clone(),
+            self.reference.clone(),
+            self.at.clone(),
+            self.terms.clone(),
+            fence.clone(),
+        ));
+        HeldLock {
+            renewer,
+            fence,
+            cluster: self.cluster,
+            reference: self.reference,
+            me: self.terms.me.clone(),
+            taken_over_from,
+        }
+    }
+
+    /// Waits a while for `holder` (whose lease has `left` to run) before looking again; fails
+    /// once the lock timeout has passed or the run is cancelled.
+    async fn wait(
+        &mut self,
+        holder: String,
+        left: Duration,
+        cancel: &crate::cancel::Cancel,
+        waiting: &mut impl FnMut(&str),
+    ) -> Result<(), LockError> {
+        if self.started.elapsed() >= self.terms.timeout {
             return Err(LockError::Held {
                 holder,
-                waited: started.elapsed().as_secs(),
+                waited: self.started.elapsed().as_secs(),
             });
         }
-        if !announced {
+        if !self.announced {
             waiting(&holder);
-            announced = true;
+            self.announced = true;
         }
         let pause = Duration::from_millis(500)
             .min(left)
-            .min(terms.timeout.saturating_sub(started.elapsed()));
+            .min(self.terms.timeout.saturating_sub(self.started.elapsed()));
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = cancel.cancelled() => return Err(LockError::Cancelled { holder }),
+            _ = tokio::time::sleep(pause) => Ok(()),
+            _ = cancel.cancelled() => Err(LockError::Cancelled { holder }),
         }
     }
 }

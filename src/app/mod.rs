@@ -4,16 +4,26 @@
 //! CLI differ only in how they fill an [`Invocation`]). Nothing with an effect outside gantry's
 //! own output happens before validation and the decision have passed.
 
+pub mod build;
+pub mod demo;
+pub mod deploy;
+pub mod frame;
+pub mod infra;
+
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::adapters::github::Reporter as GitHubReporter;
 use crate::adapters::runner::{Runner, RunnerFileError, RunnerFiles, RunnerMode};
+use crate::cancel::{Cancel, CancelHandle};
 use crate::config::{CommandChoice, Config, InputError, RawInputs, ValidationContext};
 use crate::context::{ContextError, GitHubContext};
-use crate::pipeline::{self, Cancel, Phases, RunContext};
+use crate::pipeline::{self, RunOutcome, RunStatus};
+use crate::report::markdown;
 use crate::report::summary::{self, ReportInput};
 use crate::report::workflow::{Annotation, Level};
+use frame::{Phases, RunContext};
 
 /// How the process ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +34,62 @@ pub enum Exit {
     Failure = 1,
     /// Bad inputs or surroundings: nothing was done.
     Usage = 2,
+}
+
+/// The phases gantry runs for real: each wires its adapters (Terraform, Docker and ECR,
+/// Kubernetes) to the pure logic.
+#[derive(Debug, Default)]
+pub struct GantryPhases;
+
+impl Phases for GantryPhases {
+    async fn infra(
+        &self,
+        run: &RunContext<'_>,
+        handoff: &mut pipeline::Handoff,
+    ) -> pipeline::PhaseResult {
+        infra::run(run, handoff).await
+    }
+
+    async fn build(
+        &self,
+        run: &RunContext<'_>,
+        handoff: &mut pipeline::Handoff,
+    ) -> pipeline::PhaseResult {
+        build::run(run, handoff).await
+    }
+
+    async fn deploy(
+        &self,
+        run: &RunContext<'_>,
+        handoff: &mut pipeline::Handoff,
+    ) -> pipeline::PhaseResult {
+        deploy::run(run, handoff).await
+    }
+}
+
+/// Runs one invocation on a fresh runtime, cancelled by SIGTERM or SIGINT.
+pub fn run_invocation(invocation: Invocation) -> Exit {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("gantry: cannot start the async runtime: {err}");
+            return Exit::Failure;
+        }
+    };
+    runtime.block_on(async {
+        let (handle, cancel) = Cancel::new();
+        cancel_on_signals(handle);
+        execute(
+            invocation,
+            &GantryPhases,
+            Box::new(std::io::stdout()),
+            cancel,
+        )
+        .await
+    })
 }
 
 /// Everything a run starts from, however it was invoked.
@@ -93,9 +159,53 @@ pub async fn execute<P: Phases>(
             crate::config::Origin::Flag,
         );
     }
+    let validation = ValidationContext {
+        workspace,
+        action_mode: mode == RunnerMode::GitHub,
+        kubeconfig_env,
+        kubeconfig_roots: crate::config::runner_kubeconfig_roots(),
+    };
+    let Ready {
+        config,
+        context,
+        decision,
+    } = match check(&raw, &validation, context, files_error.as_ref()) {
+        Ok(ready) => ready,
+        Err(problems) => return refuse(&runner, &problems, files_error.is_none()),
+    };
 
+    announce(&runner, &config, &context, &decision, &mut secrets);
+    let run = RunContext {
+        config: &config,
+        context: &context,
+        decision: &decision,
+        runner: &runner,
+        cancel: &cancel,
+    };
+    let mut github = GitHubReporter::new(&config, &context, &decision, &runner);
+    // The deployment is in progress from before the phases: its final status follows them.
+    github.start_deployment(None).await;
+    let outcome = frame::run_phases(phases, &run).await;
+    report(&run, &mut github, &outcome, secrets).await
+}
+
+/// What a run goes ahead with once everything has been checked.
+struct Ready {
+    config: Config,
+    context: GitHubContext,
+    decision: pipeline::Decision,
+}
+
+/// Checks the runner's files, the event, the inputs and the decision; refuses with every problem
+/// found, in that order.
+fn check(
+    raw: &RawInputs,
+    validation: &ValidationContext,
+    context: Result<GitHubContext, ContextError>,
+    files_error: Option<&RunnerFileError>,
+) -> Result<Ready, Vec<String>> {
     let mut problems: Vec<String> = Vec::new();
-    if let Some(err) = &files_error {
+    if let Some(err) = files_error {
         problems.push(err.to_string());
     }
     let context = match context {
@@ -105,13 +215,7 @@ pub async fn execute<P: Phases>(
             None
         }
     };
-    let validation = ValidationContext {
-        workspace: workspace.clone(),
-        action_mode: mode == RunnerMode::GitHub,
-        kubeconfig_env,
-        kubeconfig_roots: crate::config::runner_kubeconfig_roots(),
-    };
-    let config = match Config::validate(&raw, &validation) {
+    let config = match Config::validate(raw, validation) {
         Ok(config) => Some(config),
         Err(errors) => {
             problems.extend(errors.0.iter().map(InputError::to_string));
@@ -131,9 +235,24 @@ pub async fn execute<P: Phases>(
     let (Some(config), Some(context), Some(decision), true) =
         (config, context, decision, problems.is_empty())
     else {
-        return refuse(&runner, &problems, files_error.is_none());
+        return Err(problems);
     };
+    Ok(Ready {
+        config,
+        context,
+        decision,
+    })
+}
 
+/// Masks the configuration's secrets (adding them to `secrets`), then logs what the run does
+/// and the event's own text.
+fn announce(
+    runner: &Runner,
+    config: &Config,
+    context: &GitHubContext,
+    decision: &pipeline::Decision,
+    secrets: &mut Vec<String>,
+) {
     for secret in config.secrets() {
         runner.add_mask(secret);
         secrets.push(secret.to_string());
@@ -160,19 +279,17 @@ pub async fn execute<P: Phases>(
         }
         _ => {}
     }
+}
 
-    let run = RunContext {
-        config: &config,
-        context: &context,
-        decision: &decision,
-        runner: &runner,
-        cancel: &cancel,
-    };
-    let mut github = GitHubReporter::new(&config, &context, &decision, &runner);
-    // The deployment is in progress from before the phases: its final status follows them.
-    github.start_deployment(None).await;
-    let outcome = pipeline::run_phases(phases, &run).await;
-
+/// Reports the finished run (step outputs, job summary, GitHub) with every secret masked, and
+/// returns its exit code.
+async fn report(
+    run: &RunContext<'_>,
+    github: &mut GitHubReporter<'_>,
+    outcome: &RunOutcome,
+    mut secrets: Vec<String>,
+) -> Exit {
+    let runner = run.runner;
     // Phases write their summary notes already escaped, where a masked value may no longer
     // match its mask (`a_b` became `a\_b`): those escaped forms are masked too.
     secrets.extend(
@@ -193,18 +310,28 @@ pub async fn execute<P: Phases>(
         runner.redact(&text)
     };
     let report = ReportInput {
-        environment: &config.environment,
-        decision: &decision,
-        outcome: &outcome,
-        run_url: context.run_url(),
+        environment: &run.config.environment,
+        decision: run.decision,
+        outcome,
+        run_url: run.context.run_url(),
         redact: &redact,
     };
-    for (name, value) in summary::render_outputs(&report) {
+    publish(runner, github, &report).await;
+    conclude(
+        runner,
+        outcome.status(run.decision.command),
+        outcome.duration,
+    )
+}
+
+/// Writes the step outputs and the job summary, recording the run on GitHub on the way.
+async fn publish(runner: &Runner, github: &mut GitHubReporter<'_>, report: &ReportInput<'_>) {
+    for (name, value) in summary::render_outputs(report) {
         runner.set_output(&name, &value);
     }
-    let mut markdown = summary::render_summary(&report);
+    let mut markdown = summary::render_summary(report);
     // Reporting to GitHub never changes the exit code: its failures are warnings.
-    let recorded = github.finish(&report).await;
+    let recorded = github.finish(report).await;
     for (name, value) in &github.outputs {
         runner.set_output(name, value);
     }
@@ -213,16 +340,19 @@ pub async fn execute<P: Phases>(
         for line in recorded {
             markdown.push_str(&format!(
                 "- {}\n",
-                summary::escape_markdown(&runner.redact(&line))
+                markdown::escape_markdown(&runner.redact(&line))
             ));
         }
     }
     runner.append_summary(&markdown);
-    let status = outcome.status(decision.command);
+}
+
+/// Logs the run's status, flushes the runner's files and maps the status to the exit code.
+fn conclude(runner: &Runner, status: RunStatus, duration: Duration) -> Exit {
     runner.info(&format!(
         "gantry: {} in {}",
         status.as_str(),
-        summary::human_duration(outcome.duration)
+        markdown::human_duration(duration)
     ));
     if let Err(err) = runner.finish() {
         runner.error(&format!(
@@ -249,7 +379,7 @@ fn escaped_forms(secrets: &[String]) -> Vec<String> {
         })
         .filter(|secret| secret.len() >= 4)
         .filter_map(|secret| {
-            let escaped = summary::escape_markdown(&secret);
+            let escaped = markdown::escape_markdown(&secret);
             (escaped != secret).then_some(escaped)
         })
         .collect();
@@ -275,13 +405,16 @@ fn refuse(runner: &Runner, problems: &[String], files_usable: bool) -> Exit {
     ));
     if files_usable {
         runner.set_output("status", "failed");
-        runner.set_output("failure-reason", "invalid-input");
+        runner.set_output(
+            "failure-reason",
+            pipeline::FailureReason::InvalidInput.as_str(),
+        );
         let mut md = String::from("## gantry · Invalid input · nothing was changed\n\n");
         for problem in problems {
             // Redacted before escaping: an escaped secret no longer matches the mask.
             md.push_str(&format!(
                 "- {}\n",
-                summary::escape_markdown(&runner.redact(problem))
+                markdown::escape_markdown(&runner.redact(problem))
             ));
         }
         runner.append_summary(&md);
@@ -295,7 +428,7 @@ fn refuse(runner: &Runner, problems: &[String], files_usable: bool) -> Exit {
 }
 
 /// Fires `cancel` on SIGTERM or SIGINT (a cancelled workflow sends SIGTERM to the container).
-pub fn cancel_on_signals(handle: pipeline::CancelHandle) {
+pub fn cancel_on_signals(handle: CancelHandle) {
     tokio::spawn(async move {
         let terminate = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -1,0 +1,341 @@
+//! The deploy phase: renders the release (placeholders substituted, images pinned by digest, in apply order), checks its kinds against the cluster, then runs the verb (deploy, plan, rollback, history) through the [`engine`].
+//!
+//! Without a cluster (a local run) the phase says what it would apply and applies nothing.
+
+use std::sync::Arc;
+
+use crate::adapters::kube::Cluster;
+use crate::config::ClusterAccess;
+use crate::manifests::Placeholders;
+pub mod apply;
+// The deploy verb, named like its siblings (rollback, recover, plan, history).
+#[allow(clippy::module_inception)]
+mod deploy;
+pub mod engine;
+mod history;
+mod plan;
+pub mod preflight;
+mod recover;
+mod render;
+mod rollback;
+pub mod statefulsets;
+#[cfg(test)]
+mod steps_tests;
+pub mod store;
+pub mod target;
+pub mod track;
+
+pub use engine::{crash_point, Ending, Engine, Origin, Outcome, Settings};
+pub use render::{render, render_with, Rendered};
+pub use target::Live;
+
+/// The registry client and credentials the pre-flight image check uses.
+pub struct ImageVerification {
+    pub registry: crate::adapters::registry::Registry,
+    pub credentials: preflight::HostCredentials,
+}
+use crate::app::frame::RunContext;
+use crate::pipeline::{Command, FailureReason, Handoff, PhaseResult, PhaseStatus};
+
+/// The deploy phase: render, connect, check the kinds against the cluster, then the verb.
+pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
+    let command = run.decision.command;
+    if command == Command::Destroy {
+        return PhaseResult::new(PhaseStatus::skipped("destroy only runs Terraform"));
+    }
+    let offline = if matches!(command, Command::Deploy | Command::Plan) {
+        match render(run, handoff) {
+            Ok(rendered) => Some(rendered),
+            Err(errors) => return render::annotate_manifest_errors(run, &errors),
+        }
+    } else {
+        None
+    };
+    if let Some(rendered) = &offline {
+        for (object, image) in &rendered.pinned {
+            run.runner
+                .info(&format!("{object}: {} pinned to {}", image.from, image.to));
+        }
+    }
+    if matches!(run.config.deploy.cluster, ClusterAccess::None) {
+        return without_cluster(run, offline);
+    }
+    // Connect (reads only) and check every kind against the cluster before any write.
+    let cluster = match connect(run, handoff).await {
+        Ok(connection) => Arc::new(Cluster::new(connection.client, connection.identity)),
+        Err(message) => {
+            return PhaseResult::new(PhaseStatus::failed(
+                FailureReason::ClusterUnreachable,
+                message,
+            ))
+        }
+    };
+    let objects = match &offline {
+        Some(offline) => match objects_for(run, handoff, &cluster, offline).await {
+            Ok(objects) => objects,
+            Err(result) => return result,
+        },
+        None => Vec::new(),
+    };
+    let images = match command {
+        Command::Deploy => image_verification(run, &objects).await,
+        _ => None,
+    };
+    let engine = Engine {
+        target: Live { cluster, images },
+        environment: run.config.environment.clone(),
+        settings: run.config.deploy.release.clone(),
+        runner: run.runner,
+        cancel: run.cancel,
+        me: crate::release::lease::holder_identity(
+            run.context.actor.as_deref(),
+            run.context.run_url().as_deref(),
+            &crate::report::workflow::random_token(),
+        ),
+    };
+    match run_verb(run, handoff, &engine, objects).await {
+        Some(outcome) => finish(outcome, handoff),
+        None => PhaseResult::new(PhaseStatus::skipped("destroy only runs Terraform")),
+    }
+}
+
+/// Without a cluster (a local run): what would be applied, and nothing applied.
+fn without_cluster(run: &RunContext<'_>, offline: Option<Rendered>) -> PhaseResult {
+    let Some(rendered) = offline else {
+        return PhaseResult::new(PhaseStatus::failed(
+            FailureReason::NoCluster,
+            format!(
+                "`{}` needs a cluster: set cluster-name (EKS) or kubeconfig",
+                run.decision.command.as_str()
+            ),
+        ));
+    };
+    for manifest in &rendered.manifests {
+        run.runner.info(&format!(
+            "would apply {} ({}:{})",
+            manifest.key,
+            manifest.file.display(),
+            manifest.line
+        ));
+    }
+    let mut result = PhaseResult::new(PhaseStatus::skipped(format!(
+        "{}: rendered {} objects and applied none (set cluster-name or kubeconfig to deploy)",
+        crate::pipeline::NO_CLUSTER,
+        rendered.manifests.len()
+    )));
+    result.notes = render::notes(&rendered, false);
+    result
+}
+
+/// The release rendered again with each kind's scope from the cluster, as JSON objects to
+/// send; a kind the cluster does not serve is a manifest error.
+async fn objects_for(
+    run: &RunContext<'_>,
+    handoff: &Handoff,
+    cluster: &Cluster,
+    offline: &Rendered,
+) -> Result<Vec<serde_json::Value>, PhaseResult> {
+    let scopes = render::discover_scopes(cluster, offline)
+        .await
+        .map_err(|message| {
+            PhaseResult::new(PhaseStatus::failed(
+                FailureReason::ClusterUnreachable,
+                message,
+            ))
+        })?;
+    let lookup = |api_version: &str, kind: &str| {
+        scopes
+            .get(&(api_version.to_string(), kind.to_string()))
+            .copied()
+            .flatten()
+    };
+    let rendered = render_with(run, handoff, &lookup)
+        .map_err(|errors| render::annotate_manifest_errors(run, &errors))?;
+    rendered
+        .manifests
+        .iter()
+        .map(|manifest| {
+            serde_json::to_value(&manifest.object).map_err(|err| {
+                PhaseResult::new(PhaseStatus::failed(
+                    FailureReason::InvalidManifests,
+                    format!("{}: cannot be sent as JSON: {err}", manifest.key),
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Runs the command's verb (`None` for destroy, which has none here).
+async fn run_verb(
+    run: &RunContext<'_>,
+    handoff: &Handoff,
+    engine: &Engine<'_, Live>,
+    objects: Vec<serde_json::Value>,
+) -> Option<Outcome> {
+    let origin = Origin {
+        commit: run.decision.commit.clone(),
+        images: handoff.images.clone(),
+        actor: run.context.actor.clone(),
+        run_url: run.context.run_url(),
+    };
+    Some(match run.decision.command {
+        Command::Deploy => engine.deploy(objects, &origin).await,
+        Command::Plan => engine.plan(&objects).await,
+        Command::Rollback => engine.rollback(run.config.rollback_to, &origin).await,
+        Command::History => engine.history().await,
+        Command::Unlock => engine.unlock(&origin).await,
+        Command::Destroy => return None,
+    })
+}
+
+/// Turns a verb's outcome into the phase result and hands the facts to the report.
+fn finish(outcome: Outcome, handoff: &mut Handoff) -> PhaseResult {
+    let status = match &outcome.ending {
+        Ending::Succeeded => PhaseStatus::Succeeded,
+        Ending::RolledBack { reason, message } => PhaseStatus::RolledBack {
+            failure_reason: *reason,
+            message: message.clone(),
+        },
+        Ending::Failed { reason, message } => PhaseStatus::failed(*reason, message.clone()),
+    };
+    let mut result = PhaseResult::new(status);
+    result.changed = outcome.changed;
+    let facts = &outcome.facts;
+    if let Some(release) = facts.release {
+        result.outputs.insert("release".into(), release.to_string());
+    }
+    if let Some(previous) = facts.previous_release {
+        result
+            .outputs
+            .insert("previous-release".into(), previous.to_string());
+    }
+    if let Some(rollback) = &facts.rollback {
+        if let Some(to) = rollback.to_release {
+            result
+                .outputs
+                .insert("restored-release".into(), to.to_string());
+        }
+    }
+    handoff.deploy = Some(outcome.facts);
+    result
+}
+
+/// The cluster name with `${tf.X}` placeholders replaced by Terraform outputs.
+fn cluster_access(run: &RunContext<'_>, handoff: &Handoff) -> Result<ClusterAccess, String> {
+    match &run.config.deploy.cluster {
+        ClusterAccess::Eks { cluster_name } if cluster_name.contains("${") => {
+            let placeholders = Placeholders::new(
+                &handoff
+                    .terraform_outputs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                run.decision.commit.as_deref(),
+                &run.config.environment,
+            );
+            let mut value = serde_yaml_ng::Value::String(cluster_name.clone());
+            placeholders.substitute(&mut value);
+            match value {
+                serde_yaml_ng::Value::String(name) if !name.contains("${") => {
+                    Ok(ClusterAccess::Eks { cluster_name: name })
+                }
+                _ => Err(format!(
+                    "cluster-name `{cluster_name}` names a Terraform output the infra phase did not produce"
+                )),
+            }
+        }
+        other => Ok(other.clone()),
+    }
+}
+
+async fn connect(
+    run: &RunContext<'_>,
+    handoff: &Handoff,
+) -> Result<crate::adapters::cluster::ClusterConnection, String> {
+    let access = cluster_access(run, handoff)?;
+    let aws = crate::adapters::eks::AwsAccess::from_build(&run.config.build);
+    let connection = crate::adapters::cluster::connect(&access, &aws, run.runner)
+        .await
+        .map_err(|err| err.to_string())?;
+    let version = crate::adapters::cluster::check_access(&connection)
+        .await
+        .map_err(|err| err.to_string())?;
+    run.runner.info(&format!(
+        "connected to {} (Kubernetes {}) as {}",
+        connection.server, version.git_version, connection.identity
+    ));
+    if let Some(warning) = version.support_warning() {
+        run.runner.warning(&warning);
+    }
+    Ok(connection)
+}
+
+/// The registry client and credentials for the pre-flight image check: the
+/// `registry-username`/`registry-password` for the `registry` host, and ECR tokens (from the
+/// standard AWS credential chain) for the ECR hosts among the release's images.
+async fn image_verification(
+    run: &RunContext<'_>,
+    objects: &[serde_json::Value],
+) -> Option<ImageVerification> {
+    use crate::adapters::registry::Registry;
+    use crate::image::auth::{decode_ecr_token, Credentials};
+    let build = &run.config.build;
+    let mut credentials = preflight::HostCredentials::new();
+    if let (Some(user), Some(password)) = (&build.registry_username, &build.registry_password) {
+        let host = build
+            .registry_endpoint
+            .clone()
+            .or_else(|| build.registry.clone())
+            .unwrap_or_default();
+        if !host.is_empty() {
+            credentials.insert(
+                host,
+                Credentials {
+                    username: user.clone(),
+                    password: password.expose().to_string(),
+                },
+            );
+        }
+    }
+    let ecr_hosts: std::collections::BTreeSet<String> = preflight::container_images(objects)
+        .iter()
+        .filter_map(|image| crate::image::name::ImageName::parse(&image.image))
+        .map(|name| name.host)
+        .filter(|host| crate::image::access::is_ecr_host(host))
+        .collect();
+    // Each ECR host's token comes from its own account in its own region.
+    let mut ecr = crate::adapters::ecr::EcrClients::new(build.aws_endpoint_url.as_deref());
+    for host in ecr_hosts {
+        let Some((account, region)) = crate::image::access::parse_ecr_host(&host) else {
+            continue;
+        };
+        let client = ecr.region(Some(region)).await;
+        match client.authorization_token(Some(account)).await {
+            Ok(token) => {
+                run.runner.add_mask(&token);
+                match decode_ecr_token(&token) {
+                    Ok(creds) => {
+                        run.runner.add_mask(&creds.password);
+                        credentials.insert(host, creds);
+                    }
+                    Err(err) => run.runner.warning(&format!("{host}: {err}")),
+                }
+            }
+            Err(err) => run.runner.warning(&format!(
+                "{host}: no ECR token to verify images with ({err}); they are reported unverified"
+            )),
+        }
+    }
+    match Registry::from_env() {
+        Ok(registry) => Some(ImageVerification {
+            registry,
+            credentials,
+        }),
+        Err(err) => {
+            run.runner.warning(&format!(
+                "images are not verified before the deploy: the registry client failed: {err}"
+            ));
+            None
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Rendering a release: manifests loaded, placeholders substituted, images pinned by digest, objects in apply order, each kind's scope from the cluster (or assumed without one), and manifest problems annotated at their file and line.
+
+use std::collections::BTreeMap;
+
+use crate::adapters::kube::{Cluster, KubeError};
+use crate::app::frame::RunContext;
+use crate::manifests::{self, Manifest, ManifestError, Placeholders};
+use crate::pipeline::{FailureReason, Handoff, PhaseResult, PhaseStatus};
+use crate::report::markdown::escape_markdown;
+use crate::report::workflow::{Annotation, Level};
+
+/// A rendered release: the objects to apply, in order, and the images that were pinned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub manifests: Vec<Manifest>,
+    pub pinned: Vec<(String, manifests::PinnedImage)>,
+}
+
+/// Whether a kind is namespaced, without a cluster to ask: the built-in kinds are known;
+/// others (custom resources) are assumed namespaced, as most are.
+fn offline_scope(api_version: &str, kind: &str) -> Option<bool> {
+    manifests::builtin_scope(api_version, kind).or(Some(true))
+}
+
+/// Loads, substitutes, pins and orders the manifests without a cluster (built-in kinds known,
+/// others assumed namespaced); every problem at once.
+pub fn render(run: &RunContext<'_>, handoff: &Handoff) -> Result<Rendered, Vec<ManifestError>> {
+    render_with(run, handoff, &offline_scope)
+}
+
+/// Like [`render`], with the scope of each kind from `scope` (API discovery): a kind the
+/// cluster does not serve is an error at its file and line.
+pub fn render_with(
+    run: &RunContext<'_>,
+    handoff: &Handoff,
+    scope: &manifests::ScopeLookup<'_>,
+) -> Result<Rendered, Vec<ManifestError>> {
+    let deploy = &run.config.deploy;
+    let placeholders = Placeholders::new(
+        &handoff
+            .terraform_outputs
+            .iter()
+            .chain(&handoff.sensitive_outputs)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        run.decision.commit.as_deref(),
+        &run.config.environment,
+    )
+    .with_images(&handoff.images);
+    let mut errors = Vec::new();
+    for file in &deploy.manifest_files {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for placeholder in manifests::find_placeholders(&text) {
+            if !placeholders.knows(&placeholder.name) {
+                errors.push(ManifestError {
+                    file: file.clone(),
+                    line: placeholder.line,
+                    message: format!(
+                        "unknown placeholder `${{{}}}`; known here: {} (write `$${{` for a literal `${{`)",
+                        placeholder.name,
+                        placeholders
+                            .names()
+                            .iter()
+                            .map(|name| format!("${{{name}}}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    // Placeholders are substituted before the objects are checked, so names and namespaces
+    // that use them are validated, keyed and compared for duplicates with their real values.
+    let (mut documents, mut read_errors) = manifests::read_documents(&deploy.manifest_files);
+    errors.append(&mut read_errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    for document in &mut documents {
+        placeholders.substitute(&mut document.value);
+    }
+    let mut loaded = manifests::objects(documents, &deploy.release.namespace, scope)?;
+    let built: BTreeMap<String, String> = handoff
+        .images
+        .values()
+        .map(|reference| {
+            (
+                crate::image::name::repository_of(reference).to_string(),
+                reference.clone(),
+            )
+        })
+        .collect();
+    let mut pinned = Vec::new();
+    for manifest in &mut loaded {
+        for image in manifests::pin_images(&manifest.key.kind, &mut manifest.object, &built) {
+            pinned.push((manifest.key.to_string(), image));
+        }
+    }
+    manifests::apply_order(&mut loaded);
+    Ok(Rendered {
+        manifests: loaded,
+        pinned,
+    })
+}
+
+pub(super) fn notes(rendered: &Rendered, applied: bool) -> Vec<String> {
+    let mut notes = vec![format!(
+        "{} objects {}:\n\n| # | Kind | Name | Namespace |\n|---|---|---|---|",
+        rendered.manifests.len(),
+        if applied {
+            "applied"
+        } else {
+            "rendered, none applied"
+        }
+    )];
+    for (index, manifest) in rendered.manifests.iter().enumerate() {
+        notes.push(format!(
+            "| {} | {} | {} | {} |",
+            index + 1,
+            escape_markdown(&manifest.key.kind),
+            escape_markdown(&manifest.key.name),
+            escape_markdown(manifest.key.namespace.as_deref().unwrap_or("–"))
+        ));
+    }
+    if !rendered.pinned.is_empty() {
+        notes.push(String::new());
+        for (object, image) in &rendered.pinned {
+            notes.push(format!(
+                "- {} `{}`: `{}` → `{}`",
+                escape_markdown(object),
+                escape_markdown(&image.container),
+                escape_markdown(&image.from),
+                escape_markdown(&image.to)
+            ));
+        }
+    }
+    notes
+}
+
+/// Reports manifest problems as annotations at their file and line.
+pub(super) fn annotate_manifest_errors(
+    run: &RunContext<'_>,
+    errors: &[ManifestError],
+) -> PhaseResult {
+    for error in errors {
+        let file = error
+            .file
+            .strip_prefix(&run.config.workspace)
+            .unwrap_or(&error.file)
+            .display()
+            .to_string();
+        run.runner.annotate(
+            Level::Error,
+            &Annotation {
+                title: Some("gantry: invalid manifest".into()),
+                file: Some(file),
+                line: Some(error.line as u32),
+                ..Annotation::default()
+            },
+            &error.message,
+        );
+    }
+    PhaseResult::new(PhaseStatus::failed(
+        FailureReason::InvalidManifests,
+        format!(
+            "{} problem{} in the manifests (see the annotations); nothing was applied",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" }
+        ),
+    ))
+}
+
+/// Asks discovery for the scope of every kind in the release. Kinds defined by a
+/// CustomResourceDefinition in the same release take their scope from it.
+pub(super) async fn discover_scopes(
+    cluster: &Cluster,
+    rendered: &Rendered,
+) -> Result<BTreeMap<(String, String), Option<bool>>, String> {
+    let mut defined: BTreeMap<(String, String), bool> = BTreeMap::new();
+    for manifest in &rendered.manifests {
+        if manifest.key.kind != "CustomResourceDefinition" {
+            continue;
+        }
+        let spec = &manifest.object["spec"];
+        let group = spec["group"].as_str().unwrap_or_default();
+        let kind = spec["names"]["kind"].as_str().unwrap_or_default();
+        let namespaced = spec["scope"].as_str() != Some("Cluster");
+        if let Some(versions) = spec["versions"].as_sequence() {
+            for version in versions {
+                if let Some(name) = version["name"].as_str() {
+                    defined.insert((format!("{group}/{name}"), kind.to_string()), namespaced);
+                }
+            }
+        }
+    }
+    let mut scopes = BTreeMap::new();
+    for manifest in &rendered.manifests {
+        let key = (manifest.key.api_version.clone(), manifest.key.kind.clone());
+        if scopes.contains_key(&key) {
+            continue;
+        }
+        let scope = match cluster.resolve(&key.0, &key.1).await {
+            Ok(resolved) => Some(resolved.namespaced),
+            Err(KubeError::UnknownKind { .. }) => defined.get(&key).copied(),
+            Err(err) => return Err(err.to_string()),
+        };
+        scopes.insert(key, scope);
+    }
+    Ok(scopes)
+}
