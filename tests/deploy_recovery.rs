@@ -216,6 +216,63 @@ async fn assert_interrupted_release_2_recovered(step: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_an_interrupted_release_adopted_is_left_by_the_recovery() {
+    let workspace = deployed_v1("kill-adopted").await;
+    // Someone else's ConfigMap, older than the release that adopts it.
+    workspace.cluster.kubectl(&[
+        "-n",
+        workspace.ns(),
+        "create",
+        "configmap",
+        "theirs",
+        "--from-literal=owner=them",
+    ]);
+    let theirs = || async {
+        workspace
+            .cluster
+            .get("v1", "ConfigMap", Some(workspace.ns()), "theirs")
+            .await
+    };
+    let uid = theirs().await.unwrap()["metadata"]["uid"].clone();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut v2 = manifests(&web("v2").await, "v2", true);
+    v2.push_str(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: theirs}\ndata: {setting: ours}\n",
+    );
+    let killed = workspace
+        .gantry("deploy", &v2, Some("before-tracking"))
+        .await;
+    assert_killed_at(&killed, "before-tracking");
+    // The next run, of release 1 again, undoes release 2: added-by-v2 goes, theirs stays.
+    let rerun = workspace
+        .gantry("deploy", &manifests(&web("v1").await, "v1", false), None)
+        .await;
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    assert!(
+        !workspace.has_service("added-by-v2").await,
+        "{}",
+        text(&rerun)
+    );
+    let after = theirs().await.expect("never deleted");
+    assert_eq!(after["metadata"]["uid"], uid);
+    assert_eq!(after["data"]["owner"], "them");
+    assert!(
+        text(&rerun).contains("existed before interrupted release 2 adopted it"),
+        "{}",
+        text(&rerun)
+    );
+    let record = workspace
+        .cluster
+        .releases(workspace.ns(), "dev")
+        .await
+        .into_iter()
+        .find(|r| r.number == 2)
+        .unwrap();
+    assert_eq!(record.not_created.len(), 1, "{:?}", record.not_created);
+    assert_eq!(record.not_created[0].name, "theirs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_the_pending_record() {
     assert_interrupted_release_2_recovered("after-pending-record").await;
 }

@@ -973,7 +973,7 @@ impl Validator<'_> {
                     if !is_terraform_variable_name(name) {
                         self.error(
                             "terraform-vars",
-                            format!("`{}` is not a Terraform variable name (letters, digits, `_` and `-`, starting with a letter)", values::shorten(name, 40)),
+                            format!("`{}` is not a Terraform variable name (letters, digits, `_` and `-`, starting with a letter or `_`)", values::shorten(name, 40)),
                         );
                     }
                 }

@@ -436,6 +436,28 @@ pub fn rollback_plan(failed: &Release, last_good: Option<&Release>) -> RollbackP
     }
 }
 
+/// Whether the live object `live` existed before the run that wrote `record` began: its
+/// `creationTimestamp` is earlier than the record. For a run killed mid-apply this is all the
+/// next run can know of what it created. Both times have whole seconds and come from two
+/// clocks (the API server's, gantry's): an object created in the record's second counts as the
+/// run's, and a runner clock that is ahead makes the run's own objects look older, so they are
+/// left in place rather than anything of someone else's deleted. An object without a readable
+/// time counts as created by the run.
+pub fn existed_before(live: &Value, record: &Release) -> bool {
+    let time = |text: Option<&str>| text?.parse::<jiff::Timestamp>().ok();
+    let created = time(
+        live.pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str),
+    );
+    // The record's time has fractions of a second; the object's is cut to the second.
+    let started =
+        time(Some(&record.created)).and_then(|t| jiff::Timestamp::from_second(t.as_second()).ok());
+    match (created, started) {
+        (Some(created), Some(started)) => created < started,
+        _ => false,
+    }
+}
+
 /// Which objects of a failed release its rollback may delete. Deleted are only objects the
 /// failed run created (`created`, named as [`ObjectRef`] prints them); objects the last good
 /// release has are restored instead. Every other object of the failed release existed before
@@ -840,6 +862,31 @@ pub(crate) mod tests {
             .filter_map(|o| Some(o.pointer("/metadata/name")?.as_str()?.to_string()))
             .collect();
         assert_eq!(names, ["cfg", "ours"]);
+    }
+
+    #[test]
+    fn an_object_older_than_the_release_record_existed_before_its_run() {
+        let mut record = release(2, ReleaseStatus::Pending, &[]);
+        record.created = "2026-11-23T00:00:00.734521Z".into(); // as gantry writes it
+        let live = |created: Option<&str>| match created {
+            Some(time) => json!({"metadata": {"name": "x", "creationTimestamp": time}}),
+            None => json!({"metadata": {"name": "x"}}),
+        };
+        // (the object's creationTimestamp, existed before the run)
+        for (created, before) in [
+            (Some("2026-11-22T23:58:59Z"), true),
+            (Some("2026-11-22T23:59:59Z"), true),
+            (Some("2026-11-23T00:00:00Z"), false), // the record's own second: the run's
+            (Some("2026-11-23T00:00:05Z"), false),
+            (Some("not a time"), false),
+            (None, false),
+        ] {
+            assert_eq!(
+                existed_before(&live(created), &record),
+                before,
+                "{created:?}"
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub use ownership::{
     daemonset_new_pods, deployment_new_pods, deployment_new_replica_set, job_pods,
     statefulset_new_pods, statefulset_stuck_pods,
 };
-pub use pods::{pod_problem, PodProblem, Tolerances};
+pub use pods::{last_exit, pod_problem, PodProblem, Tolerances};
 pub use workloads::{
     daemonset_ready, daemonset_verdict, deployment_ready, deployment_verdict,
     deployment_verdict_among, job_ready, job_verdict, statefulset_ready, statefulset_verdict,

@@ -297,7 +297,7 @@ fn restart_problem(
 
 /// How the container's previous run ended (exit code, reason, message), as a `; ...` clause;
 /// empty when it never terminated.
-fn last_exit(container: &ContainerStatus) -> String {
+pub fn last_exit(container: &ContainerStatus) -> String {
     let mut text = String::new();
     if let Some(last) = container
         .last_state

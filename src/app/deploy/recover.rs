@@ -39,6 +39,10 @@ impl<T: Store + Objects> Engine<'_, T> {
             if one { "it" } else { "them" },
         ));
         let last_good = release::last_deployed(&history).cloned();
+        let mut pending = pending;
+        let not_created = self
+            .set_aside_adopted(&mut pending, last_good.as_ref())
+            .await;
         // An interrupted rollback command is finished: its target is what was wanted.
         let newest = pending.last().cloned();
         let finishing = newest
@@ -57,6 +61,9 @@ impl<T: Store + Objects> Engine<'_, T> {
         for record in history.iter_mut() {
             if record.status != ReleaseStatus::Pending {
                 continue;
+            }
+            if let Some((_, foreign)) = not_created.iter().find(|(n, _)| *n == record.number) {
+                record.not_created = foreign.clone();
             }
             if Some(record.number) == finished {
                 record.status = ReleaseStatus::Deployed;
@@ -130,6 +137,51 @@ impl<T: Store + Objects> Engine<'_, T> {
 
 /// What restores consistency: the target of an interrupted rollback command, else the last
 /// good release, else nothing (every object of the interrupted releases removed).
+impl<T: Store + Objects> Engine<'_, T> {
+    /// Marks on each interrupted release the objects that existed before its run and takes
+    /// them out of what undoing it deletes; returns them by release number.
+    async fn set_aside_adopted(
+        &self,
+        pending: &mut [Release],
+        last_good: Option<&Release>,
+    ) -> Vec<(u64, Vec<release::ObjectRef>)> {
+        let mut not_created = Vec::new();
+        for record in pending {
+            record.not_created = self.existed_before(record, last_good).await;
+            not_created.push((record.number, record.not_created.clone()));
+            let foreign = &record.not_created;
+            record.manifests.retain(|object| {
+                release::ObjectRef::of(object)
+                    .is_none_or(|o| !foreign.iter().any(|f| f.identity() == o.identity()))
+            });
+        }
+        not_created
+    }
+
+    /// Objects of an interrupted release, not in the last good one, that existed before its
+    /// run: it adopted them, so undoing it leaves them (see [`release::existed_before`]).
+    async fn existed_before(
+        &self,
+        record: &Release,
+        last_good: Option<&Release>,
+    ) -> Vec<release::ObjectRef> {
+        let (_, candidates) = release::rollback_scope(&record.manifests, last_good, &[]);
+        let mut found = Vec::new();
+        for candidate in candidates {
+            if let Ok(Some(live)) = self.target.get(&candidate).await {
+                if release::existed_before(&live, record) {
+                    self.runner.info(&format!(
+                        "{candidate} existed before interrupted release {} adopted it: left as it is",
+                        record.number
+                    ));
+                    found.push(candidate);
+                }
+            }
+        }
+        found
+    }
+}
+
 fn recovery_plan(
     pending: &[Release],
     finishing: Option<&Release>,

@@ -471,7 +471,36 @@ fn usable_log(log: Result<String, crate::adapters::kube::KubeError>) -> Option<S
         .then_some(text)
 }
 
-/// Adds the failing container's last log lines and the recent events to a failure.
+/// How the crashed container's previous run ended, read again: the pod status that failed the
+/// rollout can come before the kubelet reports the previous run's exit.
+async fn last_exit_of(
+    cluster: &Cluster,
+    namespace: &str,
+    pod: &str,
+    container: Option<&str>,
+) -> Option<String> {
+    let reference = ObjectRef {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        namespace: Some(namespace.into()),
+        name: pod.into(),
+    };
+    let live: Pod = serde_json::from_value(cluster.get(&reference).await.ok()??).ok()?;
+    let status = live.status?;
+    let statuses = status
+        .init_container_statuses
+        .into_iter()
+        .flatten()
+        .chain(status.container_statuses.into_iter().flatten());
+    let clause = statuses
+        .filter(|s| container.is_none_or(|name| s.name == name))
+        .map(|s| rollout::last_exit(&s))
+        .find(|clause| !clause.is_empty())?;
+    Some(clause)
+}
+
+/// Adds the failing container's last log lines and the recent events to a failure, and how a
+/// crashed container last exited when the status that failed the rollout did not say yet.
 pub async fn diagnose(cluster: &Cluster, namespace: &str, failure: &mut RolloutFailure) {
     let workload_name = failure
         .object
@@ -501,6 +530,11 @@ pub async fn diagnose(cluster: &Cluster, namespace: &str, failure: &mut RolloutF
                         .pod_logs(namespace, &pod, container, false, 20)
                         .await,
                 );
+            }
+        }
+        if crashed && !failure.message.contains("last exited") {
+            if let Some(clause) = last_exit_of(cluster, namespace, &pod, container).await {
+                failure.message.push_str(&clause);
             }
         }
         if let Some(text) = log {
