@@ -1,16 +1,10 @@
 //! The credentials a GitHub-hosted job uses: its OIDC token exchanged for a role's credentials at STS (web identity), through gantry's one HTTPS client (rustls with ring), against the test bed's moto. Its own test binary: it sets the process environment the SDK's credential chain reads.
 
+mod support;
+
 #[tokio::test]
 async fn an_oidc_token_is_exchanged_at_sts_through_gantrys_http_client() {
-    let endpoint = std::env::var("GANTRY_TEST_MOTO_ENDPOINT")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| {
-            panic!(
-                "GANTRY_TEST_MOTO_ENDPOINT is not set: start the test bed with `bash .ci/testbed up` \
-                 and `source /var/tmp/gantry-testbed/env` before running these tests"
-            )
-        });
+    let endpoint = support::moto_endpoint();
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("oidc-token");
     std::fs::write(

@@ -1,5 +1,7 @@
 //! The cluster connection: the EKS token against botocore's, EKS lookup against moto, kubeconfig clients and the access check against a mock API server (wiremock).
 
+mod support;
+
 use std::path::PathBuf;
 use std::sync::Once;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -239,15 +241,7 @@ fn described_cluster_must_be_active_with_endpoint_and_ca() {
 /// The moto endpoint of the test bed; a missing variable fails the test with how to start it.
 fn moto() -> AwsAccess {
     static ENV: Once = Once::new();
-    let endpoint = std::env::var("GANTRY_TEST_MOTO_ENDPOINT")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| {
-            panic!(
-                "GANTRY_TEST_MOTO_ENDPOINT is not set: start the test bed with `bash .ci/testbed up` \
-                 and `source /var/tmp/gantry-testbed/env` before running these tests"
-            )
-        });
+    let endpoint = support::moto_endpoint();
     ENV.call_once(|| {
         for (name, value) in [
             ("AWS_ACCESS_KEY_ID", "testing"),

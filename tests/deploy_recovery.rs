@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use gantry::release::ReleaseStatus;
+use gantry::release::{Release, ReleaseStatus};
 use support::cluster::{runnable_image, TestCluster, TestNamespace};
 
 /// The release of version `tag` (a runnable image per tag; `missing` is never pushed).
@@ -111,6 +111,16 @@ impl Workspace {
             .expect("gantry runs")
     }
 
+    /// The record of release `number`.
+    async fn release(&self, number: u64) -> Release {
+        self.cluster
+            .releases(self.ns(), "dev")
+            .await
+            .into_iter()
+            .find(|r| r.number == number)
+            .unwrap_or_else(|| panic!("no record of release {number}"))
+    }
+
     async fn history(&self) -> Vec<(u64, ReleaseStatus)> {
         self.cluster.history(self.ns(), "dev").await
     }
@@ -200,13 +210,7 @@ async fn assert_interrupted_release_2_recovered(step: &str) {
         "{}",
         text(&rerun)
     );
-    let record = workspace
-        .cluster
-        .releases(workspace.ns(), "dev")
-        .await
-        .into_iter()
-        .find(|r| r.number == 2)
-        .unwrap();
+    let record = workspace.release(2).await;
     assert!(
         record.description.contains("interrupted"),
         "{}",
@@ -261,13 +265,7 @@ async fn an_object_an_interrupted_release_adopted_is_left_by_the_recovery() {
         "{}",
         text(&rerun)
     );
-    let record = workspace
-        .cluster
-        .releases(workspace.ns(), "dev")
-        .await
-        .into_iter()
-        .find(|r| r.number == 2)
-        .unwrap();
+    let record = workspace.release(2).await;
     assert_eq!(record.not_created.len(), 1, "{:?}", record.not_created);
     assert_eq!(record.not_created[0].name, "theirs");
 }
