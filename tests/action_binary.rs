@@ -1,7 +1,8 @@
 //! The real `gantry` binary in action mode: usage errors exit 2 with one clear message and no side effect, and a run writes its outputs and summary.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -30,16 +31,7 @@ impl Job {
         .unwrap();
         let bin = root.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
-        let spy = bin.join("terraform");
-        std::fs::write(
-            &spy,
-            format!(
-                "#!/bin/sh\necho \"$@\" >> {}\nexit 1\n",
-                root.join("terraform-was-called").display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&spy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        support::failing_spy(&bin, "terraform", &root.join("terraform-was-called"));
         Job { dir }
     }
 

@@ -2,13 +2,13 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use gantry::release::ReleaseStatus;
 use serde_json::json;
-use support::cluster::{audit_writes, runnable_image, TestCluster, TestNamespace};
+use support::cluster::{audit_writes, runnable_image};
+use support::deploy::Checkout;
 
 fn manifests(image: &str, setting: &str, ready_after: u32) -> String {
     format!(
@@ -38,28 +38,18 @@ spec:
 
 /// A workspace whose runs deploy environment `dev` into one namespace, each run with the
 /// kubeconfig of one identity.
-struct Workspace {
-    dir: tempfile::TempDir,
-    cluster: TestCluster,
-    ns: TestNamespace,
+struct Workspace(Checkout);
+
+impl std::ops::Deref for Workspace {
+    type Target = Checkout;
+    fn deref(&self) -> &Checkout {
+        &self.0
+    }
 }
 
 impl Workspace {
     async fn new(prefix: &str) -> Workspace {
-        let cluster = TestCluster::connect().await;
-        let ns = cluster.namespace(prefix).await;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("k8s")).unwrap();
-        std::fs::copy(&cluster.deployer_kubeconfig, dir.path().join("kubeconfig")).unwrap();
-        Workspace { dir, cluster, ns }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn ns(&self) -> &str {
-        &self.ns.name
+        Workspace(Checkout::new(prefix).await)
     }
 
     /// A ServiceAccount of this namespace with the deployer's rights here, and a kubeconfig for

@@ -2,12 +2,12 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 use gantry::release::{Release, ReleaseStatus};
-use support::cluster::{runnable_image, TestCluster, TestNamespace};
+use support::cluster::runnable_image;
+use support::deploy::Checkout;
 
 /// The release of version `tag` (a runnable image per tag; `missing` is never pushed).
 fn manifests(image: &str, setting: &str, extra_service: bool) -> String {
@@ -57,28 +57,18 @@ async fn pinned(tag: &str) -> String {
     format!("127.0.0.1:5000/gantry-test/web@{digest}")
 }
 
-struct Workspace {
-    dir: tempfile::TempDir,
-    cluster: TestCluster,
-    ns: TestNamespace,
+struct Workspace(Checkout);
+
+impl std::ops::Deref for Workspace {
+    type Target = Checkout;
+    fn deref(&self) -> &Checkout {
+        &self.0
+    }
 }
 
 impl Workspace {
     async fn new(prefix: &str) -> Workspace {
-        let cluster = TestCluster::connect().await;
-        let ns = cluster.namespace(prefix).await;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("k8s")).unwrap();
-        std::fs::copy(&cluster.deployer_kubeconfig, dir.path().join("kubeconfig")).unwrap();
-        Workspace { dir, cluster, ns }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn ns(&self) -> &str {
-        &self.ns.name
+        Workspace(Checkout::new(prefix).await)
     }
 
     /// Runs `gantry <command>` for environment dev; `crash_at` sets the crash point.

@@ -18,6 +18,16 @@ fn rolled_back(outcome: &Outcome, h: &Harness) -> (String, String) {
     }
 }
 
+/// Deploys release v2 and expects it refused before anything is applied, for `why`.
+async fn refused_as_untrusted(h: &Harness, why: &str) {
+    let outcome = h.deploy(h.release("v2", "b").await).await;
+    let Ending::Failed { reason, message } = &outcome.ending else {
+        panic!("{:?}\n{}", outcome.ending, h.log.contents());
+    };
+    assert_eq!(reason, "untrusted-record");
+    assert!(message.contains(why), "{message}");
+}
+
 fn uid(object: &Option<Value>) -> String {
     object.as_ref().expect("exists")["metadata"]["uid"]
         .as_str()
@@ -732,15 +742,7 @@ async fn records_gantry_did_not_write_are_refused_before_anything_is_applied() {
         h.cluster.apply_as("intruder", secret).await;
     }
     let started = k8s_openapi::jiff::Timestamp::now();
-    let outcome = h.deploy(h.release("v2", "b").await).await;
-    let Ending::Failed { reason, message } = &outcome.ending else {
-        panic!("{:?}", outcome.ending);
-    };
-    assert_eq!(reason, "untrusted-record");
-    assert!(
-        message.contains("gantry.release.dev.v2 was not written by gantry"),
-        "{message}"
-    );
+    refused_as_untrusted(&h, "gantry.release.dev.v2 was not written by gantry").await;
     assert!(h.object("v1", "Service", "web").await.is_some());
     assert_eq!(
         h.object("v1", "ConfigMap", "web-config").await.unwrap()["data"]["setting"],
@@ -762,15 +764,11 @@ async fn records_gantry_did_not_write_are_refused_before_anything_is_applied() {
     edited.manifests.retain(|o| o["kind"] != "Service");
     let (secrets, _) = gantry::release::records::encode(&edited, h.ns()).unwrap();
     h.cluster.apply_as("intruder", &secrets[0]).await;
-    let outcome = h.deploy(h.release("v2", "b").await).await;
-    let Ending::Failed { reason, message } = &outcome.ending else {
-        panic!("{:?}", outcome.ending);
-    };
-    assert_eq!(reason, "untrusted-record");
-    assert!(
-        message.contains("gantry.release.dev.v1 was changed after gantry wrote it"),
-        "{message}"
-    );
+    refused_as_untrusted(
+        &h,
+        "gantry.release.dev.v1 was changed after gantry wrote it",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,9 @@
 //! Hostile and careless inputs through the real binary in action mode: paths that leave the checkout (`..`, absolute, symlinks), a Dockerfile path that would leak a host file, control characters in secrets, names and build args, knock-on errors, a bad GITHUB_SHA, absurd timeouts, oversized manifests. Each is refused with exit 2 and one annotation naming the input, and nothing is touched: no Terraform, no Docker daemon, no cluster, no GitHub API. Then every input of the catalogue gets a set of hostile values: no panic, ever.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -96,16 +97,7 @@ impl Job {
         let bin = root.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         for tool in ["terraform", "tofu", "docker", "kubectl"] {
-            let spy = bin.join(tool);
-            std::fs::write(
-                &spy,
-                format!(
-                    "#!/bin/sh\necho \"$0 $@\" >> {}\nexit 1\n",
-                    root.join("spied").display()
-                ),
-            )
-            .unwrap();
-            std::fs::set_permissions(&spy, std::fs::Permissions::from_mode(0o755)).unwrap();
+            support::failing_spy(&bin, tool, &root.join("spied"));
         }
         Job {
             dir,

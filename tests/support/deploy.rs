@@ -177,3 +177,30 @@ pub fn assert_succeeded(outcome: &Outcome, log: &SharedBuffer) {
         log.contents()
     );
 }
+
+/// A checkout for runs of the gantry binary: a temporary directory with `k8s/` and the
+/// deployer's `kubeconfig`, deploying into its own namespace of the test bed's cluster.
+pub struct Checkout {
+    pub dir: tempfile::TempDir,
+    pub cluster: TestCluster,
+    pub ns: TestNamespace,
+}
+
+impl Checkout {
+    pub async fn new(prefix: &str) -> Checkout {
+        let cluster = TestCluster::connect().await;
+        let ns = cluster.namespace(prefix).await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("k8s")).unwrap();
+        std::fs::copy(&cluster.deployer_kubeconfig, dir.path().join("kubeconfig")).unwrap();
+        Checkout { dir, cluster, ns }
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn ns(&self) -> &str {
+        &self.ns.name
+    }
+}

@@ -18,3 +18,16 @@ pub fn moto_endpoint() -> String {
             )
         })
 }
+
+/// Puts an executable `tool` in `bin` that appends its name and arguments to `log` and fails:
+/// a test that must run no tool puts it first on PATH and checks `log` was never written.
+pub fn failing_spy(bin: &std::path::Path, tool: &str, log: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let spy = bin.join(tool);
+    std::fs::write(
+        &spy,
+        format!("#!/bin/sh\necho \"$0 $@\" >> {}\nexit 1\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&spy, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
