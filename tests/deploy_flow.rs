@@ -627,7 +627,9 @@ async fn transient_api_errors_are_retried() {
         },
     );
     h.proxy.fail_next(
-        Matcher::any().method("GET").path_contains("/services/web"),
+        Matcher::any()
+            .method("PATCH")
+            .path_contains("/services/web"),
         1,
         Fault::Reset,
     );

@@ -57,13 +57,13 @@ async fn deploy(
     let (runner, log) = Runner::capturing(false);
     let cancel = Cancel::never();
     let engine = Engine {
-        target: Live {
-            cluster: cluster.deployer.clone(),
-            images: Some(ImageVerification {
+        target: Live::verifying(
+            cluster.deployer.clone(),
+            Some(ImageVerification {
                 registry,
                 credentials,
             }),
-        },
+        ),
         environment: "dev".into(),
         settings: settings(namespace),
         runner: &runner,
@@ -215,13 +215,13 @@ async fn a_missing_tag_stops_the_deploy_naming_object_and_container_and_nothing_
     let cancel = Cancel::never();
     // Records in a namespace that does not exist yet: gantry would create it, but must not.
     let engine = Engine {
-        target: Live {
-            cluster: cluster.deployer.clone(),
-            images: Some(ImageVerification {
+        target: Live::verifying(
+            cluster.deployer.clone(),
+            Some(ImageVerification {
                 registry,
                 credentials: HostCredentials::new(),
             }),
-        },
+        ),
         environment: "dev".into(),
         settings: settings(&records),
         runner: &runner,

@@ -858,8 +858,11 @@ async fn a_release_larger_than_a_secret_is_stored_in_parts() {
     // It reads back whole: a rerun finds exactly these manifests deployed.
     let rerun = h.deploy(objects).await;
     assert_succeeded(&rerun, &h.log);
-    assert!(h
-        .log
-        .contents()
-        .contains("already deployed with exactly these manifests"));
+    assert!(
+        h.log
+            .contents()
+            .contains("deployed with exactly these manifests"),
+        "{}",
+        h.log.contents()
+    );
 }

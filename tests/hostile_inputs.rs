@@ -195,6 +195,16 @@ impl Job {
 /// Runs a command to its end, or kills it after `limit` and fails the test with what it printed.
 fn finish_within(mut command: Command, limit: std::time::Duration) -> Output {
     use std::process::Stdio;
+    // The inputs of this run, for the message of one that hangs.
+    let inputs: Vec<String> = command
+        .get_envs()
+        .filter_map(|(name, value)| {
+            let name = name.to_string_lossy();
+            let value: String = value?.to_string_lossy().chars().take(80).collect();
+            name.starts_with("INPUT_")
+                .then(|| format!("{name}={value:?}"))
+        })
+        .collect();
     let child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -211,7 +221,8 @@ fn finish_within(mut command: Command, limit: std::time::Duration) -> Output {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             let output = waiting.recv().unwrap().unwrap();
             panic!(
-                "gantry did not finish within {limit:?}:\n{}",
+                "gantry did not finish within {limit:?} (inputs: {}):\n{}",
+                inputs.join(", "),
                 all_text(&output)
             );
         }

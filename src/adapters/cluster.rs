@@ -112,6 +112,8 @@ pub struct ClusterConnection {
     pub identity: String,
     /// The current context's namespace, when the kubeconfig names one.
     pub default_namespace: Option<String>,
+    /// What the client sends, counted.
+    pub traffic: Arc<super::kube_http::Traffic>,
     eks: bool,
     _refresher: Option<Arc<TokenRefresher>>,
 }
@@ -236,10 +238,11 @@ async fn from_kubeconfig(kubeconfig: Kubeconfig, origin: &str) -> Result<Cluster
             source,
         })?;
     let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).map_err(|source| ClusterError::Client {
-        server: server.clone(),
-        source,
-    })?;
+    let (client, traffic) =
+        super::kube_http::client(config).map_err(|source| ClusterError::Client {
+            server: server.clone(),
+            source,
+        })?;
     let identity = match user {
         Some(user) if !user.is_empty() => format!("user `{user}` (context `{context_name}`)"),
         _ => format!("context `{context_name}`"),
@@ -249,6 +252,7 @@ async fn from_kubeconfig(kubeconfig: Kubeconfig, origin: &str) -> Result<Cluster
         server: server.trim_end_matches('/').to_string(),
         identity,
         default_namespace,
+        traffic,
         eks: false,
         _refresher: None,
     })
@@ -317,15 +321,17 @@ pub async fn connect_with_tokens(
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .map_err(|source| ClusterError::KubeconfigContext { origin, source })?;
-    let client = kube::Client::try_from(config).map_err(|source| ClusterError::Client {
-        server: server.to_string(),
-        source,
-    })?;
+    let (client, traffic) =
+        super::kube_http::client(config).map_err(|source| ClusterError::Client {
+            server: server.to_string(),
+            source,
+        })?;
     Ok(ClusterConnection {
         client,
         server: server.trim_end_matches('/').to_string(),
         identity: identity.to_string(),
         default_namespace: None,
+        traffic,
         eks: true,
         _refresher: Some(Arc::new(refresher)),
     })

@@ -7,17 +7,18 @@
 //! a bounded exponential backoff; 4xx answers are returned at once, mapped to [`KubeError`].
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams,
     PostParams, PropagationPolicy,
 };
-use kube::core::GroupVersionKind;
+use kube::core::GroupVersion;
 use kube::discovery::Scope;
 use serde_json::Value;
 
+use super::kube_http::Traffic;
 use crate::release::{ObjectRef, FIELD_MANAGER};
 
 /// A kind as the API server serves it.
@@ -148,6 +149,14 @@ impl Fence {
         Err(reason)
     }
 
+    /// Whether writing is still allowed, without counting a refusal (for the release of the
+    /// lock itself).
+    pub fn valid(&self) -> bool {
+        self.state.lock().is_ok_and(|state| {
+            state.lost_to.is_none() && std::time::Instant::now() < state.deadline
+        })
+    }
+
     /// Whether a write was refused (the run lost the lock while it had work to do).
     pub fn refused(&self) -> bool {
         self.state.lock().map(|s| s.refused).unwrap_or(true)
@@ -162,6 +171,17 @@ pub struct Cluster {
     kinds: Mutex<HashMap<(String, String), ResolvedKind>>,
     /// The fence every write checks while the environment lock is held.
     fence: Mutex<Option<std::sync::Arc<Fence>>>,
+    /// What the client sends, counted (by the stack that built the client).
+    traffic: Arc<Traffic>,
+}
+
+/// What one server-side apply answered.
+#[derive(Debug, Clone)]
+pub struct ApplyAnswer {
+    /// The object as the server has it (or would have it, for a dry run).
+    pub object: Value,
+    /// Whether the apply created it.
+    pub created: bool,
 }
 
 /// Options of one server-side apply.
@@ -178,7 +198,14 @@ impl Cluster {
             identity: identity.into(),
             kinds: Mutex::new(HashMap::new()),
             fence: Mutex::new(None),
+            traffic: Arc::default(),
         }
+    }
+
+    /// The same cluster, its traffic counted by `traffic` (the client's stack counts into it).
+    pub fn counted(mut self, traffic: Arc<Traffic>) -> Self {
+        self.traffic = traffic;
+        self
     }
 
     pub fn client(&self) -> &kube::Client {
@@ -208,6 +235,28 @@ impl Cluster {
         }
     }
 
+    /// Fetches the discovery of every group version in `api_versions` not fetched yet, all
+    /// at once (one round trip instead of one per group version); a failure is left for
+    /// [`Cluster::resolve`] to report.
+    pub async fn discover(&self, api_versions: &[&str]) {
+        let missing: std::collections::BTreeSet<&str> = {
+            let Ok(kinds) = self.kinds.lock() else {
+                return;
+            };
+            api_versions
+                .iter()
+                .copied()
+                .filter(|v| !kinds.keys().any(|(known, _)| known == v))
+                .collect()
+        };
+        futures::future::join_all(
+            missing
+                .into_iter()
+                .map(|api_version| self.resolve(api_version, "")),
+        )
+        .await;
+    }
+
     /// Looks a kind up through discovery (cached): its resource name and scope.
     pub async fn resolve(&self, api_version: &str, kind: &str) -> Result<ResolvedKind, KubeError> {
         let cache_key = (api_version.to_string(), kind.to_string());
@@ -223,10 +272,12 @@ impl Cluster {
             Some((group, version)) => (group, version),
             None => ("", api_version),
         };
-        let gvk = GroupVersionKind::gvk(group, version, kind);
+        // One discovery request per group version serves every kind of it (ConfigMaps,
+        // Secrets and Namespaces alike); all of them are cached.
+        let gv = GroupVersion::gv(group, version);
         let object = format!("{kind} ({api_version})");
-        let result = retry(|| async {
-            match kube::discovery::pinned_kind(&self.client, &gvk).await {
+        let served = retry(|| async {
+            match kube::discovery::pinned_group(&self.client, &gv).await {
                 Ok(found) => Ok(found),
                 Err(kube::Error::Discovery(_)) => Err(KubeError::UnknownKind {
                     api_version: api_version.to_string(),
@@ -242,14 +293,26 @@ impl Cluster {
             }
         })
         .await?;
-        let resolved = ResolvedKind {
-            resource: result.0,
-            namespaced: result.1.scope == Scope::Namespaced,
-        };
+        let mut found = None;
         if let Ok(mut kinds) = self.kinds.lock() {
-            kinds.insert(cache_key, resolved.clone());
+            for (resource, capabilities) in served.versioned_resources(version) {
+                let resolved = ResolvedKind {
+                    namespaced: capabilities.scope == Scope::Namespaced,
+                    resource,
+                };
+                if resolved.resource.kind == kind {
+                    found = Some(resolved.clone());
+                }
+                kinds.insert(
+                    (api_version.to_string(), resolved.resource.kind.clone()),
+                    resolved,
+                );
+            }
         }
-        Ok(resolved)
+        found.ok_or_else(|| KubeError::UnknownKind {
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+        })
     }
 
     async fn api_for(&self, reference: &ObjectRef) -> Result<Api<DynamicObject>, KubeError> {
@@ -291,11 +354,30 @@ impl Cluster {
     /// Server-side apply of one object with the gantry field manager; returns the object as
     /// the server has it (or would have it, for a dry run).
     pub async fn apply(&self, object: &Value, options: ApplyOptions) -> Result<Value, KubeError> {
+        self.apply_answer(object, options)
+            .await
+            .map(|answer| answer.object)
+    }
+
+    /// Server-side apply of one object with the gantry field manager, in one request (no read
+    /// first): the object as the server has it, and whether the apply created it (201).
+    pub async fn apply_answer(
+        &self,
+        object: &Value,
+        options: ApplyOptions,
+    ) -> Result<ApplyAnswer, KubeError> {
         let reference = ObjectRef::of(object).ok_or_else(|| KubeError::Invalid {
             object: "an object".into(),
             causes: "apiVersion, kind and metadata.name are required".into(),
         })?;
-        let api = self.api_for(&reference).await?;
+        let resolved = self
+            .resolve(&reference.api_version, &reference.kind)
+            .await?;
+        let namespace = reference
+            .namespace
+            .as_deref()
+            .filter(|_| resolved.namespaced);
+        let url = <DynamicObject as kube::Resource>::url_path(&resolved.resource, namespace);
         let params = PatchParams {
             dry_run: options.dry_run,
             force: options.force,
@@ -307,12 +389,62 @@ impl Cluster {
             if !options.dry_run {
                 self.fenced(&name)?;
             }
-            api.patch(&reference.name, &params, &Patch::Apply(object))
-                .await
-                .map(to_json)
-                .map_err(|err| self.map_error(err, &name))
+            let request = kube::core::Request::new(url.clone())
+                .patch(&reference.name, &params, &Patch::Apply(object))
+                .map_err(|err| KubeError::Invalid {
+                    object: name.clone(),
+                    causes: err.to_string(),
+                })?;
+            let (status, body) = self.send(request, &name).await?;
+            let object = serde_json::from_slice(&body).map_err(|err| KubeError::Unreachable {
+                object: name.clone(),
+                message: format!("the API server's answer is not JSON: {err}"),
+            })?;
+            Ok(ApplyAnswer {
+                object,
+                created: status == http::StatusCode::CREATED,
+            })
         })
         .await
+    }
+
+    /// Sends one request; the status and body of a success, the mapped error otherwise.
+    async fn send(
+        &self,
+        request: http::Request<Vec<u8>>,
+        object: &str,
+    ) -> Result<(http::StatusCode, bytes::Bytes), KubeError> {
+        let unreachable = |err: kube::Error| self.map_error(err, object);
+        let response = self
+            .client
+            .send(request.map(kube::client::Body::from))
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect_bytes()
+            .await
+            .map_err(unreachable)?;
+        if status.is_success() {
+            return Ok((status, body));
+        }
+        let parsed = serde_json::from_slice::<kube::core::Status>(&body).unwrap_or_else(|_| {
+            kube::core::Status::failure(String::from_utf8_lossy(&body).trim(), "")
+                .with_code(status.as_u16())
+        });
+        Err(map_status(&parsed, object.to_string(), &self.identity))
+    }
+
+    /// How many requests to keep in flight, at most `bound`: sized to the round trip measured
+    /// so far ([`super::kube_http::concurrency_for`]).
+    pub fn concurrency(&self, bound: usize) -> usize {
+        super::kube_http::concurrency_for(self.traffic.round_trip(), bound)
+    }
+
+    /// What the client sent so far.
+    pub fn traffic(&self) -> &Arc<Traffic> {
+        &self.traffic
     }
 
     /// The reference, API handle and typed form of an object to write.
@@ -417,6 +549,32 @@ impl Cluster {
         .await
     }
 
+    /// The rules this identity holds in `namespace` (a SelfSubjectRulesReview): what they grant
+    /// is granted; what they do not may still be allowed by a webhook authorizer (EKS access
+    /// policies), so a missing rule is no proof of a missing permission.
+    pub async fn rules(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<k8s_openapi::api::authorization::v1::ResourceRule>, KubeError> {
+        use k8s_openapi::api::authorization::v1::{
+            SelfSubjectRulesReview, SelfSubjectRulesReviewSpec,
+        };
+        let review = SelfSubjectRulesReview {
+            spec: SelfSubjectRulesReviewSpec {
+                namespace: Some(namespace.to_string()),
+            },
+            ..SelfSubjectRulesReview::default()
+        };
+        let api: Api<SelfSubjectRulesReview> = Api::all(self.client.clone());
+        retry(|| async {
+            api.create(&PostParams::default(), &review)
+                .await
+                .map(|answer| answer.status.map(|s| s.resource_rules).unwrap_or_default())
+                .map_err(|err| self.map_error(err, "SelfSubjectRulesReview"))
+        })
+        .await
+    }
+
     /// Deletes an object (dependents in the background); `false` if it was already gone.
     pub async fn delete(&self, reference: &ObjectRef) -> Result<bool, KubeError> {
         let api = match self.api_for(reference).await {
@@ -451,6 +609,33 @@ impl Cluster {
         namespace: Option<&str>,
         label_selector: Option<&str>,
     ) -> Result<Vec<Value>, KubeError> {
+        self.list_pages(api_version, kind, namespace, label_selector, &|_| true)
+            .await
+    }
+
+    /// The objects of a kind in a namespace (or cluster-wide) whose name `keep` accepts, read
+    /// in pages of 500 so a large namespace does not have to fit in memory at once.
+    pub async fn list_kept(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Vec<Value>, KubeError> {
+        self.list_pages(api_version, kind, namespace, None, keep)
+            .await
+    }
+
+    /// One LIST, page by page (500 objects each): the objects matching `label_selector` whose
+    /// name `keep` accepts, with their apiVersion and kind (lists omit them per item).
+    async fn list_pages(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Vec<Value>, KubeError> {
         let reference = ObjectRef {
             api_version: api_version.to_string(),
             kind: kind.to_string(),
@@ -458,30 +643,38 @@ impl Cluster {
             name: String::new(),
         };
         let api = self.api_for(&reference).await?;
-        let mut params = ListParams::default();
-        if let Some(selector) = label_selector {
-            params = params.labels(selector);
-        }
         let what = format!("{kind} list");
-        retry(|| async {
-            api.list(&params)
-                .await
-                .map(|list| {
-                    list.items
-                        .into_iter()
-                        .map(|mut item| {
-                            // Lists omit apiVersion/kind per item.
-                            item.types = Some(kube::core::TypeMeta {
-                                api_version: api_version.to_string(),
-                                kind: kind.to_string(),
-                            });
-                            to_json(item)
-                        })
-                        .collect()
-                })
-                .map_err(|err| self.map_error(err, &what))
-        })
-        .await
+        let mut kept = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut params = ListParams::default().limit(500);
+            if let Some(selector) = label_selector {
+                params = params.labels(selector);
+            }
+            if let Some(token) = &token {
+                params = params.continue_token(token);
+            }
+            let page = retry(|| async {
+                api.list(&params)
+                    .await
+                    .map_err(|err| self.map_error(err, &what))
+            })
+            .await?;
+            token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
+            for mut item in page.items {
+                if !item.metadata.name.as_deref().is_some_and(keep) {
+                    continue;
+                }
+                item.types = Some(kube::core::TypeMeta {
+                    api_version: api_version.to_string(),
+                    kind: kind.to_string(),
+                });
+                kept.push(to_json(item));
+            }
+            if token.is_none() {
+                return Ok(kept);
+            }
+        }
     }
 
     /// The last lines of a container's log (the previous instance's for a crash loop).
@@ -692,13 +885,13 @@ fn to_json<T: serde::Serialize>(object: T) -> Value {
     serde_json::to_value(object).unwrap_or(Value::Null)
 }
 
-/// Runs `operation`, retrying transient failures as [`crate::retry::Policy::API`] says.
+/// Runs `operation`, retrying transient failures as [`crate::retry::Policy::API`] says (a
+/// throttled request as [`crate::retry::Policy::API_THROTTLED`] says).
 pub async fn retry<T, F, Fut>(mut operation: F) -> Result<T, KubeError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, KubeError>>,
 {
-    let policy = crate::retry::Policy::API;
     let mut retry = 0;
     loop {
         let err = match operation().await {
@@ -708,6 +901,10 @@ where
         let asked = match &err {
             KubeError::Api { retry_after, .. } => *retry_after,
             _ => None,
+        };
+        let policy = match &err {
+            KubeError::Api { code: 429, .. } => crate::retry::Policy::API_THROTTLED,
+            _ => crate::retry::Policy::API,
         };
         let Some(wait) = policy.wait(retry, asked, crate::retry::unit_random()) else {
             return Err(err);

@@ -6,6 +6,7 @@ pub mod ecr;
 pub mod eks;
 pub mod github;
 pub mod kube;
+pub mod kube_http;
 pub mod registry;
 pub mod runner;
 pub mod terraform;

@@ -43,6 +43,11 @@ pub struct DeployFacts {
     /// `history` and `unlock`: when the environment lock was broken, by whom, and whose it was
     /// (newest first), one sentence each.
     pub lock_events: Vec<String>,
+    /// A rerun of the deployed release that found the cluster holding it: what was checked.
+    pub verified: Option<String>,
+    /// The requests sent to the API server: how many, how many were throttled (429) or lost
+    /// their connection and were retried, over which protocol.
+    pub api_traffic: Option<String>,
     /// The release as applied (or restored): multi-document YAML with images pinned by
     /// digest, for the audit trail. Never holds Secret data (Secrets are listed, not copied).
     pub rendered_manifests: Option<String>,

@@ -7,6 +7,7 @@
 
 pub mod diff;
 pub mod lease;
+pub mod owned;
 pub mod records;
 
 use std::collections::BTreeSet;

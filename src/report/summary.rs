@@ -407,6 +407,9 @@ pub fn deploy_markdown(r: Redact<'_>, facts: &DeployFacts, manifests_limit: usiz
     let mut md = release_line(facts);
     md.push_str(&interrupted_note(facts));
     md.push_str(&preflight_markdown(r, &facts.preflight));
+    if let Some(verified) = &facts.verified {
+        md.push_str(&format!("**{}**\n\n", markdown::text(r, verified)));
+    }
     md.push_str(&workloads_table(r, facts));
     md.push_str(&applied_markdown(r, facts));
     md.push_str(&removed_markdown(r, facts));
@@ -415,6 +418,9 @@ pub fn deploy_markdown(r: Redact<'_>, facts: &DeployFacts, manifests_limit: usiz
     }
     if let Some(rollback) = &facts.rollback {
         md.push_str(&rollback_markdown(r, rollback));
+    }
+    if let Some(traffic) = &facts.api_traffic {
+        md.push_str(&format!("{}\n\n", markdown::text(r, traffic)));
     }
     if let Some(changes) = &facts.dry_run {
         md.push_str(&dry_run_markdown(r, changes));

@@ -83,6 +83,8 @@ struct Rule {
     matcher: Matcher,
     remaining: usize,
     fault: Fault,
+    /// The share of matching requests that get the fault (1.0: every one, while `remaining`).
+    share: f64,
 }
 
 struct State {
@@ -90,6 +92,8 @@ struct State {
     base: String,
     seen: Mutex<Vec<Seen>>,
     rules: Mutex<Vec<Rule>>,
+    /// The state of the generator that draws which requests a shared fault hits (xorshift).
+    draw: Mutex<u64>,
 }
 
 /// The running proxy; stops when dropped.
@@ -132,6 +136,7 @@ impl ApiProxy {
             base: upstream.trim_end_matches('/').to_string(),
             seen: Mutex::new(Vec::new()),
             rules: Mutex::new(Vec::new()),
+            draw: Mutex::new(0x9e37_79b9_7f4a_7c15),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -162,7 +167,24 @@ impl ApiProxy {
             matcher,
             remaining: times,
             fault,
+            share: 1.0,
         });
+    }
+
+    /// Injects `fault` into a `share` (0..1) of the requests that match, drawn at random, from
+    /// now on.
+    pub fn fail_share(&self, matcher: Matcher, share: f64, fault: Fault) {
+        self.state.rules.lock().unwrap().push(Rule {
+            matcher,
+            remaining: usize::MAX,
+            fault,
+            share,
+        });
+    }
+
+    /// Stops injecting faults.
+    pub fn heal(&self) {
+        self.state.rules.lock().unwrap().clear();
     }
 
     pub fn requests(&self) -> Vec<Seen> {
@@ -175,11 +197,28 @@ impl ApiProxy {
 
     /// A client that reaches the API server through this proxy with `token`.
     pub async fn client(&self, token: &str) -> kube::Client {
+        self.counted_client(token).await.0
+    }
+
+    /// [`ApiProxy::client`] over gantry's own HTTP stack, and what it counts.
+    pub async fn counted_client(
+        &self,
+        token: &str,
+    ) -> (kube::Client, Arc<gantry::adapters::kube_http::Traffic>) {
         let mut config = kube::Config::new(self.url.parse().unwrap());
         config.auth_info.token = Some(token.to_string().into());
         config.read_timeout = Some(Duration::from_secs(300));
-        kube::Client::try_from(config).unwrap()
+        gantry::adapters::kube_http::client(config).unwrap()
     }
+}
+
+/// A number in [0, 1) from the proxy's generator.
+fn draw(state: &State) -> f64 {
+    let mut x = state.draw.lock().unwrap();
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    (*x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -210,9 +249,11 @@ async fn handle(
         .map(str::to_string);
     let fault = {
         let mut rules = state.rules.lock().unwrap();
-        let found = rules
-            .iter_mut()
-            .find(|r| r.remaining > 0 && r.matcher.matches(&method, &path, &query));
+        let found = rules.iter_mut().find(|r| {
+            r.remaining > 0
+                && r.matcher.matches(&method, &path, &query)
+                && (r.share >= 1.0 || draw(&state) < r.share)
+        });
         found.map(|rule| {
             rule.remaining -= 1;
             rule.fault.clone()
@@ -244,11 +285,13 @@ async fn handle(
                 .status(429)
                 .header("content-type", "application/json")
                 .header("retry-after", retry_after_seconds.to_string())
-                .body(full(status_body(
-                    429,
-                    "TooManyRequests",
-                    "too many requests, please try again later",
-                )))
+                .body(full(
+                    serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "message": "too many requests, please try again later",
+                        "reason": "TooManyRequests", "code": 429,
+                        "details": {"retryAfterSeconds": retry_after_seconds}})
+                    .to_string(),
+                ))
                 .unwrap())
         }
         Some(Fault::Reset) => {

@@ -94,7 +94,8 @@ impl Harness {
         let ns = cluster.namespace(prefix).await;
         let (server, ca, token) = token_kubeconfig(&cluster.deployer_kubeconfig);
         let proxy = ApiProxy::start(&server, &ca).await;
-        let gantry = Arc::new(Cluster::new(proxy.client(&token).await, DEPLOYER));
+        let (client, traffic) = proxy.counted_client(&token).await;
+        let gantry = Arc::new(Cluster::new(client, DEPLOYER).counted(traffic));
         let (runner, log) = Runner::capturing(false);
         let (cancel_handle, cancel) = Cancel::new();
         let settings = settings(&ns.name);

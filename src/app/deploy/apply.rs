@@ -5,6 +5,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
 
+use super::observe::{observe, Live, Observed};
 use crate::adapters::kube::{ApplyOptions, Cluster, KubeError};
 use crate::manifests::apply_rank;
 use crate::pipeline::facts::{ChangeAction, ObjectChange};
@@ -56,6 +57,7 @@ pub async fn apply_all(
         Conflicts::AsOptions,
         concurrency,
         step,
+        None,
     )
     .await
 }
@@ -68,13 +70,27 @@ pub async fn apply_all_with(
     conflicts: Conflicts,
     concurrency: usize,
     step: &str,
+    listed: Option<Observed>,
 ) -> Applied {
     let mut applied = Applied::default();
+    let concurrency = cluster.concurrency(concurrency);
+    // What exists and at which resourceVersion, for every object at once (listed now unless
+    // the caller just did): the applies then need no read first, and say created (201),
+    // changed or unchanged from their answers.
+    let observed = match listed {
+        Some(listed) => listed,
+        None => observe(cluster, objects, concurrency).await,
+    };
     let mut index = 0;
     while index < objects.len() {
         let end = rank_end(objects, index);
         let group = &objects[index..end];
-        let results = apply_group(cluster, group, options, conflicts, concurrency).await;
+        let how = How {
+            options,
+            conflicts,
+            observed: &observed,
+        };
+        let results = apply_group(cluster, group, how, concurrency).await;
         for (position, result) in results {
             let name = ObjectRef::of(&group[position])
                 .map(|r| r.to_string())
@@ -139,20 +155,14 @@ fn rank_end(objects: &[Value], index: usize) -> usize {
 async fn apply_group(
     cluster: &Cluster,
     group: &[Value],
-    options: ApplyOptions,
-    conflicts: Conflicts,
+    how: How<'_>,
     concurrency: usize,
 ) -> Vec<(usize, Result<Taken, KubeError>)> {
     // Collected first: a stream built from a borrowing closure is not provably Send.
     let pending: Vec<_> = group
         .iter()
         .enumerate()
-        .map(|(position, object)| {
-            indexed(
-                position,
-                apply_taking_over(cluster, object, options, conflicts),
-            )
-        })
+        .map(|(position, object)| indexed(position, apply_taking_over(cluster, object, how)))
         .collect();
     let mut ordered: Vec<(usize, Result<Taken, KubeError>)> = stream::iter(pending)
         .buffer_unordered(concurrency.max(1))
@@ -192,21 +202,32 @@ fn rank_of(object: &Value) -> u8 {
 /// What applying one object did, and the conflicts it took over (if any).
 type Taken = (ChangeAction, Option<String>);
 
+/// How the objects of one apply are applied, and what existed before it.
+#[derive(Clone, Copy)]
+struct How<'o> {
+    options: ApplyOptions,
+    conflicts: Conflicts,
+    observed: &'o Observed,
+}
+
 /// Applies one object; with [`Conflicts::TakeOver`] a conflict is applied again forced and the
 /// conflicting fields returned.
 async fn apply_taking_over(
     cluster: &Cluster,
     object: &Value,
-    options: ApplyOptions,
-    conflicts: Conflicts,
+    how: How<'_>,
 ) -> Result<Taken, KubeError> {
-    match apply_replacing(cluster, object, options).await {
+    let options = how.options;
+    match apply_replacing(cluster, object, how).await {
         Err(KubeError::ApplyConflict {
             conflicts: fields, ..
-        }) if conflicts == Conflicts::TakeOver && !options.force => {
-            let forced = ApplyOptions {
-                force: true,
-                ..options
+        }) if how.conflicts == Conflicts::TakeOver && !options.force => {
+            let forced = How {
+                options: ApplyOptions {
+                    force: true,
+                    ..options
+                },
+                ..how
             };
             let action = apply_replacing(cluster, object, forced).await?;
             Ok((action, Some(fields)))
@@ -220,9 +241,10 @@ async fn apply_taking_over(
 async fn apply_replacing(
     cluster: &Cluster,
     object: &Value,
-    options: ApplyOptions,
+    how: How<'_>,
 ) -> Result<ChangeAction, KubeError> {
-    match apply_one(cluster, object, options).await {
+    let options = how.options;
+    match apply_one(cluster, object, how).await {
         Err(KubeError::Immutable { .. })
             if !options.dry_run && crate::release::allows_replace(object) =>
         {
@@ -260,25 +282,37 @@ async fn wait_gone(cluster: &Cluster, reference: &ObjectRef) -> Result<(), KubeE
     Ok(())
 }
 
-/// Applies one object and says whether it was created, changed or left as it was.
+/// Applies one object in one request and says whether it was created (the API answered 201),
+/// changed or left as it was (its resourceVersion before the apply, from the LIST, is kept).
 async fn apply_one(
     cluster: &Cluster,
     object: &Value,
-    options: ApplyOptions,
+    how: How<'_>,
 ) -> Result<ChangeAction, KubeError> {
+    let options = how.options;
     let reference = ObjectRef::of(object).ok_or_else(|| KubeError::Invalid {
         object: "an object".into(),
         causes: "apiVersion, kind and metadata.name are required".into(),
     })?;
-    let before = match cluster.get(&reference).await {
-        Ok(found) => found,
-        // The namespace of a dry run may not exist yet; the apply itself tells.
-        Err(KubeError::NotFound { .. }) => None,
-        Err(err) => return Err(err),
+    let before = match how.observed.live(&reference) {
+        Live::Found(found) => Some(std::borrow::Cow::Borrowed(found)),
+        Live::Absent => None,
+        // Its kind could not be listed: read it alone.
+        Live::Unknown(_) => match cluster.get(&reference).await {
+            Ok(found) => found.map(std::borrow::Cow::Owned),
+            // The namespace of a dry run may not exist yet; the apply itself tells.
+            Err(KubeError::NotFound { .. } | KubeError::UnknownKind { .. }) => None,
+            Err(err) => return Err(err),
+        },
     };
-    let after = cluster.apply(object, options).await?;
+    let answer = cluster.apply_answer(object, options).await?;
+    let after = answer.object;
+    if answer.created {
+        return Ok(ChangeAction::Created);
+    }
     Ok(match before {
-        None => ChangeAction::Created,
+        // Created by someone else between the LIST and the apply.
+        None => ChangeAction::Configured,
         Some(before) => {
             let version = |v: &Value| {
                 v.pointer("/metadata/resourceVersion")

@@ -7,7 +7,8 @@ use super::engine::{
     chain_link, crash_point, now, plural, Ending, Engine, Failure, Origin, Outcome,
 };
 use super::store::Records;
-use super::target::{Objects, PreflightScope, Store};
+use super::target::{Objects, Preflight, PreflightScope, Store};
+use super::unchanged::Rerun;
 use crate::pipeline::facts::{ChangeAction, DeployFacts, ObjectChange, RollbackFacts};
 use crate::pipeline::FailureReason;
 use crate::release::{self, ObjectRef, Release, ReleaseStatus};
@@ -19,6 +20,8 @@ struct Attempt<'r> {
     last_good: Option<Release>,
     /// Objects failed or cancelled runs after the last good release may have left.
     leftovers: Vec<Value>,
+    /// How many records the environment has with this one.
+    records_count: usize,
 }
 
 impl<T: Store + Objects> Engine<'_, T> {
@@ -26,7 +29,28 @@ impl<T: Store + Objects> Engine<'_, T> {
     /// prunes what the last release had and this one has not, rolls back on failure.
     pub async fn deploy(&self, mut objects: Vec<Value>, origin: &Origin) -> Outcome {
         let mut outcome = Outcome::new();
-        if let Err(failure) = self.preflight(&mut objects, &mut outcome.facts).await {
+        let images = self.target.pin_images(&mut objects).await;
+        self.log_images(&images);
+        let mut drifted = None;
+        if images.problems.is_empty() {
+            match self.rerun_check(&objects).await {
+                Rerun::Verified(done) => return *done,
+                Rerun::Drifted(differs) => drifted = Some(differs),
+                Rerun::NewRelease => {}
+            }
+        }
+        // A drifted rerun applies only what drifted: that is what the pre-flight checks.
+        let mut drifted_objects: Option<Vec<Value>> = drifted.as_ref().map(|differs| {
+            differs
+                .iter()
+                .filter_map(|(index, _)| objects.get(*index).cloned())
+                .collect()
+        });
+        let checked = match drifted_objects.as_mut() {
+            Some(subset) => subset,
+            None => &mut objects,
+        };
+        if let Err(failure) = self.preflight(checked, images, &mut outcome.facts).await {
             return outcome.failed(failure.reason, failure.message);
         }
         match self.target.ensure_namespace(&self.settings.namespace).await {
@@ -37,26 +61,33 @@ impl<T: Store + Objects> Engine<'_, T> {
             Ok(lock) => lock,
             Err(failure) => return outcome.failed(failure.reason, failure.message),
         };
-        let outcome = self.deploy_locked(objects, origin, outcome).await;
+        let outcome = self.deploy_locked(objects, origin, outcome, drifted).await;
         self.release_lock(lock, outcome).await
     }
 
-    /// Pre-flight before the first write: images resolve (and are pinned), the dry run passes,
-    /// the identity may do everything the release needs. Every problem at once.
-    pub(super) async fn preflight(
+    /// Logs the images pinned by digest.
+    fn log_images(&self, images: &Preflight) {
+        for (object, container, from, to) in &images.pinned {
+            self.runner
+                .info(&format!("{object} {container}: {from} resolved to {to}"));
+        }
+    }
+
+    /// Pre-flight before the first write: images resolved (and pinned) before, the dry run
+    /// passes, the identity may do everything the release needs. Every problem at once.
+    async fn preflight(
         &self,
         objects: &mut [Value],
+        images: Preflight,
         facts: &mut DeployFacts,
     ) -> Result<(), Failure> {
         let scope = PreflightScope {
             force_conflicts: self.settings.force_conflicts,
             home: &self.settings.namespace,
         };
-        let found = self.target.preflight(objects, &scope).await;
-        for (object, container, from, to) in &found.pinned {
-            self.runner
-                .info(&format!("{object} {container}: {from} resolved to {to}"));
-        }
+        let mut found = self.target.preflight(objects, &scope).await;
+        found.unverified.splice(0..0, images.unverified);
+        found.problems.splice(0..0, images.problems);
         let mut notes = Vec::new();
         for unverified in &found.unverified {
             self.runner.warning(unverified);
@@ -90,6 +121,7 @@ impl<T: Store + Objects> Engine<'_, T> {
         objects: Vec<Value>,
         origin: &Origin,
         mut outcome: Outcome,
+        drifted: Option<Vec<(usize, String)>>,
     ) -> Outcome {
         let (history, records) = match self.load_history(&mut outcome.facts).await {
             Ok(found) => found,
@@ -108,7 +140,9 @@ impl<T: Store + Objects> Engine<'_, T> {
         outcome.facts.previous_release = last_good.as_ref().map(|r| r.number);
         if let Some(current) = last_good.as_ref().filter(|r| r.manifests == objects) {
             if leftovers.is_empty() {
-                return self.redeploy_current(current.clone(), outcome).await;
+                return self
+                    .redeploy_current(current.clone(), drifted, outcome)
+                    .await;
             }
         }
         let mut attempt = Attempt {
@@ -116,6 +150,7 @@ impl<T: Store + Objects> Engine<'_, T> {
             records: &records,
             last_good,
             leftovers,
+            records_count: history.len() + 1,
         };
         let number = attempt.record.number;
         outcome.facts.release = Some(number);
@@ -213,7 +248,8 @@ impl<T: Store + Objects> Engine<'_, T> {
                 ));
             }
         }
-        self.trim_history(attempt.records).await;
+        self.trim_history(attempt.records, Some(attempt.records_count))
+            .await;
         outcome.facts.rendered_manifests = Some(release::audit_yaml(objects));
         outcome
     }
@@ -333,18 +369,43 @@ impl<T: Store + Objects> Engine<'_, T> {
         outcome.failed(failure.reason, text)
     }
 
-    /// A rerun of exactly the release that is deployed: re-applied (a no-op unless someone
-    /// changed the objects, which this corrects) and verified healthy, without a new record.
-    async fn redeploy_current(&self, current: Release, mut outcome: Outcome) -> Outcome {
+    /// A rerun of exactly the release that is deployed: what drifted (all of it, when that
+    /// could not be told) re-applied, the whole release verified healthy, without a new record.
+    async fn redeploy_current(
+        &self,
+        current: Release,
+        drifted: Option<Vec<(usize, String)>>,
+        mut outcome: Outcome,
+    ) -> Outcome {
+        let to_apply: Vec<Value> = match &drifted {
+            Some(differs) => {
+                for (index, why) in differs {
+                    let name = current
+                        .manifests
+                        .get(*index)
+                        .and_then(release::ObjectRef::of)
+                        .map(|r| r.to_string())
+                        .unwrap_or_default();
+                    self.runner.info(&format!("{name}: {why}"));
+                }
+                differs
+                    .iter()
+                    .filter_map(|(index, _)| current.manifests.get(*index).cloned())
+                    .collect()
+            }
+            None => current.manifests.clone(),
+        };
         self.runner.info(&format!(
-            "release {} is already deployed with exactly these manifests: re-applying to verify, no new release",
-            current.number
+            "release {} is already deployed with exactly these manifests: re-applying {} of its {} objects, no new release",
+            current.number,
+            to_apply.len(),
+            current.manifests.len()
         ));
         outcome.facts.release = Some(current.number);
         outcome.facts.previous_release = Some(current.number);
         let what = format!("release {} (deployed, unchanged)", current.number);
         let (applied, failure) = self
-            .apply_step(&current.manifests, Conflicts::AsOptions, "apply", &what)
+            .apply_step(&to_apply, Conflicts::AsOptions, "apply", &what)
             .await;
         outcome.changed = applied.wrote;
         let drifted: Vec<&str> = applied

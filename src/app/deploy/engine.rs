@@ -328,8 +328,12 @@ impl<T: Store + Objects> Engine<'_, T> {
         }
     }
 
-    /// Drops the records beyond `history-max` (never the last good release).
-    pub(super) async fn trim_history(&self, records: &Records) {
+    /// Drops the records beyond `history-max` (never the last good release); `known` is how
+    /// many records there are now, when the caller knows (nothing is read when none can go).
+    pub(super) async fn trim_history(&self, records: &Records, known: Option<usize>) {
+        if known.is_some_and(|n| n <= self.settings.history_max as usize) {
+            return;
+        }
         if let Ok(history) = self.target.history(&self.location()).await {
             let drop = release::records_to_drop(&history.releases, self.settings.history_max);
             if let Err(err) = self.target.drop_records(records, &drop).await {

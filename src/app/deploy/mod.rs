@@ -13,6 +13,7 @@ pub mod apply;
 mod deploy;
 pub mod engine;
 mod history;
+pub mod observe;
 mod plan;
 pub mod preflight;
 mod recover;
@@ -24,6 +25,7 @@ mod steps_tests;
 pub mod store;
 pub mod target;
 pub mod track;
+mod unchanged;
 
 pub use engine::{crash_point, Ending, Engine, Origin, Outcome, Settings};
 pub use render::{render, render_with, Rendered};
@@ -62,7 +64,9 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
     }
     // Connect (reads only) and check every kind against the cluster before any write.
     let cluster = match connect(run, handoff).await {
-        Ok(connection) => Arc::new(Cluster::new(connection.client, connection.identity)),
+        Ok(connection) => Arc::new(
+            Cluster::new(connection.client, connection.identity).counted(connection.traffic),
+        ),
         Err(message) => {
             return PhaseResult::new(PhaseStatus::failed(
                 FailureReason::ClusterUnreachable,
@@ -82,7 +86,7 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
         _ => None,
     };
     let engine = Engine {
-        target: Live { cluster, images },
+        target: Live::verifying(cluster, images),
         environment: run.config.environment.clone(),
         settings: run.config.deploy.release.clone(),
         runner: run.runner,
@@ -94,7 +98,12 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
         ),
     };
     match run_verb(run, handoff, &engine, objects).await {
-        Some(outcome) => finish(outcome, handoff),
+        Some(mut outcome) => {
+            let traffic = engine.target.cluster.traffic().count().sentence();
+            run.runner.info(&traffic);
+            outcome.facts.api_traffic = Some(traffic);
+            finish(outcome, handoff)
+        }
         None => PhaseResult::new(PhaseStatus::skipped("destroy only runs Terraform")),
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::StreamExt;
+use k8s_openapi::api::authorization::v1::ResourceRule;
 use serde_json::{json, Value};
 
 use crate::adapters::kube::{ApplyOptions, Cluster, KubeError};
@@ -152,47 +153,67 @@ pub async fn check_images(
 
 /// Sends the whole release as a server-side dry run; every rejection, with the API's causes.
 /// Objects in a namespace the release (or gantry, for its records) creates are not checked
-/// while that namespace does not exist yet; they are listed in the second result.
+/// while that namespace does not exist yet; they are listed in the second result. The third
+/// names the namespaces among those found to exist.
 pub async fn dry_run(
     cluster: &Cluster,
     objects: &[Value],
     force: bool,
     also_created: &[String],
-) -> (Vec<String>, Vec<String>) {
-    let mut triage = Triage {
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let triage = Triage {
         cluster,
-        created_namespaces: created_namespaces(objects, also_created),
         defined: kinds_defined_by_crds(objects),
-        missing_namespaces: BTreeMap::new(),
     };
+    let created = created_namespaces(objects, also_created);
     let mut findings = Findings::default();
     let mut checked = Vec::new();
     for object in objects {
         let Some(reference) = ObjectRef::of(object) else {
             continue;
         };
-        match triage.finding(&reference).await {
-            Some(finding) => findings.add(finding),
-            None => checked.push(object),
+        match triage.kind_served(&reference).await {
+            Err(finding) => findings.add(finding),
+            Ok(()) => checked.push((object, reference)),
         }
     }
-    // The dry runs are independent: sent concurrently, reported in release order.
+    // The dry runs are independent: sent concurrently, reported in release order. One into a
+    // namespace the release (or gantry) creates and that does not exist yet is answered
+    // "namespace not found": noted, not a problem; any other answer proves the namespace is there.
     let options = ApplyOptions {
         dry_run: true,
         force,
     };
     let pending: Vec<_> = checked
         .iter()
-        .map(|object| cluster.apply(object, options))
+        .map(|(object, _)| cluster.apply(object, options))
         .collect();
-    let results: Vec<Result<Value, KubeError>> =
-        futures::stream::iter(pending).buffered(8).collect().await;
-    for (object, result) in checked.iter().zip(results) {
-        if let Err(err) = result {
-            findings.add(rejection(object, err));
+    let results: Vec<Result<Value, KubeError>> = futures::stream::iter(pending)
+        .buffered(cluster.concurrency(64))
+        .collect()
+        .await;
+    let mut existing = BTreeSet::new();
+    for ((object, reference), result) in checked.iter().zip(results) {
+        match result {
+            Err(KubeError::NamespaceMissing { namespace, .. }) if created.contains(&namespace) => {
+                findings.add(Finding::Deferred(format!(
+                    "{reference}: not dry-run checked (its namespace is created by this release)"
+                )));
+            }
+            Err(err) => {
+                if !matches!(err, KubeError::NamespaceMissing { .. }) {
+                    existing.extend(reference.namespace.clone());
+                }
+                findings.add(rejection(object, err));
+            }
+            Ok(_) => existing.extend(reference.namespace.clone()),
         }
     }
-    (findings.errors, findings.deferred)
+    let existing = existing
+        .into_iter()
+        .filter(|namespace| created.contains(namespace))
+        .collect();
+    (findings.errors, findings.deferred, existing)
 }
 
 /// Why an object of the release fails pre-flight, or why it is not dry-run checked now.
@@ -235,29 +256,11 @@ fn created_namespaces(objects: &[Value], also_created: &[String]) -> BTreeSet<St
 /// Decides, object by object, whether the dry run can check it now.
 struct Triage<'c> {
     cluster: &'c Cluster,
-    /// Namespaces the release (or gantry) creates.
-    created_namespaces: BTreeSet<String>,
     /// `(apiVersion, kind)` served by the CustomResourceDefinitions of the release.
     defined: BTreeSet<(String, String)>,
-    /// Whether each created namespace was found missing (asked once).
-    missing_namespaces: BTreeMap<String, bool>,
 }
 
 impl Triage<'_> {
-    /// `None` when the object can be dry-run now; otherwise why not.
-    async fn finding(&mut self, reference: &ObjectRef) -> Option<Finding> {
-        if let Err(finding) = self.kind_served(reference).await {
-            return Some(finding);
-        }
-        let namespace = reference.namespace.as_ref()?;
-        if self.created_namespaces.contains(namespace) && self.namespace_missing(namespace).await {
-            return Some(Finding::Deferred(format!(
-                "{reference}: not dry-run checked (its namespace is created by this release)"
-            )));
-        }
-        None
-    }
-
     /// Whether the cluster serves the object's kind. A custom resource whose
     /// CustomResourceDefinition comes with the release (or adds the version it is written in)
     /// cannot be dry-run before that CRD is established.
@@ -283,27 +286,6 @@ impl Triage<'_> {
             }
             Err(err) => Err(Finding::Error(err.to_string())),
         }
-    }
-
-    /// Whether `namespace` does not exist yet (asked once per namespace).
-    async fn namespace_missing(&mut self, namespace: &str) -> bool {
-        if let Some(missing) = self.missing_namespaces.get(namespace) {
-            return *missing;
-        }
-        let missing = matches!(
-            self.cluster
-                .get(&ObjectRef {
-                    api_version: "v1".into(),
-                    kind: "Namespace".into(),
-                    namespace: None,
-                    name: namespace.to_string(),
-                })
-                .await,
-            Ok(None)
-        );
-        self.missing_namespaces
-            .insert(namespace.to_string(), missing);
-        missing
     }
 }
 
@@ -518,19 +500,84 @@ async fn access_needed(
     Ok(required_access(&applied, &[], &namespaces, home))
 }
 
-/// Asks the API server (SelfSubjectAccessReview) for each access; returns the missing ones.
+/// The access the API server must be asked about one by one: whatever the rules of its
+/// namespace (`rules`, from a SelfSubjectRulesReview each) do not grant. Cluster-scoped access
+/// is always asked (a namespace's rules do not say where they come from).
+pub fn not_granted<'a>(
+    needed: &'a [Access],
+    rules: &BTreeMap<String, Vec<ResourceRule>>,
+) -> Vec<&'a Access> {
+    needed
+        .iter()
+        .filter(|access| {
+            let granted = access
+                .namespace
+                .as_ref()
+                .and_then(|namespace| rules.get(namespace))
+                .is_some_and(|rules| rules.iter().any(|rule| grants(rule, access)));
+            !granted
+        })
+        .collect()
+}
+
+/// Whether an RBAC rule grants `access` (as the API server matches it: `*` for any verb,
+/// group or resource, `*/sub` for a subresource of any resource; a rule limited to named
+/// objects grants nothing here, since creating cannot be limited by name).
+pub fn grants(rule: &ResourceRule, access: &Access) -> bool {
+    let any = |list: &Option<Vec<String>>, wanted: &str| {
+        list.iter()
+            .flatten()
+            .any(|item| item == "*" || item == wanted)
+    };
+    if rule.resource_names.as_ref().is_some_and(|n| !n.is_empty()) {
+        return false;
+    }
+    let verb = rule.verbs.iter().any(|v| v == "*" || *v == access.verb);
+    let resource = rule.resources.iter().flatten().any(|r| {
+        r == "*"
+            || *r == access.resource
+            || match (r.split_once('/'), access.resource.split_once('/')) {
+                (Some(("*", sub)), Some((_, wanted))) => sub == wanted,
+                _ => false,
+            }
+    });
+    verb && any(&rule.api_groups, &access.group) && resource
+}
+
+/// Asks the API server for each access: one SelfSubjectRulesReview per namespace, then a
+/// SelfSubjectAccessReview for each access the rules do not grant; returns the missing ones.
 pub async fn missing_access(
     cluster: &Cluster,
     needed: &[Access],
 ) -> Result<Vec<Access>, KubeError> {
+    let concurrency = cluster.concurrency(64);
+    let namespaces: BTreeSet<&String> =
+        needed.iter().filter_map(|a| a.namespace.as_ref()).collect();
+    let reviews: Vec<_> = namespaces
+        .into_iter()
+        .map(|namespace| async move { (namespace.clone(), cluster.rules(namespace).await) })
+        .collect();
+    let mut rules = BTreeMap::new();
+    for (namespace, answer) in futures::stream::iter(reviews)
+        .buffer_unordered(concurrency)
+        .collect::<Vec<_>>()
+        .await
+    {
+        // No rules review (an old or locked-down API server): every access is asked alone.
+        if let Ok(found) = answer {
+            rules.insert(namespace, found);
+        }
+    }
     // Independent reviews, asked concurrently (collected first: a stream built from a
     // borrowing closure is not provably Send).
-    let reviews: Vec<_> = needed
-        .iter()
+    let reviews: Vec<_> = not_granted(needed, &rules)
+        .into_iter()
         .map(|access| review(cluster, access))
         .collect();
-    let answers: Vec<Result<Option<Access>, KubeError>> =
-        futures::stream::iter(reviews).buffered(8).collect().await;
+    let answers: Vec<Result<Option<Access>, KubeError>> = futures::stream::iter(reviews)
+        .buffered(concurrency)
+        .collect()
+        .await;
     let mut missing = Vec::new();
     for answer in answers {
         if let Some(access) = answer? {
@@ -600,6 +647,79 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn rules_grant_what_rbac_would_and_nothing_more() {
+        let rule = |verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str]| {
+            let list = |items: &[&str]| Some(items.iter().map(|s| s.to_string()).collect());
+            ResourceRule {
+                verbs: verbs.iter().map(|s| s.to_string()).collect(),
+                api_groups: list(groups),
+                resources: list(resources),
+                resource_names: if names.is_empty() { None } else { list(names) },
+            }
+        };
+        let ns = Some("shop");
+        for (rule, access, granted) in [
+            (
+                rule(&["patch"], &["apps"], &["deployments"], &[]),
+                Access::new("patch", "apps", "deployments", ns),
+                true,
+            ),
+            (
+                rule(&["*"], &["*"], &["*"], &[]),
+                Access::new("delete", "", "secrets", ns),
+                true,
+            ),
+            (
+                rule(&["get"], &["apps"], &["deployments"], &[]),
+                Access::new("patch", "apps", "deployments", ns),
+                false,
+            ),
+            (
+                rule(&["patch"], &[""], &["deployments"], &[]),
+                Access::new("patch", "apps", "deployments", ns),
+                false,
+            ),
+            (
+                rule(&["get"], &[""], &["pods"], &[]),
+                Access::new("get", "", "pods/log", ns),
+                false,
+            ),
+            (
+                rule(&["get"], &[""], &["pods/log"], &[]),
+                Access::new("get", "", "pods/log", ns),
+                true,
+            ),
+            (
+                rule(&["get"], &[""], &["*/log"], &[]),
+                Access::new("get", "", "pods/log", ns),
+                true,
+            ),
+            (
+                rule(&["get"], &[""], &["*/log"], &[]),
+                Access::new("get", "", "pods", ns),
+                false,
+            ),
+            (
+                rule(&["create"], &[""], &["secrets"], &["web"]),
+                Access::new("create", "", "secrets", ns),
+                false,
+            ),
+        ] {
+            assert_eq!(grants(&rule, &access), granted, "{rule:?} {access:?}");
+        }
+        let needed = vec![
+            Access::new("patch", "apps", "deployments", ns),
+            Access::new("patch", "apps", "deployments", Some("other")),
+            Access::new("create", "rbac.authorization.k8s.io", "clusterroles", None),
+        ];
+        let rules = BTreeMap::from([
+            ("shop".to_string(), vec![rule(&["*"], &["*"], &["*"], &[])]),
+            ("other".to_string(), vec![]),
+        ]);
+        assert_eq!(not_granted(&needed, &rules), [&needed[1], &needed[2]]);
     }
 
     #[test]

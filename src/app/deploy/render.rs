@@ -193,6 +193,17 @@ pub(super) async fn discover_scopes(
             }
         }
     }
+    // Every group version the release uses, and those of gantry's records and lock, at once.
+    let mut api_versions: Vec<&str> = vec!["v1", "coordination.k8s.io/v1"];
+    api_versions.extend(
+        rendered
+            .manifests
+            .iter()
+            .map(|m| m.key.api_version.as_str()),
+    );
+    api_versions.sort_unstable();
+    api_versions.dedup();
+    cluster.discover(&api_versions).await;
     let mut scopes = BTreeMap::new();
     for manifest in &rendered.manifests {
         let key = (manifest.key.api_version.clone(), manifest.key.kind.clone());

@@ -37,7 +37,7 @@ impl<T: Store + Objects> Engine<'_, T> {
         let result = self
             .rollback_locked(history, &records, chosen, origin, &mut outcome)
             .await;
-        self.trim_history(&records).await;
+        self.trim_history(&records, None).await;
         let outcome = match result {
             Ok(()) => outcome,
             Err(failure) => outcome.failed(failure.reason, failure.message),

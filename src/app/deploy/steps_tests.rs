@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::apply::Applied;
 use super::engine::{Ending, Engine, Origin, Outcome, Settings};
 use super::store::{History, LockError, LockTerms, Records, StoreLocation, Unlocked};
-use super::target::{Apply, Objects, Preflight, PreflightScope, Store, Watch};
+use super::target::{Apply, Objects, Preflight, PreflightScope, Store, Verified, Watch};
 use super::track::Tracked;
 use crate::adapters::kube::KubeError;
 use crate::adapters::runner::Runner;
@@ -148,6 +148,21 @@ impl Store for Fake {
 }
 
 impl Objects for Fake {
+    async fn pin_images(&self, _objects: &mut [Value]) -> Preflight {
+        Preflight::default()
+    }
+
+    async fn verify(&self, objects: &[Value]) -> Verified {
+        // The fake keeps no live objects: every object differs, so every verb goes the whole way.
+        Verified {
+            lists: 0,
+            differs: (0..objects.len())
+                .map(|i| (i, "not kept by the fake".into()))
+                .collect(),
+            unreadable: Vec::new(),
+        }
+    }
+
     async fn preflight(&self, _objects: &mut [Value], _scope: &PreflightScope<'_>) -> Preflight {
         self.call("preflight");
         Preflight {

@@ -67,13 +67,17 @@ async fn environment_secrets(
 /// Reads every release record of the environment and checks it against the record index and
 /// the chain (see [`crate::release::records`]).
 pub async fn history(cluster: &Cluster, at: &StoreLocation) -> Result<History, KubeError> {
-    let secrets = environment_secrets(cluster, at).await?;
+    // The records and their index, read together.
+    let index_ref = index_reference(at);
+    let (secrets, index) =
+        futures::join!(environment_secrets(cluster, at), cluster.get(&index_ref));
+    let secrets = secrets?;
     let (decoded, warnings) = records::decode_all(&secrets);
     let decoded: Vec<(Release, String)> = decoded
         .into_iter()
         .filter(|(r, _)| r.environment == at.environment)
         .collect();
-    let index = match cluster.get(&index_reference(at)).await {
+    let index = match index {
         Ok(Some(lease)) => {
             let version = lease
                 .pointer("/metadata/resourceVersion")
@@ -315,6 +319,8 @@ pub struct HeldLock {
     me: String,
     /// Whose lock this run took over because its holder stopped renewing.
     pub taken_over_from: Option<String>,
+    /// The Lease as this run last wrote it (taken or renewed), so releasing it is one request.
+    written: Arc<std::sync::Mutex<Option<Lease>>>,
 }
 
 impl HeldLock {
@@ -322,6 +328,24 @@ impl HeldLock {
     pub async fn release(self) -> Result<(), KubeError> {
         self.renewer.abort();
         self.cluster.set_fence(None);
+        // As last written (its resourceVersion proves nobody changed it since): released in
+        // one request while the fence holds; a conflict means it changed, and it is read again.
+        // Past the fence's deadline another run may hold it: read first, write only if ours.
+        let fresh = self.fence.valid();
+        let written = self
+            .written
+            .lock()
+            .ok()
+            .and_then(|mut w| w.take())
+            .filter(|_| fresh);
+        if let Some(written) = written {
+            let released = lease::released(written);
+            match self.cluster.replace_unfenced(&with_type(released)).await {
+                Ok(_) => return Ok(()),
+                Err(KubeError::Conflict { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
         let current: Option<Lease> = self.cluster.get_typed(&self.reference).await?;
         if let Some(current) = current {
             let holder = current
@@ -389,7 +413,10 @@ pub async fn lock(
         let (current, state) = locker.observe().await?;
         let sent = Instant::now();
         match locker.attempt(&state, current.as_ref()).await? {
-            Attempt::Taken { taken_over_from } => return Ok(locker.held(sent, taken_over_from)),
+            Attempt::Taken {
+                taken_over_from,
+                written,
+            } => return Ok(locker.held(sent, taken_over_from, written.map(|w| *w))),
             // Another run won the race: look again.
             Attempt::Raced => continue,
             Attempt::NotFree => {}
@@ -416,8 +443,12 @@ struct Locker<'a> {
 
 /// What one attempt to take the Lease came to.
 enum Attempt {
-    /// The Lease is ours; `taken_over_from` names a holder that had stopped renewing.
-    Taken { taken_over_from: Option<String> },
+    /// The Lease is ours (`written`, as the server has it); `taken_over_from` names a holder
+    /// that had stopped renewing.
+    Taken {
+        taken_over_from: Option<String>,
+        written: Option<Box<Lease>>,
+    },
     /// Another run created or changed the Lease first.
     Raced,
     /// A live holder has it: nothing was sent.
@@ -488,7 +519,10 @@ impl Locker<'_> {
             LockState::Held { .. } => return Ok(Attempt::NotFree),
         };
         match sent {
-            Ok(_) => Ok(Attempt::Taken { taken_over_from }),
+            Ok(written) => Ok(Attempt::Taken {
+                taken_over_from,
+                written: serde_json::from_value(written).ok(),
+            }),
             Err(KubeError::AlreadyExists { .. } | KubeError::Conflict { .. }) => Ok(Attempt::Raced),
             Err(err) => Err(err.into()),
         }
@@ -496,15 +530,21 @@ impl Locker<'_> {
 
     /// The lock as taken (its write sent at `sent`): fences the cluster's writes and starts
     /// renewing it.
-    fn held(self, sent: Instant, taken_over_from: Option<String>) -> HeldLock {
+    fn held(
+        self,
+        sent: Instant,
+        taken_over_from: Option<String>,
+        written: Option<Lease>,
+    ) -> HeldLock {
         let fence = Arc::new(Fence::new(sent, self.terms.duration));
         self.cluster.set_fence(Some(fence.clone()));
+        let written = Arc::new(std::sync::Mutex::new(written));
         let renewer = tokio::spawn(renew(
             self.cluster.clone(),
             self.reference.clone(),
             self.at.clone(),
             self.terms.clone(),
-            fence.clone(),
+            (fence.clone(), written.clone()),
         ));
         HeldLock {
             renewer,
@@ -513,6 +553,7 @@ impl Locker<'_> {
             reference: self.reference,
             me: self.terms.me.clone(),
             taken_over_from,
+            written,
         }
     }
 
@@ -553,7 +594,7 @@ async fn renew(
     reference: ObjectRef,
     at: StoreLocation,
     terms: LockTerms,
-    fence: Arc<Fence>,
+    (fence, written): (Arc<Fence>, Arc<std::sync::Mutex<Option<Lease>>>),
 ) {
     loop {
         tokio::time::sleep(terms.duration / 3).await;
@@ -583,8 +624,11 @@ async fn renew(
             terms.duration,
             current.as_ref(),
         );
-        if cluster.replace_unfenced(&with_type(renewed)).await.is_ok() {
+        if let Ok(answer) = cluster.replace_unfenced(&with_type(renewed)).await {
             fence.renewed(sent, terms.duration);
+            if let Ok(mut slot) = written.lock() {
+                *slot = serde_json::from_value(answer).ok();
+            }
         }
     }
 }

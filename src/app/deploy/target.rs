@@ -13,6 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
 use super::apply::{self, Applied, Conflicts};
+use super::observe;
 use super::preflight;
 use super::statefulsets;
 use super::store::{self, History, LockError, LockTerms, Records, StoreLocation, Unlocked};
@@ -60,6 +61,17 @@ pub struct Preflight {
     pub deferred: Vec<String>,
     /// Everything that stops the deploy, each a sentence.
     pub problems: Vec<String>,
+}
+
+/// What comparing a release with the cluster found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// LIST requests sent (one per kind and namespace).
+    pub lists: usize,
+    /// Objects that do not hold the release: their index in the release, and why.
+    pub differs: Vec<(usize, String)>,
+    /// Objects that could not be read, and why: nothing can be concluded from the rest.
+    pub unreadable: Vec<String>,
 }
 
 /// The release records and the environment lock.
@@ -127,8 +139,12 @@ pub trait Store: Sync {
 
 /// The objects of a release in the cluster.
 pub trait Objects: Sync {
-    /// Pins images by digest (checking they exist), dry-runs the release and reviews the
-    /// permissions it needs; every problem at once.
+    /// Pins images by digest, checking they exist (problems: the missing ones).
+    fn pin_images(&self, objects: &mut [Value]) -> impl Future<Output = Preflight> + Send;
+    /// Compares the release with the cluster: one LIST per kind and namespace, then what
+    /// gantry's field manager owns of each object against the object.
+    fn verify(&self, objects: &[Value]) -> impl Future<Output = Verified> + Send;
+    /// Dry-runs the release and reviews the permissions it needs; every problem at once.
     fn preflight(
         &self,
         objects: &mut [Value],
@@ -179,14 +195,26 @@ pub trait Objects: Sync {
 pub struct Live {
     pub cluster: Arc<Cluster>,
     pub images: Option<super::ImageVerification>,
+    /// Namespaces the pre-flight found to exist (not asked again).
+    existing: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The release's live objects, listed during the pre-flight's dry run for the apply that
+    /// follows (taken once).
+    listed: std::sync::Mutex<Option<observe::Observed>>,
 }
 
 impl Live {
     /// A cluster whose images are not verified before a deploy.
     pub fn new(cluster: Arc<Cluster>) -> Live {
+        Live::verifying(cluster, None)
+    }
+
+    /// A cluster whose images are verified (and pinned) before a deploy with `images`.
+    pub fn verifying(cluster: Arc<Cluster>, images: Option<super::ImageVerification>) -> Live {
         Live {
             cluster,
-            images: None,
+            images,
+            existing: Default::default(),
+            listed: Default::default(),
         }
     }
 }
@@ -201,7 +229,8 @@ impl Store for Live {
             namespace: None,
             name: name.to_string(),
         };
-        if self.cluster.get(&namespace).await?.is_some() {
+        let known = self.existing.lock().is_ok_and(|e| e.contains(name));
+        if known || self.cluster.get(&namespace).await?.is_some() {
             return Ok(false);
         }
         self.cluster
@@ -220,7 +249,15 @@ impl Store for Live {
         cancel: &Cancel,
         waiting: &(dyn Fn(&str) + Sync),
     ) -> Result<store::HeldLock, LockError> {
-        store::lock(self.cluster.clone(), at, terms, cancel, waiting).await
+        let started = std::time::Instant::now();
+        let held = store::lock(self.cluster.clone(), at, terms, cancel, waiting).await;
+        if started.elapsed() > Duration::from_secs(5) {
+            // Another run may have changed the objects meanwhile: the apply lists them again.
+            if let Ok(mut slot) = self.listed.lock() {
+                *slot = None;
+            }
+        }
+        held
     }
 
     fn taken_over_from(lock: &store::HeldLock) -> Option<String> {
@@ -270,7 +307,7 @@ impl Store for Live {
 }
 
 impl Objects for Live {
-    async fn preflight(&self, objects: &mut [Value], scope: &PreflightScope<'_>) -> Preflight {
+    async fn pin_images(&self, objects: &mut [Value]) -> Preflight {
         let mut found = Preflight::default();
         if let Some(images) = &self.images {
             let checked =
@@ -279,18 +316,56 @@ impl Objects for Live {
             found.unverified = checked.unverified;
             found.problems.extend(checked.missing);
         }
-        let (rejected, deferred) = preflight::dry_run(
-            &self.cluster,
-            objects,
-            scope.force_conflicts,
-            &[scope.home.to_string()],
-        )
-        .await;
+        found
+    }
+
+    async fn verify(&self, objects: &[Value]) -> Verified {
+        let observed = observe::observe(&self.cluster, objects, self.cluster.concurrency(64)).await;
+        let mut verified = Verified {
+            lists: observed.lists(),
+            ..Verified::default()
+        };
+        for (index, object) in objects.iter().enumerate() {
+            let Some(reference) = ObjectRef::of(object) else {
+                continue;
+            };
+            match observed.live(&reference) {
+                observe::Live::Found(live) => {
+                    if let Err(why) = crate::release::owned::holds(object, live) {
+                        verified.differs.push((index, why));
+                    }
+                }
+                observe::Live::Absent => verified.differs.push((index, "it is gone".into())),
+                observe::Live::Unknown(err) => {
+                    verified.unreadable.push(format!("{reference}: {err}"))
+                }
+            }
+        }
+        verified
+    }
+
+    async fn preflight(&self, objects: &mut [Value], scope: &PreflightScope<'_>) -> Preflight {
+        let mut found = Preflight::default();
+        // Independent checks, sent together.
+        // Independent checks, sent together; the LIST the apply needs goes with them.
+        let home = [scope.home.to_string()];
+        let (dry_run, access, listed) = futures::join!(
+            preflight::dry_run(&self.cluster, objects, scope.force_conflicts, &home),
+            preflight::access_problems(&self.cluster, objects, scope.home),
+            observe::observe(&self.cluster, objects, self.cluster.concurrency(64))
+        );
+        let (rejected, deferred, existing) = dry_run;
+        if let Ok(mut known) = self.existing.lock() {
+            known.extend(existing);
+        }
+        if let Ok(mut slot) = self.listed.lock() {
+            *slot = Some(listed);
+        }
         found
             .problems
             .extend(rejected.into_iter().map(|r| format!("dry run: {r}")));
         found.deferred = deferred;
-        match preflight::access_problems(&self.cluster, objects, scope.home).await {
+        match access {
             Ok(missing) => found.problems.extend(missing),
             Err(err) => found.problems.push(format!("permission check: {err}")),
         }
@@ -298,6 +373,8 @@ impl Objects for Live {
     }
 
     async fn apply(&self, objects: &[Value], how: Apply<'_>) -> Applied {
+        // The pre-flight's LIST serves the apply right after it, once (not a later rollback).
+        let listed = self.listed.lock().ok().and_then(|mut slot| slot.take());
         apply::apply_all_with(
             &self.cluster,
             objects,
@@ -305,6 +382,7 @@ impl Objects for Live {
             how.conflicts,
             how.concurrency,
             how.step,
+            listed,
         )
         .await
     }

@@ -467,8 +467,11 @@ async fn track_one(
 fn usable_log(log: Result<String, crate::adapters::kube::KubeError>) -> Option<String> {
     let text = log.ok()?;
     let trimmed = text.trim();
-    (!trimmed.is_empty() && !trimmed.starts_with("unable to retrieve container logs for "))
-        .then_some(text)
+    // The kubelet answers some failures as if they were the log (a dead instance whose file
+    // it already removed).
+    let kubelet_error = trimmed.starts_with("unable to retrieve container logs for ")
+        || trimmed.starts_with("failed to try resolving symlinks in path ");
+    (!trimmed.is_empty() && !kubelet_error).then_some(text)
 }
 
 /// How the crashed container's previous run ended, read again: the pod status that failed the
