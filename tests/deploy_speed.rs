@@ -8,11 +8,15 @@ use support::apiproxy::{Fault, Matcher, Seen};
 use support::cluster::web_container;
 use support::deploy::{assert_succeeded, config_map, release_with, web, Harness};
 
-/// 20 ConfigMaps and the web release (ConfigMap, Service, Deployment).
+/// 20 ConfigMaps, a Secret written with stringData (stored as base64 data) and the web release
+/// (ConfigMap, Service, Deployment).
 async fn release(h: &Harness, setting: &str) -> Vec<Value> {
     let mut objects: Vec<Value> = (0..20)
         .map(|i| config_map(h.ns(), &format!("extra-{i}"), &format!("{setting}-{i}")))
         .collect();
+    objects.push(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "web-secret", "namespace": h.ns()},
+        "stringData": {"password": format!("{setting}-secret")}}));
     objects.extend(release_with(
         h.ns(),
         web_container("web", &web("v1").await),
@@ -56,7 +60,7 @@ async fn an_apply_reads_nothing_per_object_and_a_rerun_of_the_deployed_release_w
     // Access: the deployer's rules grant everything in its namespace, so no single review.
     let count = |part: &str| requests.iter().filter(|r| r.path.contains(part)).count();
     assert_eq!(count("selfsubjectrulesreviews"), 1);
-    assert_eq!(count("selfsubjectaccessreviews"), 0);
+    assert_eq!(count("selfsubjectaccessreviews"), 0, "{requests:#?}");
 
     // The same release again: reads only, a handful of them.
     h.proxy.clear_requests();
@@ -72,7 +76,7 @@ async fn an_apply_reads_nothing_per_object_and_a_rerun_of_the_deployed_release_w
     let verified = again.facts.verified.clone().unwrap_or_default();
     assert!(
         verified.starts_with("unchanged, verified: release 1")
-            && verified.contains("23 objects")
+            && verified.contains("24 objects")
             && verified.contains("1 workload is healthy"),
         "{verified}\n{}",
         h.log.contents()

@@ -34,6 +34,17 @@ pub fn holds(desired: &Value, live: &Value) -> Result<(), String> {
         .get("fieldsV1")
         .and_then(Value::as_object)
         .ok_or("gantry's managed fields are unreadable")?;
+    // A Secret's stringData is written into data (base64) and never read back: compare what
+    // it became.
+    let with_string_data;
+    let live = if desired.get("kind").and_then(Value::as_str) == Some("Secret")
+        && desired.get("stringData").is_some()
+    {
+        with_string_data = string_data_of(live);
+        &with_string_data
+    } else {
+        live
+    };
     let mut desired = desired.clone();
     if let Some(top) = desired.as_object_mut() {
         top.remove("apiVersion");
@@ -45,6 +56,28 @@ pub fn holds(desired: &Value, live: &Value) -> Result<(), String> {
         metadata.remove("namespace");
     }
     compare(&desired, Some(live), owned, "")
+}
+
+/// `live` with `stringData` holding each of its `data` values that is base64 of UTF-8 text.
+fn string_data_of(live: &Value) -> Value {
+    use base64::Engine;
+    let mut live = live.clone();
+    let decoded: Map<String, Value> = live
+        .get("data")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(key, value)| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(value.as_str()?)
+                .ok()?;
+            Some((key.clone(), Value::String(String::from_utf8(bytes).ok()?)))
+        })
+        .collect();
+    if let Some(object) = live.as_object_mut() {
+        object.insert("stringData".into(), Value::Object(decoded));
+    }
+    live
 }
 
 /// Whether `value` sets no field: null, or a map of such.
@@ -397,6 +430,19 @@ mod tests {
         );
         object["data"]["a"] = json!("2");
         assert!(holds(&desired, &live(object, fields)).is_err());
+
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "stringData": {"password": "hunter2"}});
+        let secret_fields = json!({"f:stringData": {"f:password": {}}});
+        let stored = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"password": "aHVudGVyMg=="}, "type": "Opaque"});
+        assert_eq!(
+            holds(&secret, &live(stored.clone(), secret_fields.clone())),
+            Ok(())
+        );
+        let mut changed = stored;
+        changed["data"]["password"] = json!("b3RoZXI=");
+        assert!(holds(&secret, &live(changed, secret_fields)).is_err());
 
         let set = json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"}, "spec": {"finalizers": ["a", "b"]}});
         let set_fields = json!({"f:spec": {"f:finalizers": {"v:\"a\"": {}, "v:\"b\"": {}}}});
