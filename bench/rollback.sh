@@ -28,13 +28,9 @@ kubectl=$GANTRY_TEST_KUBECTL
 admin=("$kubectl" --kubeconfig "$GANTRY_TEST_ADMIN_KUBECONFIG")
 deployer=("$kubectl" --kubeconfig "$GANTRY_TEST_KUBECONFIG")
 "${admin[@]}" get --raw /readyz >/dev/null || { echo "bench: the test bed's cluster does not answer; run bash .ci/testbed up" >&2; exit 1; }
-docker=${GANTRY_TEST_DOCKER:-/usr/bin/docker}
-registry=${GANTRY_TEST_REGISTRY:-127.0.0.1:5000}
-image=$registry/gantry-bench/web:v1
-"$docker" tag gantry-test/busybox:latest "$image" && "$docker" push -q "$image" >/dev/null
-digest=$(curl -fsSI -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-  "http://$registry/v2/gantry-bench/web/manifests/v1" | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
-pinned=$registry/gantry-bench/web@$digest
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+push_web_image
 
 work=$(mktemp -d)
 namespaces=()
@@ -50,41 +46,6 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# manifests DIR SETTING COMMAND: a ConfigMap, a Service and a Deployment of 2 replicas.
-manifests() {
-  mkdir -p "$1"
-  cat >"$1/app.yaml" <<YAML
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: web-config}
-data: {setting: "$2"}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  progressDeadlineSeconds: 60
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      containers:
-      - name: web
-        image: "$pinned"
-        command: [sh, -c, "$3"]
-        envFrom: [{configMapRef: {name: web-config}}]
-        readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1}
-YAML
-}
-serve="trap 'exit 0' TERM; mkdir -p /tmp/www; echo ok > /tmp/www/index.html; httpd -f -p 8080 -h /tmp/www & wait"
-crash="echo fatal: DATABASE_URL is not set >&2; exit 1"
 manifests "$work/v1" v1 "$serve"
 manifests "$work/v2" v2 "$crash"
 cp "$GANTRY_TEST_KUBECONFIG" "$work/kubeconfig"

@@ -1,0 +1,51 @@
+# Shared by the benchmarks that deploy the web release on the test bed's cluster.
+
+# push_web_image: pushes the test bed's busybox to its registry as gantry-bench/web:v1 and sets
+# `pinned` to its reference by digest (nothing can be pulled from elsewhere).
+push_web_image() {
+  local docker=${GANTRY_TEST_DOCKER:-/usr/bin/docker} registry=${GANTRY_TEST_REGISTRY:-127.0.0.1:5000} digest
+  "$docker" tag "$GANTRY_TEST_BASE_IMAGE" "$registry/gantry-bench/web:v1"
+  "$docker" push -q "$registry/gantry-bench/web:v1" >/dev/null
+  digest=$(curl -fsSI -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$registry/v2/gantry-bench/web/manifests/v1" | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
+  pinned=$registry/gantry-bench/web@$digest
+}
+
+# manifests DIR SETTING COMMAND: DIR/app.yaml, a ConfigMap, a Service and a Deployment of 2
+# replicas of `$pinned` running COMMAND (progressDeadlineSeconds 60, a readiness probe).
+manifests() {
+  mkdir -p "$1"
+  cat >"$1/app.yaml" <<YAML
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: web-config}
+data: {setting: "$2"}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  progressDeadlineSeconds: 60
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: web
+        image: "$pinned"
+        command: [sh, -c, "$3"]
+        envFrom: [{configMapRef: {name: web-config}}]
+        readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1}
+YAML
+}
+
+# The commands of a healthy and of a crashing web container.
+serve="trap 'exit 0' TERM; mkdir -p /tmp/www; echo ok > /tmp/www/index.html; httpd -f -p 8080 -h /tmp/www & wait"
+crash="echo fatal: DATABASE_URL is not set >&2; exit 1"
