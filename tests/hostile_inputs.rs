@@ -166,7 +166,7 @@ impl Job {
             .env_clear()
             .envs(env)
             .current_dir(self.path("workspace"));
-        finish_within(command, std::time::Duration::from_secs(60))
+        finish_within(command, RUN_LIMIT)
     }
 
     /// Whether anything outside validation happened: a tool started, a daemon, the cluster or
@@ -191,6 +191,11 @@ impl Job {
         found
     }
 }
+
+/// How long one run may take: past GitHub's 60 s request deadline (a run whose GitHub calls
+/// meet a server that closes every connection waits that out, seen under heavy load), so only
+/// a run that never ends fails the sweep.
+const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(150);
 
 /// Runs a command to its end, or kills it after `limit` and fails the test with what it printed.
 fn finish_within(mut command: Command, limit: std::time::Duration) -> Output {
@@ -410,7 +415,7 @@ fn run_with_config(job: &Job, inputs: &BTreeMap<String, String>) -> Output {
         .env_clear()
         .envs(&env)
         .current_dir(job.path("workspace"));
-    finish_within(command, std::time::Duration::from_secs(60))
+    finish_within(command, RUN_LIMIT)
 }
 
 fn base_inputs(job: &Job) -> BTreeMap<String, String> {
