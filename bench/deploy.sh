@@ -37,24 +37,17 @@ helm=$GANTRY_TEST_HELM
 admin=("$kubectl" --kubeconfig "$GANTRY_TEST_ADMIN_KUBECONFIG")
 "${admin[@]}" get --raw /readyz >/dev/null || { echo "bench: the test bed's cluster does not answer; run bash .ci/testbed up" >&2; exit 1; }
 
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 work=$(mktemp -d)
-namespaces=()
 proxy_pid=
 cleanup() {
   [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null || true
-  for ns in "${namespaces[@]}"; do "${admin[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true; done
+  delete_namespaces
   rm -rf "$work"
 }
 trap cleanup EXIT
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
-new_namespace() {
-  local ns
-  ns=bench-$1-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-  "${admin[@]}" create namespace "$ns" >/dev/null
-  namespaces+=("$ns")
-  echo "$ns"
-}
 # measure LOG COMMAND...: runs COMMAND (output to LOG); prints "seconds peak_rss_kb start end".
 measure() {
   python3 - "$@" <<'PY'
@@ -140,8 +133,6 @@ read -r _ memory_rss _ end < <(gantry_apply "$work/kubeconfig-0" "$ns" "$work/me
 [ -n "${end:-}" ] || exit 1
 
 # A failing release: gantry against Helm 4 with --rollback-on-failure.
-# shellcheck source=bench/lib.sh
-source bench/lib.sh
 push_web_image
 app() { # DIR SETTING COMMAND: the release as plain manifests (DIR) and as a chart (DIR-chart)
   manifests "$@"

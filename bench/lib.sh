@@ -49,3 +49,20 @@ YAML
 # The commands of a healthy and of a crashing web container.
 serve="trap 'exit 0' TERM; mkdir -p /tmp/www; echo ok > /tmp/www/index.html; httpd -f -p 8080 -h /tmp/www & wait"
 crash="echo fatal: DATABASE_URL is not set >&2; exit 1"
+
+# new_namespace PREFIX: a fresh namespace, created as the administrator (`admin`), and written
+# to $work/namespaces for delete_namespaces (a file, not a variable: callers run it in $(...)).
+new_namespace() {
+  local ns
+  ns=bench-$1-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+  "${admin[@]}" create namespace "$ns" >/dev/null
+  echo "$ns" >>"$work/namespaces"
+  echo "$ns"
+}
+delete_namespaces() {
+  [ -f "$work/namespaces" ] || return 0
+  while read -r ns; do "${admin[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true; done <"$work/namespaces"
+}
+
+# median: the median of the numbers on stdin, one a line.
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }

@@ -33,10 +33,9 @@ source bench/lib.sh
 push_web_image
 
 work=$(mktemp -d)
-namespaces=()
 cleanup() {
+  delete_namespaces
   rm -rf "$work"
-  for ns in "${namespaces[@]}"; do "${admin[@]}" delete namespace "$ns" --wait=false >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
 stamp() { python3 -u -c 'import sys, time
@@ -44,19 +43,11 @@ for line in sys.stdin:
     print(f"{time.time():.3f} {line}", end="", flush=True)'; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 manifests "$work/v1" v1 "$serve"
 manifests "$work/v2" v2 "$crash"
 cp "$GANTRY_TEST_KUBECONFIG" "$work/kubeconfig"
 
-new_namespace() {
-  local ns
-  ns=bench-$1-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-  "${admin[@]}" create namespace "$ns" >/dev/null
-  namespaces+=("$ns")
-  echo "$ns"
-}
 # gantry_deploy NAMESPACE DIR [FLAGS...]: one local deploy; its log goes to stdout
 gantry_deploy() {
   local ns=$1 dir=$2
