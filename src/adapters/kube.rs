@@ -173,6 +173,8 @@ pub struct Cluster {
     fence: Mutex<Option<std::sync::Arc<Fence>>>,
     /// What the client sends, counted (by the stack that built the client).
     traffic: Arc<Traffic>,
+    /// The most requests any step keeps in flight (the `apply-concurrency` input).
+    max_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// What one server-side apply answered.
@@ -199,7 +201,14 @@ impl Cluster {
             kinds: Mutex::new(HashMap::new()),
             fence: Mutex::new(None),
             traffic: Arc::default(),
+            max_in_flight: std::sync::atomic::AtomicUsize::new(64),
         }
+    }
+
+    /// No step keeps more than `bound` requests in flight from now on.
+    pub fn limit_concurrency(&self, bound: usize) {
+        self.max_in_flight
+            .store(bound.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The same cluster, its traffic counted by `traffic` (the client's stack counts into it).
@@ -249,12 +258,7 @@ impl Cluster {
                 .filter(|v| !kinds.keys().any(|(known, _)| known == v))
                 .collect()
         };
-        futures::future::join_all(
-            missing
-                .into_iter()
-                .map(|api_version| self.resolve(api_version, "")),
-        )
-        .await;
+        futures::future::join_all(missing.into_iter().map(|v| self.fetch_group(v))).await;
     }
 
     /// Looks a kind up through discovery (cached): its resource name and scope.
@@ -268,51 +272,61 @@ impl Cluster {
         {
             return Ok(found);
         }
+        let unknown = || KubeError::UnknownKind {
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+        };
+        self.fetch_group(api_version)
+            .await
+            .map_err(|err| match err {
+                KubeError::UnknownKind { .. } => unknown(),
+                other => other,
+            })?;
+        self.kinds
+            .lock()
+            .ok()
+            .and_then(|k| k.get(&cache_key).cloned())
+            .ok_or_else(unknown)
+    }
+
+    /// Reads the discovery of one group version and caches every kind it serves: one request
+    /// serves ConfigMaps, Secrets and Namespaces alike. A group version not served is
+    /// [`KubeError::UnknownKind`] (without a kind).
+    async fn fetch_group(&self, api_version: &str) -> Result<(), KubeError> {
         let (group, version) = match api_version.rsplit_once('/') {
             Some((group, version)) => (group, version),
             None => ("", api_version),
         };
-        // One discovery request per group version serves every kind of it (ConfigMaps,
-        // Secrets and Namespaces alike); all of them are cached.
         let gv = GroupVersion::gv(group, version);
-        let object = format!("{kind} ({api_version})");
+        let unknown = || KubeError::UnknownKind {
+            api_version: api_version.to_string(),
+            kind: String::new(),
+        };
         let served = retry(|| async {
             match kube::discovery::pinned_group(&self.client, &gv).await {
                 Ok(found) => Ok(found),
-                Err(kube::Error::Discovery(_)) => Err(KubeError::UnknownKind {
-                    api_version: api_version.to_string(),
-                    kind: kind.to_string(),
-                }),
-                Err(err) => match self.map_error(err, &object) {
-                    KubeError::NotFound { .. } => Err(KubeError::UnknownKind {
-                        api_version: api_version.to_string(),
-                        kind: kind.to_string(),
-                    }),
+                Err(kube::Error::Discovery(_)) => Err(unknown()),
+                Err(err) => match self.map_error(err, api_version) {
+                    KubeError::NotFound { .. } => Err(unknown()),
                     other => Err(other),
                 },
             }
         })
         .await?;
-        let mut found = None;
         if let Ok(mut kinds) = self.kinds.lock() {
             for (resource, capabilities) in served.versioned_resources(version) {
-                let resolved = ResolvedKind {
-                    namespaced: capabilities.scope == Scope::Namespaced,
-                    resource,
-                };
-                if resolved.resource.kind == kind {
-                    found = Some(resolved.clone());
-                }
+                let key = (api_version.to_string(), resource.kind.clone());
+                let namespaced = capabilities.scope == Scope::Namespaced;
                 kinds.insert(
-                    (api_version.to_string(), resolved.resource.kind.clone()),
-                    resolved,
+                    key,
+                    ResolvedKind {
+                        resource,
+                        namespaced,
+                    },
                 );
             }
         }
-        found.ok_or_else(|| KubeError::UnknownKind {
-            api_version: api_version.to_string(),
-            kind: kind.to_string(),
-        })
+        Ok(())
     }
 
     async fn api_for(&self, reference: &ObjectRef) -> Result<Api<DynamicObject>, KubeError> {
@@ -436,10 +450,14 @@ impl Cluster {
         Err(map_status(&parsed, object.to_string(), &self.identity))
     }
 
-    /// How many requests to keep in flight, at most `bound`: sized to the round trip measured
-    /// so far ([`super::kube_http::concurrency_for`]).
+    /// How many requests to keep in flight, at most `bound` and the limit set with
+    /// [`Cluster::limit_concurrency`]: sized to the round trip measured so far
+    /// ([`super::kube_http::concurrency_for`]).
     pub fn concurrency(&self, bound: usize) -> usize {
-        super::kube_http::concurrency_for(self.traffic.round_trip(), bound)
+        let limit = self
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::Relaxed);
+        super::kube_http::concurrency_for(self.traffic.round_trip(), bound.min(limit))
     }
 
     /// What the client sent so far.

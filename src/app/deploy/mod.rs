@@ -85,6 +85,8 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
         Command::Deploy => image_verification(run, &objects).await,
         _ => None,
     };
+    // `apply-concurrency` bounds every step: dry runs, reviews and LISTs as well as applies.
+    cluster.limit_concurrency(run.config.deploy.release.apply_concurrency);
     let engine = Engine {
         target: Live::verifying(cluster, images),
         environment: run.config.environment.clone(),
