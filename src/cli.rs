@@ -88,6 +88,8 @@ fn input_args(include_command: bool) -> Vec<Arg> {
                     .value_name(value_name(spec.kind))
                     .help(help)
                     .help_heading(group.title())
+                    // A YAML list (`--charts "- name: db ..."`) starts with a hyphen.
+                    .allow_hyphen_values(spec.kind == InputKind::Yaml)
                     .action(ArgAction::Set),
             );
         }

@@ -7,6 +7,7 @@
 pub mod adapters;
 pub mod app;
 pub mod cancel;
+pub mod charts;
 pub mod cli;
 pub mod config;
 pub mod context;

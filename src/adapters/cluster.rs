@@ -346,7 +346,7 @@ struct TokenRefresher {
 
 impl TokenRefresher {
     fn start(tokens: TokenSource, first: eks::EksToken, runner: Runner) -> Result<TokenRefresher> {
-        let dir = private_dir()?;
+        let dir = private_dir("gantry-eks")?;
         let path = dir.join("token");
         runner.add_mask(&first.value);
         write_token(&path, &first.value).map_err(|source| ClusterError::TokenFile {
@@ -390,7 +390,7 @@ impl Drop for TokenRefresher {
 }
 
 /// A new directory only this user can read, under `RUNNER_TEMP` when set.
-fn private_dir() -> Result<PathBuf> {
+pub(crate) fn private_dir(prefix: &str) -> Result<PathBuf> {
     let base = std::env::var_os("RUNNER_TEMP")
         .map(PathBuf::from)
         .filter(|p| p.is_dir())
@@ -398,7 +398,7 @@ fn private_dir() -> Result<PathBuf> {
     let mut random = [0u8; 8];
     let _ = getrandom::getrandom(&mut random);
     let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    let dir = base.join(format!("gantry-eks-{}-{name}", std::process::id()));
+    let dir = base.join(format!("{prefix}-{}-{name}", std::process::id()));
     let mut builder = std::fs::DirBuilder::new();
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);

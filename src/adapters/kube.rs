@@ -261,6 +261,50 @@ impl Cluster {
         futures::future::join_all(missing.into_iter().map(|v| self.fetch_group(v))).await;
     }
 
+    /// Every group version the cluster serves, and each as `group/version/Kind`, as Helm's
+    /// `.Capabilities.APIVersions` lists them (aggregated discovery: two requests at once).
+    pub async fn api_versions(&self) -> Result<Vec<String>, KubeError> {
+        let client = self.client();
+        let (core, groups) = futures::future::join(
+            retry(|| async {
+                client
+                    .list_core_api_versions_aggregated()
+                    .await
+                    .map_err(|err| self.map_error(err, "/api"))
+            }),
+            retry(|| async {
+                client
+                    .list_api_groups_aggregated()
+                    .await
+                    .map_err(|err| self.map_error(err, "/apis"))
+            }),
+        )
+        .await;
+        let mut found = std::collections::BTreeSet::new();
+        for list in [core?, groups?] {
+            for group in list.items {
+                let name = group.metadata.and_then(|m| m.name).unwrap_or_default();
+                for version in group.versions {
+                    let Some(version_name) = version.version else {
+                        continue;
+                    };
+                    let gv = if name.is_empty() {
+                        version_name
+                    } else {
+                        format!("{name}/{version_name}")
+                    };
+                    for resource in version.resources {
+                        if let Some(kind) = resource.response_kind.and_then(|k| k.kind) {
+                            found.insert(format!("{gv}/{kind}"));
+                        }
+                    }
+                    found.insert(gv);
+                }
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
     /// Looks a kind up through discovery (cached): its resource name and scope.
     pub async fn resolve(&self, api_version: &str, kind: &str) -> Result<ResolvedKind, KubeError> {
         let cache_key = (api_version.to_string(), kind.to_string());

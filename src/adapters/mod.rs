@@ -5,6 +5,7 @@ pub mod docker;
 pub mod ecr;
 pub mod eks;
 pub mod github;
+pub mod helm;
 pub mod kube;
 pub mod kube_http;
 pub mod registry;

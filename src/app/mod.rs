@@ -232,6 +232,9 @@ fn check(
         },
         _ => None,
     };
+    if let (Some(config), Some(decision), true) = (&config, &decision, problems.is_empty()) {
+        problems.extend(check_sources(config, decision));
+    }
     let (Some(config), Some(context), Some(decision), true) =
         (config, context, decision, problems.is_empty())
     else {
@@ -242,6 +245,49 @@ fn check(
         context,
         decision,
     })
+}
+
+/// Renders the charts (local ones) and builds the kustomizations a deploy or plan will use,
+/// before anything runs: a chart that does not render or a kustomization with a missing base
+/// stops the run before Terraform or a build changes anything. Values files and `set` are
+/// passed as written here (Terraform outputs and images are not known yet); the deploy phase
+/// renders again with them and the cluster's version.
+fn check_sources(config: &Config, decision: &pipeline::Decision) -> Vec<String> {
+    use crate::config::Phase;
+    use crate::pipeline::Command;
+    let deploy = &config.deploy;
+    if (deploy.charts.is_empty() && deploy.kustomizations.is_empty())
+        || !matches!(decision.command, Command::Deploy | Command::Plan)
+        || pipeline::skip_reason(Phase::Deploy, config, decision.command).is_some()
+    {
+        return Vec::new();
+    }
+    match deploy::sources::make(
+        config,
+        None,
+        &deploy::Capabilities::default(),
+        &deploy::sources::logins(config),
+        false,
+    ) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors
+            .iter()
+            .map(|error| {
+                let file = error
+                    .file
+                    .strip_prefix(&config.workspace)
+                    .unwrap_or(&error.file)
+                    .display()
+                    .to_string();
+                let input = if error.message.starts_with("chart `") {
+                    "charts"
+                } else {
+                    "manifests"
+                };
+                format!("input `{input}`: {file}:{}: {}", error.line, error.message)
+            })
+            .collect(),
+    }
 }
 
 /// Masks the configuration's secrets (adding them to `secrets`), then logs what the run does

@@ -337,7 +337,14 @@ pub const INPUTS: &[InputSpec] = &[
         Deploy,
         List,
         None,
-        "Kubernetes manifests: files, directories and globs of multi-document YAML, comma or newline separated. Empty: the deploy phase is skipped and says so.",
+        "Kubernetes manifests: files, directories and globs of multi-document YAML, comma or newline separated; `{environment}` in a path is replaced (`overlays/{environment}`). A directory holding `kustomization.yaml` is built with Kustomize. Empty (and no charts): the deploy phase is skipped and says so.",
+    ),
+    input(
+        "charts",
+        Deploy,
+        Yaml,
+        None,
+        "Helm charts to render and deploy with the manifests, as a YAML list; each item has `name` (the release name) and `chart` (a chart directory, a `.tgz`, or `oci://registry/path/chart` with `version`), and optionally `version`, `namespace` (default: the `namespace` input), `values` (values files; `{environment}` in a path is replaced) and `set` (a map of values by dotted path). `${tf.OUTPUT}`, `${image.NAME}` and `${gantry.*}` are replaced in values files and `set`, never in the chart's templates. gantry applies, tracks and rolls back the rendered objects itself; pre/post-install and pre/post-upgrade hook Jobs and Pods run before and after the release, test hooks are ignored, other hooks are refused.",
     ),
     input(
         "namespace",
@@ -515,7 +522,7 @@ pub const OUTPUTS: &[OutputSpec] = &[
     },
     OutputSpec {
         name: "failure-reason",
-        description: "Machine-readable reason of a failure, e.g. invalid-input, init-failed, plan-failed, state-locked, destroy-blocked, apply-failed, build-failed, preflight-failed, locked, rollout-failed, rollout-timeout, rollback-failed, recovery-failed, cluster-unreachable, invalid-manifests, cancelled.",
+        description: "Machine-readable reason of a failure, e.g. invalid-input, init-failed, plan-failed, state-locked, destroy-blocked, apply-failed, build-failed, preflight-failed, locked, rollout-failed, rollout-timeout, hook-failed, rollback-failed, recovery-failed, cluster-unreachable, invalid-manifests, cancelled.",
     },
     OutputSpec {
         name: "images",

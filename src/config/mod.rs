@@ -9,6 +9,7 @@ pub mod paths;
 pub mod values;
 
 pub mod action_yml;
+mod charts;
 mod images;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::image::name::{check_repository, is_tag, RepositoryRef};
+pub use charts::{is_kustomization, ChartSource, ChartSpec};
 pub use images::{ImageSpec, SmokeTest};
 pub use inputs::{InputKind, InputSpec, INPUTS, OUTPUTS};
 
@@ -406,6 +408,10 @@ pub struct DeployConfig {
     pub manifests: Vec<String>,
     /// The files they matched, absolute, in a stable order.
     pub manifest_files: Vec<PathBuf>,
+    /// Directories of `manifests` that are kustomizations (built with Kustomize), absolute.
+    pub kustomizations: Vec<PathBuf>,
+    /// The `charts` to render with Helm and deploy with the manifests.
+    pub charts: Vec<ChartSpec>,
     pub cluster: ClusterAccess,
     /// How releases are made: what the deploy verbs run with.
     pub release: ReleaseSettings,
@@ -526,7 +532,7 @@ impl Config {
         let terraform_available = infra.directory.is_some() && phases.contains(&Phase::Infra);
         let build = v.build(&base, terraform_available);
         let image_names: Vec<String> = build.images.iter().map(|i| i.name.clone()).collect();
-        let deploy = v.deploy(&base, cx, terraform_available, &image_names);
+        let deploy = v.deploy(&base, cx, terraform_available, &image_names, &env_name);
         let report = v.report(&env_name);
 
         if v.errors.is_empty() {
@@ -1145,10 +1151,16 @@ impl Validator<'_> {
         cx: &ValidationContext,
         terraform_available: bool,
         image_names: &[String],
+        environment: &str,
     ) -> DeployConfig {
-        let manifests = values::parse_list(self.raw.get("manifests").unwrap_or(""));
-        let manifest_files = self.manifest_files(base, &manifests);
+        let manifests: Vec<String> = values::parse_list(self.raw.get("manifests").unwrap_or(""))
+            .into_iter()
+            .map(|pattern| pattern.replace("{environment}", environment))
+            .collect();
+        let (manifest_files, kustomizations) = self.manifest_files(base, &manifests);
         self.manifests(&manifest_files, terraform_available, image_names);
+        let charts = self.charts(base, environment, terraform_available, image_names);
+        self.sources_apart(&manifest_files, &charts);
         let namespace = self.text("namespace").unwrap_or_else(|| "default".into());
         if !is_dns_label(&namespace) {
             self.error(
@@ -1156,10 +1168,13 @@ impl Validator<'_> {
                 format!("`{}` is not a valid namespace name (lower-case letters, digits and `-`, at most 63 characters)", values::shorten(&namespace, 70)),
             );
         }
-        let cluster = self.cluster(base, cx, terraform_available, !manifests.is_empty());
+        let has_sources = !manifests.is_empty() || !charts.is_empty();
+        let cluster = self.cluster(base, cx, terraform_available, has_sources);
         DeployConfig {
             manifests,
             manifest_files,
+            kustomizations,
+            charts,
             cluster,
             release: self.release_settings(namespace),
         }
@@ -1167,15 +1182,23 @@ impl Validator<'_> {
 
     /// The files the manifest patterns match, each inside the checkout and of a size an API
     /// server takes, in a stable order.
-    fn manifest_files(&mut self, base: &Path, patterns: &[String]) -> Vec<PathBuf> {
+    fn manifest_files(&mut self, base: &Path, patterns: &[String]) -> (Vec<PathBuf>, Vec<PathBuf>) {
         let mut found = BTreeSet::new();
+        let mut kustomizations = BTreeSet::new();
         if self.workspace.is_none() {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         for pattern in patterns {
             if !pattern.contains(['*', '?', '['])
                 && self.confined("manifests", base, pattern, &[]).is_none()
             {
+                continue;
+            }
+            let direct = base.join(pattern);
+            if !pattern.contains(['*', '?', '[']) && direct.is_dir() && is_kustomization(&direct) {
+                if let Some(dir) = self.confined("manifests", base, pattern, &[]) {
+                    kustomizations.insert(dir);
+                }
                 continue;
             }
             let files = match expand_manifest_pattern(base, pattern) {
@@ -1206,7 +1229,73 @@ impl Validator<'_> {
                 }
             }
         }
-        found.into_iter().collect()
+        (
+            found.into_iter().collect(),
+            kustomizations.into_iter().collect(),
+        )
+    }
+
+    /// The `charts`, their values files' and `set` placeholders checked like the manifests'.
+    fn charts(
+        &mut self,
+        base: &Path,
+        environment: &str,
+        terraform_available: bool,
+        image_names: &[String],
+    ) -> Vec<ChartSpec> {
+        let (Some(text), Some(workspace)) = (self.raw.get("charts"), self.workspace.clone()) else {
+            return Vec::new();
+        };
+        let (charts, problems) = charts::parse_charts(text, base, &workspace, environment);
+        for problem in problems {
+            self.error("charts", problem);
+        }
+        for chart in &charts {
+            for file in &chart.values {
+                let text = std::fs::read_to_string(file).unwrap_or_default();
+                let location =
+                    |line: usize| format!("chart `{}`: {}:{line}", chart.name, file.display());
+                self.check_placeholders(
+                    "charts",
+                    &text,
+                    &location,
+                    terraform_available,
+                    image_names,
+                );
+            }
+            for value in charts::set_strings(&chart.set) {
+                let location = |_| format!("chart `{}`: `set`", chart.name);
+                self.check_placeholders(
+                    "charts",
+                    &value,
+                    &location,
+                    terraform_available,
+                    image_names,
+                );
+            }
+        }
+        charts
+    }
+
+    /// Charts must not be inside a manifests directory: their templates and Chart.yaml would be
+    /// read as manifests.
+    fn sources_apart(&mut self, manifest_files: &[PathBuf], charts: &[ChartSpec]) {
+        for chart in charts {
+            let ChartSource::Directory(dir) = &chart.source else {
+                continue;
+            };
+            if let Some(file) = manifest_files.iter().find(|file| file.starts_with(dir)) {
+                self.error(
+                    "manifests",
+                    format!(
+                        "{} belongs to the chart `{}` ({}), which the `charts` input renders; keep charts out of the manifests directories (or list the manifest files)",
+                        file.display(),
+                        chart.name,
+                        dir.display()
+                    ),
+                );
+            }
+        }
     }
 
     fn manifest_size_ok(&mut self, file: &Path) -> bool {
@@ -1348,42 +1437,62 @@ impl Validator<'_> {
         }
         for file in files {
             let text = std::fs::read_to_string(file).unwrap_or_default();
-            for placeholder in crate::manifests::find_placeholders(&text) {
-                let location = format!("{}:{}", file.display(), placeholder.line);
-                if !crate::manifests::is_known_form(&placeholder.name) {
-                    self.error(
-                        "manifests",
-                        format!(
-                            "{location}: unknown placeholder `${{{}}}`; use ${{tf.OUTPUT}}, ${{image.NAME}}, ${{gantry.sha}}, ${{gantry.short-sha}} or ${{gantry.environment}} (write `$${{` for a literal `${{`)",
-                            placeholder.name
-                        ),
-                    );
-                } else if placeholder
-                    .name
-                    .strip_prefix("image.")
-                    .is_some_and(|name| !image_names.iter().any(|known| known == name))
-                {
-                    self.error(
-                        "manifests",
-                        format!(
-                            "{location}: `${{{}}}` names no image of the `images` input ({}); it must be the `name` of a built image",
-                            placeholder.name,
-                            if image_names.is_empty() {
-                                "which is empty".to_string()
-                            } else {
-                                format!("known: {}", image_names.join(", "))
-                            }
-                        ),
-                    );
-                } else if placeholder.name.starts_with("tf.") && !terraform_available {
-                    self.error(
-                        "manifests",
-                        format!(
-                            "{location}: `${{{}}}` refers to a Terraform output, but the infra phase does not run (set terraform-directory and keep infra in phases)",
-                            placeholder.name
-                        ),
-                    );
-                }
+            let location = |line: usize| format!("{}:{line}", file.display());
+            self.check_placeholders(
+                "manifests",
+                &text,
+                &location,
+                terraform_available,
+                image_names,
+            );
+        }
+    }
+
+    /// Checks the placeholders of `text` (a manifest, values file or `set` value): a known
+    /// form, an image of the `images` input, a Terraform output only when infra runs.
+    fn check_placeholders(
+        &mut self,
+        input: &str,
+        text: &str,
+        location: &dyn Fn(usize) -> String,
+        terraform_available: bool,
+        image_names: &[String],
+    ) {
+        for placeholder in crate::manifests::find_placeholders(text) {
+            let location = location(placeholder.line);
+            if !crate::manifests::is_known_form(&placeholder.name) {
+                self.error(
+                    input,
+                    format!(
+                        "{location}: unknown placeholder `${{{}}}`; use ${{tf.OUTPUT}}, ${{image.NAME}}, ${{gantry.sha}}, ${{gantry.short-sha}} or ${{gantry.environment}} (write `$${{` for a literal `${{`)",
+                        placeholder.name
+                    ),
+                );
+            } else if placeholder
+                .name
+                .strip_prefix("image.")
+                .is_some_and(|name| !image_names.iter().any(|known| known == name))
+            {
+                self.error(
+                    input,
+                    format!(
+                        "{location}: `${{{}}}` names no image of the `images` input ({}); it must be the `name` of a built image",
+                        placeholder.name,
+                        if image_names.is_empty() {
+                            "which is empty".to_string()
+                        } else {
+                            format!("known: {}", image_names.join(", "))
+                        }
+                    ),
+                );
+            } else if placeholder.name.starts_with("tf.") && !terraform_available {
+                self.error(
+                    input,
+                    format!(
+                        "{location}: `${{{}}}` refers to a Terraform output, but the infra phase does not run (set terraform-directory and keep infra in phases)",
+                        placeholder.name
+                    ),
+                );
             }
         }
     }
@@ -1506,6 +1615,7 @@ fn expand_manifest_pattern(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, S
     };
     let path = base.join(pattern);
     let mut files = Vec::new();
+    let mut nested = Vec::new();
     if pattern.contains(['*', '?', '[']) {
         let full = path.to_string_lossy().to_string();
         let entries = glob::glob(&full).map_err(|err| {
@@ -1513,13 +1623,13 @@ fn expand_manifest_pattern(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, S
         })?;
         for entry in entries.flatten() {
             if entry.is_dir() {
-                collect_dir(&entry, &is_manifest, &mut files);
+                collect_dir(&entry, &is_manifest, &mut files, &mut nested);
             } else if is_manifest(&entry) {
                 files.push(entry);
             }
         }
     } else if path.is_dir() {
-        collect_dir(&path, &is_manifest, &mut files);
+        collect_dir(&path, &is_manifest, &mut files, &mut nested);
     } else if path.is_file() {
         files.push(path);
     } else {
@@ -1528,18 +1638,43 @@ fn expand_manifest_pattern(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, S
             base.display()
         ));
     }
+    if !nested.is_empty() {
+        nested.sort();
+        return Err(format!(
+            "`{pattern}` holds {}: their files are not manifests as they are; name a kustomization directory itself in manifests (it is built with Kustomize), give charts with the charts input, or list the manifest files",
+            nested
+                .iter()
+                .map(|dir| {
+                    let what = if dir.join("Chart.yaml").is_file() { "the chart" } else { "the kustomization" };
+                    format!("{what} {}", dir.display())
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     files.sort();
     Ok(files)
 }
 
-fn collect_dir(dir: &Path, keep: &dyn Fn(&Path) -> bool, out: &mut Vec<PathBuf>) {
+/// The manifest files under `dir`; directories that are charts or kustomizations go to
+/// `nested` instead (their files are not manifests as they are).
+fn collect_dir(
+    dir: &Path,
+    keep: &dyn Fn(&Path) -> bool,
+    out: &mut Vec<PathBuf>,
+    nested: &mut Vec<PathBuf>,
+) {
+    if dir.join("Chart.yaml").is_file() || is_kustomization(dir) {
+        nested.push(dir.to_path_buf());
+        return;
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
-            collect_dir(&path, keep, out);
+            collect_dir(&path, keep, out, nested);
         } else if keep(&path) {
             out.push(path);
         }

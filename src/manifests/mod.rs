@@ -208,6 +208,9 @@ pub struct Document {
     /// Line of the document's first line in `file` (1-based).
     pub line: usize,
     pub value: Value,
+    /// The namespace of its namespaced objects that name none, when not the release's (a
+    /// chart's own namespace).
+    pub namespace: Option<String>,
 }
 
 /// Reads every document of `files` in order (`List` kinds expanded, empty documents skipped).
@@ -229,7 +232,22 @@ pub fn read_documents(files: &[PathBuf]) -> (Vec<Document>, Vec<ManifestError>) 
                 continue;
             }
         };
-        for (start, document) in documents(&text) {
+        parse_documents(file, &text, &mut read, &mut errors);
+    }
+    (read, errors)
+}
+
+/// Reads the documents of `text` (a file's content, or a rendering attributed to `file`) into
+/// `read`, problems into `errors`, as [`read_documents`] does for files.
+pub fn parse_documents(
+    file: &Path,
+    text: &str,
+    read: &mut Vec<Document>,
+    errors: &mut Vec<ManifestError>,
+) {
+    let file = &file.to_path_buf();
+    {
+        for (start, document) in documents(text) {
             let parsed = serde_yaml_ng::from_str(&document).and_then(|mut value: Value| {
                 value.apply_merge()?;
                 Ok(value)
@@ -263,6 +281,7 @@ pub fn read_documents(files: &[PathBuf]) -> (Vec<Document>, Vec<ManifestError>) 
                 file: file.clone(),
                 line: start,
                 value,
+                namespace: None,
             };
             match value {
                 Value::Null => continue,
@@ -279,7 +298,6 @@ pub fn read_documents(files: &[PathBuf]) -> (Vec<Document>, Vec<ManifestError>) 
             }
         }
     }
-    (read, errors)
 }
 
 /// Checks documents as objects: apiVersion, kind and metadata.name present, the kind served,
@@ -296,7 +314,7 @@ pub fn objects(
             document.value,
             &document.file,
             document.line,
-            default_namespace,
+            document.namespace.as_deref().unwrap_or(default_namespace),
             scope,
             &mut manifests,
             &mut errors,

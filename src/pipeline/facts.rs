@@ -48,9 +48,28 @@ pub struct DeployFacts {
     /// The requests sent to the API server: how many, how many were throttled (429) or lost
     /// their connection and were retried, over which protocol.
     pub api_traffic: Option<String>,
+    /// The Helm charts rendered into the release, each with its objects.
+    pub charts: Vec<ChartFacts>,
     /// The release as applied (or restored): multi-document YAML with images pinned by
     /// digest, for the audit trail. Never holds Secret data (Secrets are listed, not copied).
     pub rendered_manifests: Option<String>,
+}
+
+/// A chart rendered into the release: which chart and version, and what it made.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ChartFacts {
+    /// The chart release's name (`name` of the `charts` entry).
+    pub name: String,
+    /// The chart's name (Chart.yaml), or its reference.
+    pub chart: String,
+    pub version: Option<String>,
+    pub namespace: String,
+    /// Its objects, as [`ObjectChange::object`] names them.
+    pub objects: Vec<String>,
+    /// Its hooks (Jobs and Pods run before or after the release), same naming.
+    pub hooks: Vec<String>,
+    /// Test hooks left out.
+    pub ignored: usize,
 }
 
 /// One object and what applying it did.

@@ -44,6 +44,8 @@ pub enum FailureReason {
     RolloutFailed,
     RolloutPaused,
     RolloutTimeout,
+    /// A chart hook (Job or Pod) failed or did not finish in time.
+    HookFailed,
     RollbackFailed,
     NoRelease,
     DryRunRejected,
@@ -51,7 +53,7 @@ pub enum FailureReason {
 
 impl FailureReason {
     /// Every reason, in the order the README lists them.
-    pub const ALL: [FailureReason; 32] = [
+    pub const ALL: [FailureReason; 33] = [
         FailureReason::InvalidInput,
         FailureReason::Cancelled,
         FailureReason::TerraformMissing,
@@ -81,6 +83,7 @@ impl FailureReason {
         FailureReason::RolloutFailed,
         FailureReason::RolloutPaused,
         FailureReason::RolloutTimeout,
+        FailureReason::HookFailed,
         FailureReason::RollbackFailed,
         FailureReason::NoRelease,
         FailureReason::DryRunRejected,
@@ -118,6 +121,7 @@ impl FailureReason {
             FailureReason::RolloutFailed => "rollout-failed",
             FailureReason::RolloutPaused => "rollout-paused",
             FailureReason::RolloutTimeout => "rollout-timeout",
+            FailureReason::HookFailed => "hook-failed",
             FailureReason::RollbackFailed => "rollback-failed",
             FailureReason::NoRelease => "no-release",
             FailureReason::DryRunRejected => "dry-run-rejected",

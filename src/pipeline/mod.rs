@@ -277,9 +277,10 @@ pub fn skip_reason(phase: Phase, config: &Config, command: Command) -> Option<St
         Phase::Build if config.build.images.is_empty() => Some("images is empty".to_string()),
         Phase::Deploy
             if config.deploy.manifests.is_empty()
+                && config.deploy.charts.is_empty()
                 && matches!(command, Command::Deploy | Command::Plan) =>
         {
-            Some("manifests is empty".to_string())
+            Some("manifests and charts are empty".to_string())
         }
         _ => None,
     }

@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 
 use super::markdown::{self, human_duration, Unit};
 use super::summary::{
-    deploy_markdown, dry_run_markdown, images_table, plan_markdown, preflight_markdown, Headline,
-    ReportInput,
+    charts_markdown, deploy_markdown, dry_run_markdown, images_table, plan_markdown,
+    preflight_markdown, Headline, ReportInput,
 };
 use crate::pipeline::{PhaseName, PhaseStatus};
 
@@ -66,6 +66,7 @@ pub fn render_plan_comment(input: &ReportInput<'_>) -> String {
     md.push_str("\n#### Kubernetes\n\n");
     if let Some(facts) = &handoff.deploy {
         md.push_str(&preflight_markdown(r, &facts.preflight));
+        md.push_str(&charts_markdown(r, facts));
     }
     match handoff.deploy.as_ref().and_then(|d| d.dry_run.as_ref()) {
         Some(changes) => md.push_str(&dry_run_markdown(r, changes)),

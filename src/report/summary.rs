@@ -411,6 +411,7 @@ pub fn deploy_markdown(r: Redact<'_>, facts: &DeployFacts, manifests_limit: usiz
         md.push_str(&format!("**{}**\n\n", markdown::text(r, verified)));
     }
     md.push_str(&workloads_table(r, facts));
+    md.push_str(&charts_markdown(r, facts));
     md.push_str(&applied_markdown(r, facts));
     md.push_str(&removed_markdown(r, facts));
     if let Some(failure) = &facts.failure {
@@ -506,6 +507,73 @@ fn applied_markdown(r: Redact<'_>, facts: &DeployFacts) -> String {
         );
     }
     md.push_str("\n</details>\n\n");
+    md
+}
+
+/// The Helm charts of the release: chart and version, and what happened (or, in a plan, would
+/// happen) to their objects.
+pub fn charts_markdown(r: Redact<'_>, facts: &DeployFacts) -> String {
+    if facts.charts.is_empty() {
+        return String::new();
+    }
+    let planned = facts.dry_run.as_deref();
+    let mut md = String::from(if planned.is_some() {
+        "| Chart release | Chart | Version | Namespace | Objects | Create | Change | Unchanged | Hooks |\n|---|---|---|---|---|---|---|---|---|\n"
+    } else {
+        "| Chart release | Chart | Version | Namespace | Objects | Created | Configured | Unchanged | Hooks |\n|---|---|---|---|---|---|---|---|---|\n"
+    });
+    for chart in &facts.charts {
+        let mine = |object: &str| chart.objects.iter().any(|o| o == object);
+        let (first, second, third) = match planned {
+            Some(changes) => {
+                let count = |actions: &[PlannedAction]| {
+                    changes
+                        .iter()
+                        .filter(|c| mine(&c.object) && actions.contains(&c.action))
+                        .count()
+                };
+                (
+                    count(&[PlannedAction::Create]),
+                    count(&[PlannedAction::Change, PlannedAction::Replace]),
+                    count(&[PlannedAction::Unchanged]),
+                )
+            }
+            None => {
+                let count = |actions: &[ChangeAction]| {
+                    facts
+                        .applied
+                        .iter()
+                        .filter(|c| mine(&c.object) && actions.contains(&c.action))
+                        .count()
+                };
+                (
+                    count(&[ChangeAction::Created]),
+                    count(&[ChangeAction::Configured, ChangeAction::Replaced]),
+                    count(&[ChangeAction::Unchanged]),
+                )
+            }
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {first} | {second} | {third} | {}{} |",
+            markdown::code(r, &chart.name),
+            markdown::text(r, &chart.chart),
+            markdown::text(r, chart.version.as_deref().unwrap_or("–")),
+            markdown::code(r, &chart.namespace),
+            chart.objects.len(),
+            chart.hooks.len(),
+            if chart.ignored > 0 {
+                format!(
+                    " ({} test hook{} left out)",
+                    chart.ignored,
+                    plural(chart.ignored)
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    md.push('\n');
     md
 }
 

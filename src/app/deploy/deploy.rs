@@ -6,9 +6,11 @@ use super::apply::Conflicts;
 use super::engine::{
     chain_link, crash_point, now, plural, Ending, Engine, Failure, Origin, Outcome,
 };
+use super::hooks::HookObject;
 use super::store::Records;
 use super::target::{Objects, Preflight, PreflightScope, Store};
 use super::unchanged::Rerun;
+use crate::charts::HookStage;
 use crate::pipeline::facts::{ChangeAction, DeployFacts, ObjectChange, RollbackFacts};
 use crate::pipeline::FailureReason;
 use crate::release::{self, ObjectRef, Release, ReleaseStatus};
@@ -27,7 +29,19 @@ struct Attempt<'r> {
 impl<T: Store + Objects> Engine<'_, T> {
     /// `deploy`: applies `objects` (rendered, in apply order) as a new release, tracks it,
     /// prunes what the last release had and this one has not, rolls back on failure.
-    pub async fn deploy(&self, mut objects: Vec<Value>, origin: &Origin) -> Outcome {
+    pub async fn deploy(&self, objects: Vec<Value>, origin: &Origin) -> Outcome {
+        self.deploy_with_hooks(objects, &[], origin).await
+    }
+
+    /// [`Engine::deploy`] with chart hooks: those due before the release run after its pending
+    /// record is written and before anything of it is applied; those due after, once it is
+    /// healthy (a failing one rolls the release back). A verified rerun runs none.
+    pub async fn deploy_with_hooks(
+        &self,
+        mut objects: Vec<Value>,
+        hooks: &[HookObject],
+        origin: &Origin,
+    ) -> Outcome {
         let mut outcome = Outcome::new();
         let images = self.target.pin_images(&mut objects).await;
         self.log_images(&images);
@@ -61,7 +75,9 @@ impl<T: Store + Objects> Engine<'_, T> {
             Ok(lock) => lock,
             Err(failure) => return outcome.failed(failure.reason, failure.message),
         };
-        let outcome = self.deploy_locked(objects, origin, outcome, drifted).await;
+        let outcome = self
+            .deploy_locked(objects, hooks, origin, outcome, drifted)
+            .await;
         self.release_lock(lock, outcome).await
     }
 
@@ -119,6 +135,7 @@ impl<T: Store + Objects> Engine<'_, T> {
     async fn deploy_locked(
         &self,
         objects: Vec<Value>,
+        hooks: &[HookObject],
         origin: &Origin,
         mut outcome: Outcome,
         drifted: Option<Vec<(usize, String)>>,
@@ -171,7 +188,15 @@ impl<T: Store + Objects> Engine<'_, T> {
                 None => " (first release of this environment)".into(),
             }
         ));
-        match self.roll_out(&objects, number, &mut outcome.facts).await {
+        let installed = attempt
+            .last_good
+            .as_ref()
+            .map(|good| good.manifests.clone())
+            .unwrap_or_default();
+        match self
+            .roll_out(&objects, hooks, &installed, number, &mut outcome.facts)
+            .await
+        {
             None => self.finish_healthy(&mut attempt, &objects, outcome).await,
             Some(failure) => self.finish_failed(&mut attempt, failure, outcome).await,
         }
@@ -181,10 +206,18 @@ impl<T: Store + Objects> Engine<'_, T> {
     async fn roll_out(
         &self,
         objects: &[Value],
+        hooks: &[HookObject],
+        installed: &[Value],
         number: u64,
         facts: &mut DeployFacts,
     ) -> Option<Failure> {
         let what = format!("release {number}");
+        if let Some(failure) = self
+            .run_hooks(hooks, HookStage::Before, installed, number)
+            .await
+        {
+            return Some(failure);
+        }
         let (applied, failure) = self
             .apply_step(objects, Conflicts::AsOptions, "apply", &what)
             .await;
@@ -199,7 +232,11 @@ impl<T: Store + Objects> Engine<'_, T> {
         if let Some((_, evidence)) = failure.as_ref().and_then(|f| f.evidence.as_ref()) {
             facts.failure = Some(evidence.clone());
         }
-        failure
+        if failure.is_some() {
+            return failure;
+        }
+        self.run_hooks(hooks, HookStage::After, installed, number)
+            .await
     }
 
     /// Healthy: only now is anything of the previous release deleted. The record says what is

@@ -13,12 +13,14 @@ pub mod apply;
 mod deploy;
 pub mod engine;
 mod history;
+pub mod hooks;
 pub mod observe;
 mod plan;
 pub mod preflight;
 mod recover;
 mod render;
 mod rollback;
+pub mod sources;
 pub mod statefulsets;
 #[cfg(test)]
 mod steps_tests;
@@ -29,6 +31,7 @@ mod unchanged;
 
 pub use engine::{crash_point, Ending, Engine, Origin, Outcome, Settings};
 pub use render::{render, render_with, Rendered};
+pub use sources::Capabilities;
 pub use target::Live;
 
 /// The registry client and credentials the pre-flight image check uses.
@@ -63,9 +66,12 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
         return without_cluster(run, offline);
     }
     // Connect (reads only) and check every kind against the cluster before any write.
-    let cluster = match connect(run, handoff).await {
-        Ok(connection) => Arc::new(
-            Cluster::new(connection.client, connection.identity).counted(connection.traffic),
+    let (cluster, kube_version) = match connect(run, handoff).await {
+        Ok((connection, version)) => (
+            Arc::new(
+                Cluster::new(connection.client, connection.identity).counted(connection.traffic),
+            ),
+            version.git_version,
         ),
         Err(message) => {
             return PhaseResult::new(PhaseStatus::failed(
@@ -74,12 +80,12 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
             ))
         }
     };
-    let objects = match &offline {
-        Some(offline) => match objects_for(run, handoff, &cluster, offline).await {
+    let (objects, hooks, charts) = match &offline {
+        Some(offline) => match objects_for(run, handoff, &cluster, offline, kube_version).await {
             Ok(objects) => objects,
             Err(result) => return result,
         },
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new(), Vec::new()),
     };
     let images = match command {
         Command::Deploy => image_verification(run, &objects).await,
@@ -99,11 +105,12 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
             &crate::report::workflow::random_token(),
         ),
     };
-    match run_verb(run, handoff, &engine, objects).await {
+    match run_verb(run, handoff, &engine, objects, hooks).await {
         Some(mut outcome) => {
             let traffic = engine.target.cluster.traffic().count().sentence();
             run.runner.info(&traffic);
             outcome.facts.api_traffic = Some(traffic);
+            outcome.facts.charts = charts;
             finish(outcome, handoff)
         }
         None => PhaseResult::new(PhaseStatus::skipped("destroy only runs Terraform")),
@@ -145,7 +152,15 @@ async fn objects_for(
     handoff: &Handoff,
     cluster: &Cluster,
     offline: &Rendered,
-) -> Result<Vec<serde_json::Value>, PhaseResult> {
+    kube_version: String,
+) -> Result<
+    (
+        Vec<serde_json::Value>,
+        Vec<hooks::HookObject>,
+        Vec<crate::pipeline::facts::ChartFacts>,
+    ),
+    PhaseResult,
+> {
     let scopes = render::discover_scopes(cluster, offline)
         .await
         .map_err(|message| {
@@ -160,18 +175,102 @@ async fn objects_for(
             .copied()
             .flatten()
     };
-    let rendered = render_with(run, handoff, &lookup)
+    // Charts see the cluster's version and every API it serves, as `helm install` would.
+    let capabilities = if run.config.deploy.charts.is_empty() {
+        Capabilities::default()
+    } else {
+        Capabilities {
+            kube_version: Some(kube_version),
+            api_versions: cluster.api_versions().await.map_err(|err| {
+                PhaseResult::new(PhaseStatus::failed(
+                    FailureReason::ClusterUnreachable,
+                    format!(
+                        "the API versions the charts are rendered for could not be read: {err}"
+                    ),
+                ))
+            })?,
+        }
+    };
+    let rendered = render_with(run, handoff, &lookup, &capabilities)
         .map_err(|errors| render::annotate_manifest_errors(run, &errors))?;
-    rendered
+    for chart in &rendered.charts {
+        run.runner.info(&format!(
+            "chart `{}`: {} {} rendered into {} objects{}{} (namespace {})",
+            chart.name,
+            chart.chart,
+            chart.version.as_deref().unwrap_or("(no version)"),
+            chart.objects,
+            if chart.hooks > 0 {
+                format!(" and {} hooks", chart.hooks)
+            } else {
+                String::new()
+            },
+            if chart.ignored > 0 {
+                format!(", {} test hooks left out", chart.ignored)
+            } else {
+                String::new()
+            },
+            chart.namespace
+        ));
+    }
+    let json = |manifest: &crate::manifests::Manifest| {
+        serde_json::to_value(&manifest.object).map_err(|err| {
+            PhaseResult::new(PhaseStatus::failed(
+                FailureReason::InvalidManifests,
+                format!("{}: cannot be sent as JSON: {err}", manifest.key),
+            ))
+        })
+    };
+    let objects = rendered
         .manifests
         .iter()
-        .map(|manifest| {
-            serde_json::to_value(&manifest.object).map_err(|err| {
-                PhaseResult::new(PhaseStatus::failed(
-                    FailureReason::InvalidManifests,
-                    format!("{}: cannot be sent as JSON: {err}", manifest.key),
-                ))
+        .map(json)
+        .collect::<Result<Vec<_>, _>>()?;
+    let hooks = rendered
+        .hooks
+        .iter()
+        .map(|hook| {
+            Ok(hooks::HookObject {
+                chart: hook.chart.clone(),
+                hook: hook.hook.clone(),
+                object: json(&hook.manifest)?,
             })
+        })
+        .collect::<Result<Vec<_>, PhaseResult>>()?;
+    Ok((objects, hooks, chart_facts(&rendered)))
+}
+
+/// The charts of a rendered release, each with the objects and hooks it made.
+fn chart_facts(rendered: &Rendered) -> Vec<crate::pipeline::facts::ChartFacts> {
+    let chart_of = |object: &serde_yaml_ng::Value| {
+        object
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(crate::charts::CHART_ANNOTATION))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    rendered
+        .charts
+        .iter()
+        .map(|chart| crate::pipeline::facts::ChartFacts {
+            name: chart.name.clone(),
+            chart: chart.chart.clone(),
+            version: chart.version.clone(),
+            namespace: chart.namespace.clone(),
+            objects: rendered
+                .manifests
+                .iter()
+                .filter(|m| chart_of(&m.object).as_deref() == Some(chart.name.as_str()))
+                .map(|m| m.key.to_string())
+                .collect(),
+            hooks: rendered
+                .hooks
+                .iter()
+                .filter(|hook| hook.chart == chart.name)
+                .map(|hook| hook.manifest.key.to_string())
+                .collect(),
+            ignored: chart.ignored,
         })
         .collect()
 }
@@ -182,6 +281,7 @@ async fn run_verb(
     handoff: &Handoff,
     engine: &Engine<'_, Live>,
     objects: Vec<serde_json::Value>,
+    hooks: Vec<hooks::HookObject>,
 ) -> Option<Outcome> {
     let origin = Origin {
         commit: run.decision.commit.clone(),
@@ -190,7 +290,7 @@ async fn run_verb(
         run_url: run.context.run_url(),
     };
     Some(match run.decision.command {
-        Command::Deploy => engine.deploy(objects, &origin).await,
+        Command::Deploy => engine.deploy_with_hooks(objects, &hooks, &origin).await,
         Command::Plan => engine.plan(&objects).await,
         Command::Rollback => engine.rollback(run.config.rollback_to, &origin).await,
         Command::History => engine.history().await,
@@ -262,7 +362,13 @@ fn cluster_access(run: &RunContext<'_>, handoff: &Handoff) -> Result<ClusterAcce
 async fn connect(
     run: &RunContext<'_>,
     handoff: &Handoff,
-) -> Result<crate::adapters::cluster::ClusterConnection, String> {
+) -> Result<
+    (
+        crate::adapters::cluster::ClusterConnection,
+        crate::adapters::cluster::ServerVersion,
+    ),
+    String,
+> {
     let access = cluster_access(run, handoff)?;
     let aws = crate::adapters::eks::AwsAccess::from_build(&run.config.build);
     let connection = crate::adapters::cluster::connect(&access, &aws, run.runner)
@@ -278,7 +384,7 @@ async fn connect(
     if let Some(warning) = version.support_warning() {
         run.runner.warning(&warning);
     }
-    Ok(connection)
+    Ok((connection, version))
 }
 
 /// The registry client and credentials for the pre-flight image check: the

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::sources::{self, Capabilities, ChartRendered};
 use crate::adapters::kube::{Cluster, KubeError};
 use crate::app::frame::RunContext;
 use crate::manifests::{self, Manifest, ManifestError, Placeholders};
@@ -14,6 +15,18 @@ use crate::report::workflow::{Annotation, Level};
 pub struct Rendered {
     pub manifests: Vec<Manifest>,
     pub pinned: Vec<(String, manifests::PinnedImage)>,
+    /// Chart hooks (Jobs and Pods run before or after the release), in the order they run.
+    pub hooks: Vec<HookManifest>,
+    /// The charts rendered.
+    pub charts: Vec<ChartRendered>,
+}
+
+/// A chart hook as rendered: its object and when it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookManifest {
+    pub chart: String,
+    pub hook: crate::charts::Hook,
+    pub manifest: Manifest,
 }
 
 /// Whether a kind is namespaced, without a cluster to ask: the built-in kinds are known;
@@ -25,7 +38,7 @@ fn offline_scope(api_version: &str, kind: &str) -> Option<bool> {
 /// Loads, substitutes, pins and orders the manifests without a cluster (built-in kinds known,
 /// others assumed namespaced); every problem at once.
 pub fn render(run: &RunContext<'_>, handoff: &Handoff) -> Result<Rendered, Vec<ManifestError>> {
-    render_with(run, handoff, &offline_scope)
+    render_with(run, handoff, &offline_scope, &Capabilities::default())
 }
 
 /// Like [`render`], with the scope of each kind from `scope` (API discovery): a kind the
@@ -34,6 +47,7 @@ pub fn render_with(
     run: &RunContext<'_>,
     handoff: &Handoff,
     scope: &manifests::ScopeLookup<'_>,
+    capabilities: &Capabilities,
 ) -> Result<Rendered, Vec<ManifestError>> {
     let deploy = &run.config.deploy;
     let placeholders = Placeholders::new(
@@ -73,13 +87,62 @@ pub fn render_with(
     // that use them are validated, keyed and compared for duplicates with their real values.
     let (mut documents, mut read_errors) = manifests::read_documents(&deploy.manifest_files);
     errors.append(&mut read_errors);
+    // Charts and kustomizations: every problem reported with the manifests'.
+    let made = match sources::make(
+        run.config,
+        Some(&placeholders),
+        capabilities,
+        &sources::logins(run.config),
+        true,
+    ) {
+        Ok(made) => made,
+        Err(mut made_errors) => {
+            errors.append(&mut made_errors);
+            sources::Made::default()
+        }
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
+    documents.extend(made.kustomized);
     for document in &mut documents {
         placeholders.substitute(&mut document.value);
     }
-    let mut loaded = manifests::objects(documents, &deploy.release.namespace, scope)?;
+    // A chart's templates are Helm's: `${...}` in them is the chart's own text.
+    documents.extend(made.rendered);
+    let hook_documents: Vec<manifests::Document> = made
+        .hooks
+        .iter()
+        .map(|hook| hook.document.clone())
+        .collect();
+    let hook_objects = manifests::objects(hook_documents, &deploy.release.namespace, scope);
+    let loaded = manifests::objects(documents, &deploy.release.namespace, scope);
+    let (mut loaded, hook_objects) = match (loaded, hook_objects) {
+        (Ok(loaded), Ok(hooks)) => (loaded, hooks),
+        (loaded, hooks) => {
+            let mut errors = loaded.err().unwrap_or_default();
+            errors.extend(hooks.err().unwrap_or_default());
+            return Err(errors);
+        }
+    };
+    let mut hooks: Vec<HookManifest> = made
+        .hooks
+        .into_iter()
+        .zip(hook_objects)
+        .map(|(hook, manifest)| HookManifest {
+            chart: hook.chart,
+            hook: hook.hook,
+            manifest,
+        })
+        .collect();
+    // Helm's order: weight, then kind, then name.
+    hooks.sort_by(|a, b| {
+        (a.hook.weight, &a.manifest.key.kind, &a.manifest.key.name).cmp(&(
+            b.hook.weight,
+            &b.manifest.key.kind,
+            &b.manifest.key.name,
+        ))
+    });
     let built: BTreeMap<String, String> = handoff
         .images
         .values()
@@ -91,7 +154,10 @@ pub fn render_with(
         })
         .collect();
     let mut pinned = Vec::new();
-    for manifest in &mut loaded {
+    for manifest in loaded
+        .iter_mut()
+        .chain(hooks.iter_mut().map(|hook| &mut hook.manifest))
+    {
         for image in manifests::pin_images(&manifest.key.kind, &mut manifest.object, &built) {
             pinned.push((manifest.key.to_string(), image));
         }
@@ -100,6 +166,8 @@ pub fn render_with(
     Ok(Rendered {
         manifests: loaded,
         pinned,
+        hooks,
+        charts: made.charts,
     })
 }
 
@@ -120,6 +188,22 @@ pub(super) fn notes(rendered: &Rendered, applied: bool) -> Vec<String> {
             escape_markdown(&manifest.key.kind),
             escape_markdown(&manifest.key.name),
             escape_markdown(manifest.key.namespace.as_deref().unwrap_or("–"))
+        ));
+    }
+    for chart in &rendered.charts {
+        notes.push(format!(
+            "\nchart `{}`: {} {} (namespace `{}`): {} objects, {} hooks{}",
+            escape_markdown(&chart.name),
+            escape_markdown(&chart.chart),
+            escape_markdown(chart.version.as_deref().unwrap_or("(no version)")),
+            escape_markdown(&chart.namespace),
+            chart.objects,
+            chart.hooks,
+            if chart.ignored > 0 {
+                format!(", {} test hooks left out", chart.ignored)
+            } else {
+                String::new()
+            }
         ));
     }
     if !rendered.pinned.is_empty() {
@@ -195,17 +279,18 @@ pub(super) async fn discover_scopes(
     }
     // Every group version the release uses, and those of gantry's records and lock, at once.
     let mut api_versions: Vec<&str> = vec!["v1", "coordination.k8s.io/v1"];
-    api_versions.extend(
+    let every = || {
         rendered
             .manifests
             .iter()
-            .map(|m| m.key.api_version.as_str()),
-    );
+            .chain(rendered.hooks.iter().map(|hook| &hook.manifest))
+    };
+    api_versions.extend(every().map(|m| m.key.api_version.as_str()));
     api_versions.sort_unstable();
     api_versions.dedup();
     cluster.discover(&api_versions).await;
     let mut scopes = BTreeMap::new();
-    for manifest in &rendered.manifests {
+    for manifest in every() {
         let key = (manifest.key.api_version.clone(), manifest.key.kind.clone());
         if scopes.contains_key(&key) {
             continue;

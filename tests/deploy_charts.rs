@@ -1,0 +1,452 @@
+//! The gantry binary with Helm charts and Kustomize directories against the test bed's real cluster (Helm and Kustomize built by the test bed): a chart rendered with the cluster's capabilities and deployed with gantry's engine, values from files per environment and `set` with placeholders (never substituted in templates), hooks run before and after, test hooks left out, an upgrade that breaks rolled back; and every bad chart or kustomization stopped before anything is written.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use gantry::release::ReleaseStatus;
+use support::cluster::runnable_image;
+use support::deploy::Checkout;
+
+fn tool(variable: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| {
+        panic!("{variable} is not set: start the test bed (bash .ci/testbed up) and source /var/tmp/gantry-testbed/env")
+    })
+}
+
+fn write(root: &Path, path: &str, text: &str) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A small web chart: a ConfigMap that shows what it was rendered with, a Deployment, a
+/// pre-install/pre-upgrade Job, a post-install/post-upgrade Pod deleted when it succeeds, a
+/// test hook.
+fn chart(root: &Path) {
+    write(
+        root,
+        "charts/web/Chart.yaml",
+        "apiVersion: v2\nname: web\nversion: 0.3.0\n",
+    );
+    write(
+        root,
+        "charts/web/values.yaml",
+        "image: \"\"\nreplicas: 1\nmessage: hello\ncrash: false\n",
+    );
+    write(
+        root,
+        "charts/web/templates/configmap.yaml",
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-config
+  labels:
+    helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+data:
+  message: {{ .Values.message | quote }}
+  shell: "${HOME} stays"
+  kube: {{ .Capabilities.KubeVersion.Version | quote }}
+  policy: {{ .Capabilities.APIVersions.Has "policy/v1/PodDisruptionBudget" | quote }}
+  namespace: {{ .Release.Namespace | quote }}
+"#,
+    );
+    write(
+        root,
+        "charts/web/templates/deployment.yaml",
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  replicas: {{ .Values.replicas }}
+  selector: {matchLabels: {app: {{ .Release.Name }}}}
+  template:
+    metadata: {labels: {app: {{ .Release.Name }}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: {{ .Values.image | quote }}
+        {{- if .Values.crash }}
+        command: [sh, -c, "exit 3"]
+        {{- else }}
+        command: [sh, -c, "trap 'exit 0' TERM; mkdir -p /tmp/www; echo ok > /tmp/www/index.html; httpd -f -p 8080 -h /tmp/www & wait"]
+        readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1}
+        {{- end }}
+"#,
+    );
+    write(
+        root,
+        "charts/web/templates/migrate.yaml",
+        r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{ .Release.Name }}-migrate
+  annotations:
+    helm.sh/hook: pre-install,pre-upgrade
+    helm.sh/hook-weight: "-1"
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: migrate
+        image: {{ .Values.image | quote }}
+        command: [sh, -c, "echo migrated {{ .Values.message }}"]
+"#,
+    );
+    write(
+        root,
+        "charts/web/templates/post.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {{ .Release.Name }}-post
+  annotations:
+    helm.sh/hook: post-install,post-upgrade
+    helm.sh/hook-delete-policy: hook-succeeded
+spec:
+  restartPolicy: Never
+  containers:
+  - name: post
+    image: {{ .Values.image | quote }}
+    command: [sh, -c, "echo done"]
+"#,
+    );
+    write(
+        root,
+        "charts/web/templates/tests/test.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {{ .Release.Name }}-test
+  annotations: {helm.sh/hook: test}
+spec:
+  restartPolicy: Never
+  containers: [{name: t, image: {{ .Values.image | quote }}, command: [wget, -qO-, "{{ .Release.Name }}:8080"]}]
+"#,
+    );
+}
+
+/// A kustomization per environment over a base.
+fn kustomization(root: &Path) {
+    write(
+        root,
+        "k8s/base/kustomization.yaml",
+        "resources: [settings.yaml]\n",
+    );
+    write(
+        root,
+        "k8s/base/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {environment: \"${gantry.environment}\"}\n",
+    );
+    write(
+        root,
+        "k8s/overlays/dev/kustomization.yaml",
+        "resources: [../../base]\nnamePrefix: dev-\n",
+    );
+}
+
+struct Workspace(Checkout);
+
+impl std::ops::Deref for Workspace {
+    type Target = Checkout;
+    fn deref(&self) -> &Checkout {
+        &self.0
+    }
+}
+
+impl Workspace {
+    async fn new(prefix: &str) -> Workspace {
+        let workspace = Workspace(Checkout::new(prefix).await);
+        chart(workspace.path());
+        kustomization(workspace.path());
+        workspace
+    }
+
+    async fn gantry(&self, charts: &str, manifests: &str) -> Output {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"));
+        cmd.current_dir(self.path())
+            .arg("deploy")
+            .args(["--environment", "dev", "--phases", "deploy"])
+            .args(["--charts", charts, "--manifests", manifests])
+            .args(["--namespace", self.ns(), "--kubeconfig", "kubeconfig"])
+            .args(["--rollout-timeout", "90s", "--pull-error-tolerance", "1s"])
+            .args(["--restart-threshold", "1"])
+            .env("GANTRY_HELM", tool("GANTRY_TEST_HELM"))
+            .env("GANTRY_KUSTOMIZE", tool("GANTRY_TEST_KUSTOMIZE"))
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("KUBECONFIG")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .kill_on_drop(true);
+        tokio::time::timeout(Duration::from_secs(240), cmd.output())
+            .await
+            .expect("gantry finished within 240 s")
+            .expect("gantry runs")
+    }
+
+    async fn get(&self, api_version: &str, kind: &str, name: &str) -> Option<serde_json::Value> {
+        self.cluster
+            .get(api_version, kind, Some(self.ns()), name)
+            .await
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+const CHART: &str = "- name: web\n  chart: charts/web\n  values: ['charts/values-{environment}.yaml']\n  set: {message: 'env ${gantry.environment}'}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_and_a_kustomization_deploy_with_hooks_upgrade_and_roll_back() {
+    let workspace = Workspace::new("charts").await;
+    let image = runnable_image("gantry-test/web", "v1").await.0;
+    write(
+        workspace.path(),
+        "charts/values-dev.yaml",
+        &format!("image: \"{image}\"\n"),
+    );
+    let first = workspace.gantry(CHART, "k8s/overlays/{environment}").await;
+    assert!(first.status.success(), "{}", text(&first));
+    let log = text(&first);
+    assert!(
+        log.contains(
+            "chart `web`: web 0.3.0 rendered into 2 objects and 2 hooks, 1 test hooks left out"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("pre-install hook Job/"), "{log}");
+    assert!(log.contains("post-install hook Pod/"), "{log}");
+    // Values: the file for the environment, then `set` with its placeholder substituted; the
+    // template's own `${HOME}` untouched; the cluster's version and APIs seen by the chart.
+    let config = workspace
+        .get("v1", "ConfigMap", "web-config")
+        .await
+        .unwrap();
+    assert_eq!(config["data"]["message"], "env dev");
+    assert_eq!(config["data"]["shell"], "${HOME} stays");
+    assert!(
+        config["data"]["kube"]
+            .as_str()
+            .unwrap()
+            .starts_with("v1.35"),
+        "{config}"
+    );
+    assert_eq!(config["data"]["policy"], "true");
+    assert_eq!(config["data"]["namespace"], workspace.ns());
+    assert_eq!(
+        config["metadata"]["annotations"]["gantry.dev/chart"], "web",
+        "{config}"
+    );
+    // The kustomization, built and substituted like manifests.
+    let settings = workspace
+        .get("v1", "ConfigMap", "dev-settings")
+        .await
+        .expect("the kustomization's ConfigMap");
+    assert_eq!(settings["data"]["environment"], "dev");
+    // Hooks: the Job ran and stays (Helm's default policy); the Pod was deleted when it
+    // succeeded; the test hook never ran.
+    let job = workspace
+        .get("batch/v1", "Job", "web-migrate")
+        .await
+        .unwrap();
+    assert!(
+        job["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Complete" && c["status"] == "True"),
+        "{job}"
+    );
+    assert!(workspace.get("v1", "Pod", "web-post").await.is_none());
+    assert!(workspace.get("v1", "Pod", "web-test").await.is_none());
+    // Hooks are not part of the release record.
+    let releases = workspace.cluster.releases(workspace.ns(), "dev").await;
+    let recorded: Vec<String> = releases[0]
+        .manifests
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!recorded.iter().any(|name| name.starts_with("web-migrate")));
+    assert!(recorded.contains(&"web-config".to_string()), "{recorded:?}");
+
+    // An upgrade: pre-upgrade runs the Job again (a new one), post-upgrade after health.
+    let first_job = job["metadata"]["uid"].clone();
+    let second = workspace
+        .gantry(
+            &CHART.replace("env ${gantry.environment}", "second"),
+            "k8s/overlays/{environment}",
+        )
+        .await;
+    assert!(second.status.success(), "{}", text(&second));
+    let log = text(&second);
+    assert!(log.contains("pre-upgrade hook Job/"), "{log}");
+    assert!(log.contains("post-upgrade hook Pod/"), "{log}");
+    let job = workspace
+        .get("batch/v1", "Job", "web-migrate")
+        .await
+        .unwrap();
+    assert_ne!(job["metadata"]["uid"], first_job);
+    assert_eq!(
+        workspace
+            .get("v1", "ConfigMap", "web-config")
+            .await
+            .unwrap()["data"]["message"],
+        "second"
+    );
+
+    // An upgrade that breaks the chart: rolled back, no post-upgrade hook, the run fails.
+    write(
+        workspace.path(),
+        "charts/values-dev.yaml",
+        &format!("image: \"{image}\"\ncrash: true\n"),
+    );
+    let broken = workspace
+        .gantry(
+            &CHART.replace("env ${gantry.environment}", "broken"),
+            "k8s/overlays/{environment}",
+        )
+        .await;
+    assert!(!broken.status.success(), "{}", text(&broken));
+    let log = text(&broken);
+    assert!(!log.contains("post-upgrade hook Pod/"), "{log}");
+    assert_eq!(
+        workspace
+            .get("v1", "ConfigMap", "web-config")
+            .await
+            .unwrap()["data"]["message"],
+        "second",
+        "{log}"
+    );
+    let deployment = workspace.get("apps/v1", "Deployment", "web").await.unwrap();
+    assert!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["command"][2]
+            .as_str()
+            .unwrap()
+            .contains("httpd"),
+        "{deployment}"
+    );
+    assert_eq!(
+        workspace.cluster.history(workspace.ns(), "dev").await,
+        [
+            (1, ReleaseStatus::Superseded),
+            (2, ReleaseStatus::Deployed),
+            (3, ReleaseStatus::RolledBack)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_charts_and_kustomizations_stop_the_run_before_anything_is_written() {
+    let workspace = Workspace::new("badcharts").await;
+    let image = runnable_image("gantry-test/web", "v1").await.0;
+    write(
+        workspace.path(),
+        "charts/values-dev.yaml",
+        &format!("image: \"{image}\"\n"),
+    );
+    let good = "k8s/overlays/{environment}";
+    let cases: Vec<(&str, String, &str, Vec<&str>)> = vec![
+        (
+            "a template that does not render",
+            CHART.to_string(),
+            good,
+            vec!["chart `web` does not render", "templates/broken.yaml"],
+        ),
+        (
+            "a missing values file",
+            CHART.replace("values-{environment}", "values-{environment}-extra"),
+            good,
+            vec![
+                "values file `charts/values-dev-extra.yaml` does not exist",
+                "for the environment `dev`",
+            ],
+        ),
+        (
+            "an unknown placeholder in set",
+            CHART.replace("${gantry.environment}", "${gantry.nothing}"),
+            good,
+            vec!["unknown placeholder `${gantry.nothing}`"],
+        ),
+        (
+            "a Terraform output without infra",
+            CHART.replace("${gantry.environment}", "${tf.db_host}"),
+            good,
+            vec!["`${tf.db_host}` refers to a Terraform output, but the infra phase does not run"],
+        ),
+        (
+            "a chart version that does not exist",
+            format!("{CHART}  version: 9.9.9\n"),
+            good,
+            vec!["`version` is 9.9.9, but the chart at", "is version 0.3.0"],
+        ),
+        (
+            "a kustomization whose base is missing",
+            CHART.to_string(),
+            "k8s/overlays/missing-base",
+            vec!["kustomize build", "k8s/overlays/missing-base"],
+        ),
+        (
+            "a hook gantry does not run",
+            CHART.to_string(),
+            good,
+            vec!["`pre-delete` is not run by gantry", "Job/web-cleanup"],
+        ),
+    ];
+    write(
+        workspace.path(),
+        "k8s/overlays/missing-base/kustomization.yaml",
+        "resources: [../../nowhere]\n",
+    );
+    for (what, charts, manifests, expected) in cases {
+        let broken = match what {
+            "a template that does not render" => Some((
+                "charts/web/templates/broken.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {x: {{ .Values.missing.deeper }}}\n",
+            )),
+            "a hook gantry does not run" => Some((
+                "charts/web/templates/cleanup.yaml",
+                "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: web-cleanup\n  annotations: {helm.sh/hook: pre-delete}\nspec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: x}]}}}\n",
+            )),
+            _ => None,
+        };
+        if let Some((path, text)) = broken {
+            write(workspace.path(), path, text);
+        }
+        let output = workspace.gantry(&charts, manifests).await;
+        if let Some((path, _)) = broken {
+            std::fs::remove_file(workspace.path().join(path)).unwrap();
+        }
+        let log = text(&output);
+        assert!(!output.status.success(), "{what}: {log}");
+        for fragment in expected {
+            assert!(log.contains(fragment), "{what}: `{fragment}` not in\n{log}");
+        }
+        assert!(log.contains("gantry did nothing"), "{what}: {log}");
+        assert!(
+            workspace
+                .cluster
+                .history(workspace.ns(), "dev")
+                .await
+                .is_empty(),
+            "{what}: nothing may be written"
+        );
+        assert!(
+            workspace
+                .get("v1", "ConfigMap", "web-config")
+                .await
+                .is_none(),
+            "{what}: nothing may be applied"
+        );
+    }
+}
