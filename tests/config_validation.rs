@@ -28,6 +28,9 @@ fn workspace() -> tempfile::TempDir {
         ("k8s/extra.json", "{\"apiVersion\": \"v1\", \"kind\": \"Secret\", \"metadata\": {\"name\": \"extra\"}}\n"),
         ("kube/config", "apiVersion: v1\nclusters: []\n"),
         ("empty/.keep", ""),
+        ("charts/db/Chart.yaml", "apiVersion: v2\nname: db\nversion: 0.1.0\n"),
+        ("charts/db/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: db}\n"),
+        ("charts/db-staging-eu.yaml", "replicas: 1\n"),
     ] {
         let file = root.join(path);
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
@@ -164,6 +167,11 @@ fn every_input_has_a_good_value_that_is_accepted() {
         ("build-concurrency", "4"),
         ("manifests", "k8s/base\nk8s/*.json"),
         ("namespace", "team-a"),
+        ("adopt-helm-release", "db"),
+        (
+            "charts",
+            "- name: db\n  chart: charts/db\n  values: ['charts/db-{environment}.yaml']\n  set: {replicas: 2}\n",
+        ),
         ("kubeconfig", "kube/config"),
         ("rollout-timeout", "15m"),
         ("rollback", "false"),
@@ -366,6 +374,13 @@ fn bad_values_are_rejected_with_the_input_named_and_a_fix() {
         (&[("allow-destroy", "yes")], "allow-destroy", "use true or false"),
         (&[("allow-destroy", "1")], "allow-destroy", "use true or false"),
         (&[("images", "name: api")], "images", "not a valid image list"),
+        (&[("charts", "name: db")], "charts", "not a valid chart list"),
+        (&[("charts", "- name: db\n  chart: charts/db\n  values: ['charts/db-{environment}.yaml']")], "charts", "values file `charts/db-dev.yaml` does not exist"),
+        (&[("charts", "- name: db\n  chart: oci://registry.example.com/charts/db")], "charts", "an OCI chart needs `version`"),
+        (&[("charts", "- name: db\n  chart: charts/db\n  set: {password: '${tf.db_password}'}")], "charts", "refers to a Terraform output, but the infra phase does not run"),
+        (&[("manifests", "charts")], "manifests", "holds the chart"),
+        (&[("charts", "- name: db\n  chart: charts/db\n  values: [charts/db-{environment}.yaml]")], "charts", "quote a path that holds `{environment}`"),
+        (&[("adopt-helm-release", "My_Release")], "adopt-helm-release", "is not a Helm release name"),
         (&[("images", "- name: api\n  repository: team/api\n  context: services/api\n  colour: red")], "images", "unknown field `colour`"),
         (&[("images", "- name: api\n  repository: Team/API\n  context: services/api")], "images", "ECR's naming rules"),
         (&[("images", "- name: api\n  repository: team/api\n  context: services/nope")], "images", "`context` `services/nope` is not a directory"),

@@ -450,3 +450,232 @@ async fn bad_charts_and_kustomizations_stop_the_run_before_anything_is_written()
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helm_release_is_taken_over_without_restarting_its_pods() {
+    let workspace = Workspace::new("adopt").await;
+    let image = runnable_image("gantry-test/web", "v1").await.0;
+    write(
+        workspace.path(),
+        "charts/values-dev.yaml",
+        &format!("image: \"{image}\"\nmessage: env dev\n"),
+    );
+    // Helm installs the chart (running its pre-install and post-install hooks).
+    let helm = std::process::Command::new(tool("GANTRY_TEST_HELM"))
+        .current_dir(workspace.path())
+        .args([
+            "upgrade",
+            "--install",
+            "web",
+            "charts/web",
+            "--wait",
+            "--timeout",
+            "120s",
+        ])
+        .args(["-f", "charts/values-dev.yaml", "-n", workspace.ns()])
+        .args(["--kubeconfig", "kubeconfig"])
+        .env("HELM_CACHE_HOME", workspace.path().join(".helm/cache"))
+        .env("HELM_CONFIG_HOME", workspace.path().join(".helm/config"))
+        .env("HELM_DATA_HOME", workspace.path().join(".helm/data"))
+        .output()
+        .expect("helm runs");
+    assert!(helm.status.success(), "{}", text(&helm));
+    let pods = |pods: Vec<serde_json::Value>| {
+        let mut uids: Vec<String> = pods
+            .iter()
+            .filter(|p| p["metadata"]["labels"]["app"] == "web")
+            .map(|p| p["metadata"]["uid"].as_str().unwrap().to_string())
+            .collect();
+        uids.sort();
+        uids
+    };
+    let before = pods(
+        workspace
+            .cluster
+            .list("v1", "Pod", Some(workspace.ns()))
+            .await,
+    );
+    assert!(!before.is_empty());
+    let replica_sets = |sets: Vec<serde_json::Value>| {
+        let mut uids: Vec<String> = sets
+            .iter()
+            .map(|s| s["metadata"]["uid"].as_str().unwrap().to_string())
+            .collect();
+        uids.sort();
+        uids
+    };
+    let sets_before = replica_sets(
+        workspace
+            .cluster
+            .list("apps/v1", "ReplicaSet", Some(workspace.ns()))
+            .await,
+    );
+    let template_before =
+        workspace.get("apps/v1", "Deployment", "web").await.unwrap()["spec"]["template"].clone();
+
+    // The same chart and values through gantry, taking the Helm release over.
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"));
+    cmd.current_dir(workspace.path())
+        .arg("deploy")
+        .args(["--environment", "dev", "--phases", "deploy"])
+        .arg("--charts=- {name: web, chart: charts/web, values: ['charts/values-{environment}.yaml']}")
+        .args(["--adopt-helm-release", "web"])
+        .args(["--namespace", workspace.ns(), "--kubeconfig", "kubeconfig"])
+        .args(["--rollout-timeout", "90s"])
+        .env("GANTRY_HELM", tool("GANTRY_TEST_HELM"))
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("KUBECONFIG")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .kill_on_drop(true);
+    let adopted = tokio::time::timeout(Duration::from_secs(240), cmd.output())
+        .await
+        .expect("gantry finished within 240 s")
+        .expect("gantry runs");
+    let log = text(&adopted);
+    assert!(adopted.status.success(), "{log}");
+    assert!(
+        log.contains("taking over 2 objects of the Helm release `web`"),
+        "{log}"
+    );
+    assert!(log.contains("kept the image Helm runs"), "{log}");
+    // Taken over as an upgrade: the pre-upgrade hook runs, not pre-install.
+    assert!(log.contains("pre-upgrade hook Job/"), "{log}");
+    assert!(!log.contains("pre-install hook"), "{log}");
+    // Nothing restarted or recreated; the Deployment's spec did not change.
+    let after = pods(
+        workspace
+            .cluster
+            .list("v1", "Pod", Some(workspace.ns()))
+            .await,
+    );
+    assert_eq!(before, after, "{log}");
+    let deployment = workspace.get("apps/v1", "Deployment", "web").await.unwrap();
+    // The same template and ReplicaSet: no rollout (the generation moves: a Deployment's
+    // annotations count, as they are copied to its ReplicaSets).
+    assert_eq!(
+        deployment["spec"]["template"], template_before,
+        "{deployment}"
+    );
+    assert_eq!(
+        replica_sets(
+            workspace
+                .cluster
+                .list("apps/v1", "ReplicaSet", Some(workspace.ns()))
+                .await
+        ),
+        sets_before,
+        "{log}"
+    );
+    // gantry's field manager owns what it applied; the release is gantry's.
+    let managers: Vec<&str> = deployment["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert!(
+        managers.contains(&gantry::release::FIELD_MANAGER),
+        "{managers:?}"
+    );
+    assert_eq!(
+        workspace.cluster.history(workspace.ns(), "dev").await,
+        [(1, ReleaseStatus::Deployed)]
+    );
+    // Helm's release records are left untouched.
+    let helm_records = workspace
+        .cluster
+        .list("v1", "Secret", Some(workspace.ns()))
+        .await
+        .into_iter()
+        .filter(|s| s["metadata"]["labels"]["owner"] == "helm")
+        .count();
+    assert_eq!(helm_records, 1);
+}
+
+/// Runs the test bed's Helm in the workspace with its own homes.
+fn helm(workspace: &Workspace, args: &[&str]) -> Output {
+    let output = std::process::Command::new(tool("GANTRY_TEST_HELM"))
+        .current_dir(workspace.path())
+        .args(args)
+        .env("HELM_CACHE_HOME", workspace.path().join(".helm/cache"))
+        .env("HELM_CONFIG_HOME", workspace.path().join(".helm/config"))
+        .env("HELM_DATA_HOME", workspace.path().join(".helm/data"))
+        .output()
+        .expect("helm runs");
+    assert!(output.status.success(), "helm {args:?}: {}", text(&output));
+    output
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packaged_and_oci_charts_are_rendered_and_a_missing_version_writes_nothing() {
+    let workspace = Workspace::new("ocichart").await;
+    let image = runnable_image("gantry-test/web", "v1").await.0;
+    write(
+        workspace.path(),
+        "charts/values-dev.yaml",
+        &format!("image: \"{image}\"\n"),
+    );
+    helm(&workspace, &["package", "charts/web", "-d", "dist"]);
+    // A packaged chart (.tgz) into a namespace of its own, which gantry creates.
+    let own = format!("{}-tgz", workspace.ns());
+    let packaged = workspace
+        .gantry(
+            &format!("- {{name: web, chart: dist/web-0.3.0.tgz, namespace: {own}, values: ['charts/values-{{environment}}.yaml']}}"),
+            "k8s/overlays/{environment}",
+        )
+        .await;
+    let log = text(&packaged);
+    let in_own = workspace
+        .cluster
+        .get("v1", "ConfigMap", Some(&own), "web-config")
+        .await;
+    workspace
+        .cluster
+        .kubectl(&["delete", "namespace", &own, "--wait=false"]);
+    assert!(packaged.status.success(), "{log}");
+    assert!(
+        log.contains("chart `web`: web 0.3.0 rendered into 2 objects"),
+        "{log}"
+    );
+    assert_eq!(
+        in_own.expect("the chart's ConfigMap in its namespace")["data"]["namespace"],
+        own.as_str()
+    );
+    // The same chart from an OCI registry (the test bed's plain registry on loopback).
+    let registry =
+        std::env::var("GANTRY_TEST_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into());
+    let repository = format!("oci://{registry}/gantry-test-charts/{}", workspace.ns());
+    helm(
+        &workspace,
+        &["push", "dist/web-0.3.0.tgz", &repository, "--plain-http"],
+    );
+    let oci = workspace
+        .gantry(
+            &format!("- {{name: web, chart: '{repository}/web', version: 0.3.0, values: ['charts/values-{{environment}}.yaml']}}"),
+            "k8s/overlays/{environment}",
+        )
+        .await;
+    let log = text(&oci);
+    assert!(oci.status.success(), "{log}");
+    assert!(
+        log.contains("chart `web`: web 0.3.0 rendered into 2 objects"),
+        "{log}"
+    );
+    // A version the registry does not have: stopped before anything is written.
+    let before = workspace.cluster.history(workspace.ns(), "dev").await;
+    let missing = workspace
+        .gantry(
+            &format!("- {{name: web, chart: '{repository}/web', version: 9.9.9, values: ['charts/values-{{environment}}.yaml']}}"),
+            "k8s/overlays/{environment}",
+        )
+        .await;
+    let log = text(&missing);
+    assert!(!missing.status.success(), "{log}");
+    assert!(log.contains("chart `web` does not render"), "{log}");
+    assert!(log.contains("9.9.9"), "{log}");
+    assert!(log.contains("nothing was applied"), "{log}");
+    assert_eq!(
+        workspace.cluster.history(workspace.ns(), "dev").await,
+        before
+    );
+}

@@ -44,7 +44,7 @@ fn binary(variable: &str, name: &str, why: &str) -> Result<PathBuf, String> {
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
         .ok_or_else(|| {
-            format!("{why}, but `{name}` is not on PATH (the action image bundles it; locally install it or set {variable} to its path)")
+            format!("{why}, but `{name}` is not on PATH (the released action image bundles it; an image built from the Dockerfile without its HELM_URL/KUSTOMIZE_URL arguments does not: install it, or set {variable} to its path, e.g. a binary in the workspace)")
         })
 }
 

@@ -424,6 +424,12 @@ impl Cluster {
         object: &Value,
         options: ApplyOptions,
     ) -> Result<ApplyAnswer, KubeError> {
+        // An object taken over from a Helm release (`adopt-helm-release`) takes the fields
+        // Helm's field manager owns: forced for exactly those objects.
+        let options = ApplyOptions {
+            force: options.force || crate::charts::adopting(object),
+            ..options
+        };
         let reference = ObjectRef::of(object).ok_or_else(|| KubeError::Invalid {
             object: "an object".into(),
             causes: "apiVersion, kind and metadata.name are required".into(),

@@ -330,6 +330,107 @@ pub fn role(object: &Value) -> Result<Role, String> {
     Ok(Role::Hook(hook))
 }
 
+/// The annotation on an object whose live copy belongs to the Helm release being adopted
+/// (`adopt-helm-release`): its apply (and dry run) takes over the fields Helm's field manager
+/// owns, for exactly these objects.
+pub const ADOPT_ANNOTATION: &str = "gantry.dev/adopted-from-helm";
+
+/// The Helm release a live object belongs to: `meta.helm.sh/release-name` and
+/// `-namespace`, as Helm 3.2+ annotates every object it manages.
+pub fn helm_release_of(live: &serde_json::Value) -> Option<(&str, &str)> {
+    let annotations = &live["metadata"]["annotations"];
+    Some((
+        annotations["meta.helm.sh/release-name"].as_str()?,
+        annotations["meta.helm.sh/release-namespace"]
+            .as_str()
+            .unwrap_or_default(),
+    ))
+}
+
+/// Whether an object is marked as taken over from a Helm release.
+pub fn adopting(object: &serde_json::Value) -> bool {
+    object["metadata"]["annotations"][ADOPT_ANNOTATION].is_string()
+}
+
+/// Marks an object as taken over from the Helm release `release`.
+pub fn mark_adopted(object: &mut serde_json::Value, release: &str) {
+    if let Some(metadata) = object.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        let annotations = metadata
+            .entry("annotations")
+            .or_insert_with(|| serde_json::json!({}));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert(ADOPT_ANNOTATION.into(), release.into());
+        }
+    }
+}
+
+/// The pod spec of a workload object (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job,
+/// CronJob).
+fn pod_spec_mut(object: &mut serde_json::Value) -> Option<&mut serde_json::Value> {
+    match object["kind"].as_str()? {
+        "Pod" => object.get_mut("spec"),
+        "CronJob" => object.pointer_mut("/spec/jobTemplate/spec/template/spec"),
+        _ => object.pointer_mut("/spec/template/spec"),
+    }
+}
+
+fn pod_spec(object: &serde_json::Value) -> Option<&serde_json::Value> {
+    match object["kind"].as_str()? {
+        "Pod" => object.get("spec"),
+        "CronJob" => object.pointer("/spec/jobTemplate/spec/template/spec"),
+        _ => object.pointer("/spec/template/spec"),
+    }
+}
+
+/// Taking over from Helm restarts no pod: a container whose live image is exactly the image
+/// as rendered (before pinning) keeps it, instead of its pinned `repository@digest`. Returns
+/// the containers kept (`container: image`).
+pub fn keep_live_images(
+    object: &mut serde_json::Value,
+    rendered: &serde_json::Value,
+    live: &serde_json::Value,
+) -> Vec<String> {
+    let mut kept = Vec::new();
+    let (Some(rendered_spec), Some(live_spec)) = (pod_spec(rendered), pod_spec(live)) else {
+        return kept;
+    };
+    let image_of = |spec: &serde_json::Value, list: &str, name: &str| {
+        spec[list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"].as_str() == Some(name))
+            .and_then(|c| c["image"].as_str())
+            .map(str::to_string)
+    };
+    let rendered_spec = rendered_spec.clone();
+    let live_spec = live_spec.clone();
+    let Some(spec) = pod_spec_mut(object) else {
+        return kept;
+    };
+    for list in ["initContainers", "containers"] {
+        let Some(containers) = spec.get_mut(list).and_then(|c| c.as_array_mut()) else {
+            continue;
+        };
+        for container in containers {
+            let Some(name) = container["name"].as_str().map(str::to_string) else {
+                continue;
+            };
+            let (Some(before), Some(running)) = (
+                image_of(&rendered_spec, list, &name),
+                image_of(&live_spec, list, &name),
+            ) else {
+                continue;
+            };
+            if before == running && container["image"].as_str() != Some(&before) {
+                container["image"] = before.clone().into();
+                kept.push(format!("{name}: {before}"));
+            }
+        }
+    }
+    kept
+}
+
 /// Whether an object carries gantry's chart annotation for `chart`.
 pub fn belongs_to(object: &serde_json::Value, chart: &str) -> bool {
     object["metadata"]["annotations"][CHART_ANNOTATION].as_str() == Some(chart)
@@ -562,6 +663,37 @@ mod tests {
             };
             assert_eq!(got, expected);
         }
+    }
+
+    #[test]
+    fn adoption_keeps_the_image_helm_runs() {
+        let rendered = serde_json::json!({"kind": "Deployment", "spec": {"template": {"spec": {
+            "initContainers": [{"name": "init", "image": "r/init:v1"}],
+            "containers": [{"name": "web", "image": "r/web:v1"}, {"name": "side", "image": "r/side:v1"}]}}}});
+        let mut pinned = serde_json::json!({"kind": "Deployment", "spec": {"template": {"spec": {
+            "initContainers": [{"name": "init", "image": "r/init@sha256:1"}],
+            "containers": [{"name": "web", "image": "r/web@sha256:2"}, {"name": "side", "image": "r/side@sha256:3"}]}}}});
+        let live = serde_json::json!({"kind": "Deployment", "spec": {"template": {"spec": {
+            "initContainers": [{"name": "init", "image": "r/init:v1"}],
+            "containers": [{"name": "web", "image": "r/web:v1"}, {"name": "side", "image": "r/side:v0"}]}}}});
+        let kept = keep_live_images(&mut pinned, &rendered, &live);
+        assert_eq!(kept, ["init: r/init:v1", "web: r/web:v1"]);
+        assert_eq!(
+            pinned["spec"]["template"]["spec"]["containers"][0]["image"],
+            "r/web:v1"
+        );
+        assert_eq!(
+            pinned["spec"]["template"]["spec"]["containers"][1]["image"],
+            "r/side@sha256:3"
+        );
+        let mut object = serde_json::json!({"metadata": {"name": "x"}});
+        assert!(!adopting(&object));
+        mark_adopted(&mut object, "web");
+        assert!(adopting(&object));
+        let live = serde_json::json!({"metadata": {"annotations": {
+            "meta.helm.sh/release-name": "web", "meta.helm.sh/release-namespace": "shop"}}});
+        assert_eq!(helm_release_of(&live), Some(("web", "shop")));
+        assert_eq!(helm_release_of(&object), None);
     }
 
     #[test]

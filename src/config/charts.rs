@@ -84,7 +84,12 @@ pub fn parse_charts(
             return (
                 Vec::new(),
                 vec![format!(
-                    "is not a valid chart list: {err}. Expected a YAML list such as `- name: db` / `  chart: charts/postgres` / `  values: [charts/values-{{environment}}.yaml]`"
+                    "is not a valid chart list: {err}. Expected a YAML list such as `- name: db` / `  chart: charts/postgres` / `  values: ['charts/values-{{environment}}.yaml']`{}",
+                    if text.contains('{') {
+                        " (quote a path that holds `{environment}`: inside `[...]` or `{...}` a bare `{` is YAML syntax)"
+                    } else {
+                        ""
+                    }
                 )],
             )
         }
@@ -248,17 +253,20 @@ pub fn is_kustomization(dir: &Path) -> bool {
 
 /// The strings of a `set` map (placeholders are checked in them).
 pub fn set_strings(set: &BTreeMap<String, Value>) -> Vec<String> {
-    fn walk(value: &Value, out: &mut Vec<String>) {
-        match value {
-            Value::String(s) => out.push(s.clone()),
-            Value::Sequence(items) => items.iter().for_each(|v| walk(v, out)),
-            Value::Mapping(map) => map.values().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
     let mut out = Vec::new();
-    set.values().for_each(|v| walk(v, &mut out));
+    set.values().for_each(|v| yaml_strings(v, &mut out));
     out
+}
+
+/// Every string value of a YAML document (placeholders live there, never in comments or keys).
+pub fn yaml_strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Sequence(items) => items.iter().for_each(|v| yaml_strings(v, out)),
+        Value::Mapping(map) => map.values().for_each(|v| yaml_strings(v, out)),
+        Value::Tagged(tagged) => yaml_strings(&tagged.value, out),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

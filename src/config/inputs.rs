@@ -347,6 +347,13 @@ pub const INPUTS: &[InputSpec] = &[
         "Helm charts to render and deploy with the manifests, as a YAML list; each item has `name` (the release name) and `chart` (a chart directory, a `.tgz`, or `oci://registry/path/chart` with `version`), and optionally `version`, `namespace` (default: the `namespace` input), `values` (values files; `{environment}` in a path is replaced) and `set` (a map of values by dotted path). `${tf.OUTPUT}`, `${image.NAME}` and `${gantry.*}` are replaced in values files and `set`, never in the chart's templates. gantry applies, tracks and rolls back the rendered objects itself; pre/post-install and pre/post-upgrade hook Jobs and Pods run before and after the release, test hooks are ignored, other hooks are refused.",
     ),
     input(
+        "adopt-helm-release",
+        Deploy,
+        Text,
+        None,
+        "Take over the objects of this existing Helm release: every object of gantry's release whose live copy belongs to it (annotated `meta.helm.sh/release-name`) takes the fields Helm's field manager owns, keeps the image it runs (no pod restarts), and is recorded as gantry's; nothing is deleted or recreated. Helm's release records are left untouched: remove them afterwards with `kubectl delete secret -n NAMESPACE -l owner=helm,name=RELEASE` (never `helm uninstall`, which would delete the objects). Looked for in the namespace of the chart of that name, else `namespace`.",
+    ),
+    input(
         "namespace",
         Deploy,
         Text,

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::image::name::{check_repository, is_tag, RepositoryRef};
-pub use charts::{is_kustomization, ChartSource, ChartSpec};
+pub use charts::{is_kustomization, yaml_strings, ChartSource, ChartSpec};
 pub use images::{ImageSpec, SmokeTest};
 pub use inputs::{InputKind, InputSpec, INPUTS, OUTPUTS};
 
@@ -434,6 +434,11 @@ pub struct ReleaseSettings {
     pub lease_duration: Duration,
     pub apply_concurrency: usize,
     pub tolerances: crate::rollout::Tolerances,
+    /// `adopt-helm-release`: the Helm release whose objects the release takes over.
+    pub adopt_helm_release: Option<String>,
+    /// The namespaces of charts other than `namespace`: created when missing (like
+    /// `helm install --create-namespace`), never deleted.
+    pub chart_namespaces: Vec<String>,
 }
 
 /// Settings of the report.
@@ -1170,13 +1175,21 @@ impl Validator<'_> {
         }
         let has_sources = !manifests.is_empty() || !charts.is_empty();
         let cluster = self.cluster(base, cx, terraform_available, has_sources);
+        let mut release = self.release_settings(namespace);
+        release.chart_namespaces = charts
+            .iter()
+            .filter_map(|chart| chart.namespace.clone())
+            .filter(|ns| *ns != release.namespace)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         DeployConfig {
             manifests,
             manifest_files,
             kustomizations,
             charts,
             cluster,
-            release: self.release_settings(namespace),
+            release,
         }
     }
 
@@ -1252,16 +1265,34 @@ impl Validator<'_> {
         }
         for chart in &charts {
             for file in &chart.values {
+                // Only string values are substituted: a `${` in a comment is just a comment.
                 let text = std::fs::read_to_string(file).unwrap_or_default();
-                let location =
-                    |line: usize| format!("chart `{}`: {}:{line}", chart.name, file.display());
-                self.check_placeholders(
-                    "charts",
-                    &text,
-                    &location,
-                    terraform_available,
-                    image_names,
-                );
+                let value: serde_yaml_ng::Value = match serde_yaml_ng::from_str(&text) {
+                    Ok(value) => value,
+                    Err(err) => {
+                        self.error(
+                            "charts",
+                            format!(
+                                "chart `{}`: values file {} is not valid YAML: {err}",
+                                chart.name,
+                                file.display()
+                            ),
+                        );
+                        continue;
+                    }
+                };
+                let mut strings = Vec::new();
+                charts::yaml_strings(&value, &mut strings);
+                for string in strings {
+                    let location = |_| format!("chart `{}`: {}", chart.name, file.display());
+                    self.check_placeholders(
+                        "charts",
+                        &string,
+                        &location,
+                        terraform_available,
+                        image_names,
+                    );
+                }
             }
             for value in charts::set_strings(&chart.set) {
                 let location = |_| format!("chart `{}`: `set`", chart.name);
@@ -1395,12 +1426,26 @@ impl Validator<'_> {
                 Duration::from_secs(600),
             ),
             apply_concurrency: self.count_or_default("apply-concurrency") as usize,
+            adopt_helm_release: self.adopt_helm_release(),
+            chart_namespaces: Vec::new(),
             tolerances: crate::rollout::Tolerances {
                 pull_error: self.duration("pull-error-tolerance"),
                 restart_threshold: self.count_or_default("restart-threshold") as u32,
                 unschedulable: self.duration("unschedulable-tolerance"),
             },
         }
+    }
+
+    /// `adopt-helm-release`, a Helm release name.
+    fn adopt_helm_release(&mut self) -> Option<String> {
+        let name = self.text("adopt-helm-release")?;
+        if name.len() > 53 || !is_dns_label(&name) {
+            self.error(
+                "adopt-helm-release",
+                format!("`{}` is not a Helm release name (lower-case letters, digits and `-`, at most 53 characters); give the name `helm list` shows", values::shorten(&name, 60)),
+            );
+        }
+        Some(name)
     }
 
     /// Checks what can be checked of the manifests before any phase runs: YAML, the fields

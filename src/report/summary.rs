@@ -987,6 +987,7 @@ pub fn images_json(handoff: &Handoff) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::facts::{ChartFacts, ObjectChange};
 
     #[test]
     fn markdown_escaping_neutralises_tables_and_html() {
@@ -994,6 +995,64 @@ mod tests {
             escape_markdown("feat|x <script>alert(1)</script> *b* `c`\nnext"),
             "feat&#124;x &lt;script&gt;alert(1)&lt;/script&gt; \\*b\\* \\`c\\`<br>next"
         );
+    }
+
+    #[test]
+    fn charts_show_their_version_and_what_happened_to_their_objects() {
+        let r: Redact<'_> = &|text: &str| text.replace("s3cr3t", "***");
+        let chart = ChartFacts {
+            name: "db".into(),
+            chart: "postgres".into(),
+            version: Some("0.1.0".into()),
+            namespace: "database".into(),
+            objects: vec![
+                "Secret/database/db".into(),
+                "StatefulSet/database/db".into(),
+                "Service/database/db".into(),
+            ],
+            hooks: vec!["Job/database/db-migrate".into()],
+            ignored: 1,
+        };
+        let change = |object: &str, action| ObjectChange {
+            object: object.into(),
+            action,
+        };
+        let applied = DeployFacts {
+            charts: vec![chart.clone()],
+            applied: vec![
+                change("Secret/database/db", ChangeAction::Created),
+                change("StatefulSet/database/db", ChangeAction::Configured),
+                change("Service/database/db", ChangeAction::Unchanged),
+                change("ConfigMap/app/other", ChangeAction::Created),
+            ],
+            ..DeployFacts::default()
+        };
+        let md = charts_markdown(r, &applied);
+        assert!(md.contains("| Created | Configured | Unchanged |"), "{md}");
+        assert!(
+            md.contains("| `db` | postgres | 0.1.0 | `database` | 3 | 1 | 1 | 1 | 1 (1 test hook left out) |"),
+            "{md}"
+        );
+        let planned = DeployFacts {
+            charts: vec![chart],
+            dry_run: Some(vec![
+                PlannedChange {
+                    object: "Secret/database/db".into(),
+                    action: PlannedAction::Create,
+                    fields: vec![],
+                },
+                PlannedChange {
+                    object: "StatefulSet/database/db".into(),
+                    action: PlannedAction::Replace,
+                    fields: vec![],
+                },
+            ]),
+            ..DeployFacts::default()
+        };
+        let md = charts_markdown(r, &planned);
+        assert!(md.contains("| Create | Change | Unchanged |"), "{md}");
+        assert!(md.contains("| 3 | 1 | 1 | 0 | 1"), "{md}");
+        assert_eq!(charts_markdown(r, &DeployFacts::default()), "");
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub fn settings(namespace: &str) -> Settings {
         // Long enough that a test process starved of CPU on two cores never fences itself.
         lease_duration: Duration::from_secs(15),
         apply_concurrency: 4,
+        adopt_helm_release: None,
+        chart_namespaces: Vec::new(),
         tolerances: Tolerances {
             pull_error: Duration::from_secs(1),
             restart_threshold: 0,

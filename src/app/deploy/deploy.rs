@@ -43,7 +43,9 @@ impl<T: Store + Objects> Engine<'_, T> {
         origin: &Origin,
     ) -> Outcome {
         let mut outcome = Outcome::new();
+        let adoption = self.find_adopted(&mut objects).await;
         let images = self.target.pin_images(&mut objects).await;
+        self.keep_adopted_images(&adoption, &mut objects);
         self.log_images(&images);
         let mut drifted = None;
         if images.problems.is_empty() {
@@ -67,9 +69,13 @@ impl<T: Store + Objects> Engine<'_, T> {
         if let Err(failure) = self.preflight(checked, images, &mut outcome.facts).await {
             return outcome.failed(failure.reason, failure.message);
         }
-        match self.target.ensure_namespace(&self.settings.namespace).await {
-            Ok(created) => outcome.changed |= created,
-            Err(err) => return outcome.failed(FailureReason::ClusterError, err.to_string()),
+        for namespace in
+            std::iter::once(&self.settings.namespace).chain(&self.settings.chart_namespaces)
+        {
+            match self.target.ensure_namespace(namespace).await {
+                Ok(created) => outcome.changed |= created,
+                Err(err) => return outcome.failed(FailureReason::ClusterError, err.to_string()),
+            }
         }
         let lock = match self.lock_or_fail().await {
             Ok(lock) => lock,
@@ -100,6 +106,7 @@ impl<T: Store + Objects> Engine<'_, T> {
         let scope = PreflightScope {
             force_conflicts: self.settings.force_conflicts,
             home: &self.settings.namespace,
+            chart_namespaces: &self.settings.chart_namespaces,
         };
         let mut found = self.target.preflight(objects, &scope).await;
         found.unverified.splice(0..0, images.unverified);
@@ -188,11 +195,19 @@ impl<T: Store + Objects> Engine<'_, T> {
                 None => " (first release of this environment)".into(),
             }
         ));
-        let installed = attempt
+        // A chart is upgraded when the last good release has its objects, or when they are
+        // taken over from the Helm release that installed it.
+        let mut installed = attempt
             .last_good
             .as_ref()
             .map(|good| good.manifests.clone())
             .unwrap_or_default();
+        installed.extend(
+            objects
+                .iter()
+                .filter(|object| crate::charts::adopting(object))
+                .cloned(),
+        );
         match self
             .roll_out(&objects, hooks, &installed, number, &mut outcome.facts)
             .await

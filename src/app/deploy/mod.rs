@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::adapters::kube::Cluster;
 use crate::config::ClusterAccess;
 use crate::manifests::Placeholders;
+mod adopt;
 pub mod apply;
 // The deploy verb, named like its siblings (rollback, recover, plan, history).
 #[allow(clippy::module_inception)]
@@ -48,8 +49,13 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
     if command == Command::Destroy {
         return PhaseResult::new(PhaseStatus::skipped("destroy only runs Terraform"));
     }
+    let logins = if matches!(command, Command::Deploy | Command::Plan) {
+        chart_logins(run).await
+    } else {
+        Vec::new()
+    };
     let offline = if matches!(command, Command::Deploy | Command::Plan) {
-        match render(run, handoff) {
+        match render::render_for(run, handoff, &logins) {
             Ok(rendered) => Some(rendered),
             Err(errors) => return render::annotate_manifest_errors(run, &errors),
         }
@@ -81,10 +87,12 @@ pub async fn run(run: &RunContext<'_>, handoff: &mut Handoff) -> PhaseResult {
         }
     };
     let (objects, hooks, charts) = match &offline {
-        Some(offline) => match objects_for(run, handoff, &cluster, offline, kube_version).await {
-            Ok(objects) => objects,
-            Err(result) => return result,
-        },
+        Some(offline) => {
+            match objects_for(run, handoff, &cluster, offline, kube_version, &logins).await {
+                Ok(objects) => objects,
+                Err(result) => return result,
+            }
+        }
         None => (Vec::new(), Vec::new(), Vec::new()),
     };
     let images = match command {
@@ -153,6 +161,7 @@ async fn objects_for(
     cluster: &Cluster,
     offline: &Rendered,
     kube_version: String,
+    logins: &[sources::Login],
 ) -> Result<
     (
         Vec<serde_json::Value>,
@@ -191,7 +200,7 @@ async fn objects_for(
             })?,
         }
     };
-    let rendered = render_with(run, handoff, &lookup, &capabilities)
+    let rendered = render_with(run, handoff, &lookup, &capabilities, logins)
         .map_err(|errors| render::annotate_manifest_errors(run, &errors))?;
     for chart in &rendered.charts {
         run.runner.info(&format!(
@@ -385,6 +394,40 @@ async fn connect(
         run.runner.warning(&warning);
     }
     Ok((connection, version))
+}
+
+/// How the registries of OCI charts are reached: `registry-username`/`registry-password` for
+/// the `registry` host, an ECR authorization token (masked) for ECR hosts.
+async fn chart_logins(run: &RunContext<'_>) -> Vec<sources::Login> {
+    let mut logins = sources::logins(run.config);
+    let mut ecr =
+        crate::adapters::ecr::EcrClients::new(run.config.build.aws_endpoint_url.as_deref());
+    for login in logins
+        .iter_mut()
+        .filter(|login| login.credentials.is_none())
+    {
+        let Some((account, region)) = crate::image::access::parse_ecr_host(&login.host) else {
+            continue;
+        };
+        let client = ecr.region(Some(region)).await;
+        match client.authorization_token(Some(account)).await {
+            Ok(token) => {
+                run.runner.add_mask(&token);
+                match crate::image::auth::decode_ecr_token(&token) {
+                    Ok(creds) => {
+                        run.runner.add_mask(&creds.password);
+                        login.credentials = Some((creds.username, creds.password));
+                    }
+                    Err(err) => run.runner.warning(&format!("{}: {err}", login.host)),
+                }
+            }
+            Err(err) => run.runner.warning(&format!(
+                "{}: no ECR token to pull the chart with ({err}); pulled anonymously",
+                login.host
+            )),
+        }
+    }
+    logins
 }
 
 /// The registry client and credentials for the pre-flight image check: the

@@ -38,7 +38,22 @@ fn offline_scope(api_version: &str, kind: &str) -> Option<bool> {
 /// Loads, substitutes, pins and orders the manifests without a cluster (built-in kinds known,
 /// others assumed namespaced); every problem at once.
 pub fn render(run: &RunContext<'_>, handoff: &Handoff) -> Result<Rendered, Vec<ManifestError>> {
-    render_with(run, handoff, &offline_scope, &Capabilities::default())
+    render_for(run, handoff, &sources::logins(run.config))
+}
+
+/// Like [`render`], OCI charts pulled with `logins` (ECR tokens included).
+pub fn render_for(
+    run: &RunContext<'_>,
+    handoff: &Handoff,
+    logins: &[sources::Login],
+) -> Result<Rendered, Vec<ManifestError>> {
+    render_with(
+        run,
+        handoff,
+        &offline_scope,
+        &Capabilities::default(),
+        logins,
+    )
 }
 
 /// Like [`render`], with the scope of each kind from `scope` (API discovery): a kind the
@@ -48,6 +63,7 @@ pub fn render_with(
     handoff: &Handoff,
     scope: &manifests::ScopeLookup<'_>,
     capabilities: &Capabilities,
+    logins: &[sources::Login],
 ) -> Result<Rendered, Vec<ManifestError>> {
     let deploy = &run.config.deploy;
     let placeholders = Placeholders::new(
@@ -88,13 +104,7 @@ pub fn render_with(
     let (mut documents, mut read_errors) = manifests::read_documents(&deploy.manifest_files);
     errors.append(&mut read_errors);
     // Charts and kustomizations: every problem reported with the manifests'.
-    let made = match sources::make(
-        run.config,
-        Some(&placeholders),
-        capabilities,
-        &sources::logins(run.config),
-        true,
-    ) {
+    let made = match sources::make(run.config, Some(&placeholders), capabilities, logins, true) {
         Ok(made) => made,
         Err(mut made_errors) => {
             errors.append(&mut made_errors);

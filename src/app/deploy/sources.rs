@@ -14,13 +14,14 @@ pub struct Capabilities {
     pub api_versions: Vec<String>,
 }
 
-/// A registry login for OCI charts.
+/// How an OCI chart's registry is reached: credentials (none: anonymous) and plain HTTP.
 #[derive(Debug, Clone)]
 pub struct Login {
     pub host: String,
-    pub username: String,
-    pub password: String,
+    pub credentials: Option<(String, String)>,
     pub plain_http: bool,
+    /// On loopback, a registry that answers plain HTTP is used over it (as for images).
+    pub loopback: bool,
 }
 
 /// One chart as rendered: its release name, chart and version, and what it made.
@@ -61,26 +62,32 @@ pub struct Made {
 /// `registry` host (over plain HTTP when `registry-endpoint` is an http:// URL).
 pub fn logins(config: &Config) -> Vec<Login> {
     let build = &config.build;
-    let (Some(username), Some(password)) = (&build.registry_username, &build.registry_password)
-    else {
-        return Vec::new();
-    };
-    let endpoint = build.registry_endpoint.as_deref().unwrap_or_default();
-    let host = endpoint
-        .strip_prefix("http://")
-        .or_else(|| endpoint.strip_prefix("https://"))
-        .map(|rest| rest.trim_end_matches('/').to_string())
-        .or_else(|| build.registry.clone())
-        .unwrap_or_default();
-    if host.is_empty() {
-        return Vec::new();
+    let mut logins = Vec::new();
+    for chart in &config.deploy.charts {
+        let Some(host) = chart.source.oci_host() else {
+            continue;
+        };
+        if logins.iter().any(|login: &Login| login.host == host) {
+            continue;
+        }
+        let is_registry = [&build.registry_endpoint, &build.registry]
+            .iter()
+            .any(|configured| configured.as_deref() == Some(host));
+        let credentials = match (&build.registry_username, &build.registry_password) {
+            (Some(username), Some(password)) if is_registry => {
+                Some((username.clone(), password.expose().to_string()))
+            }
+            _ => None,
+        };
+        logins.push(Login {
+            host: host.to_string(),
+            credentials,
+            // As for images: plain HTTP only on loopback.
+            plain_http: false,
+            loopback: crate::adapters::registry::is_loopback(host),
+        });
     }
-    vec![Login {
-        host,
-        username: username.clone(),
-        password: password.expose().to_string(),
-        plain_http: endpoint.starts_with("http://"),
-    }]
+    logins
 }
 
 /// Renders every chart and builds every kustomization of the deploy configuration. With
@@ -161,18 +168,22 @@ pub fn make(
         if let Some(host) = chart.source.oci_host() {
             if let Some(login) = logins.iter().find(|login| login.host == host) {
                 plain_http = login.plain_http;
-                if logged_in.insert(host.to_string()) && !login.username.is_empty() {
-                    let extra: Vec<String> = if plain_http {
-                        vec!["--plain-http".into()]
-                    } else {
-                        vec![]
+                if let Some((username, password)) = login
+                    .credentials
+                    .as_ref()
+                    .filter(|_| logged_in.insert(host.to_string()))
+                {
+                    let extra: Vec<String> = match std::env::var("GANTRY_REGISTRY_CA_FILE") {
+                        Ok(file) if !file.is_empty() => vec!["--ca-file".into(), file],
+                        _ if login.loopback => vec!["--insecure".into()],
+                        _ => vec![],
                     };
                     if let Err(message) = helm::registry_login(
                         &helm_binary,
                         &workdir,
                         host,
-                        &login.username,
-                        &login.password,
+                        username,
+                        password,
                         &extra,
                     ) {
                         errors.push(error(
@@ -185,7 +196,10 @@ pub fn make(
             }
         }
         let argument = chart.source.argument();
-        let args = charts::template_args(&charts::TemplateRequest {
+        let ca_file = std::env::var("GANTRY_REGISTRY_CA_FILE")
+            .ok()
+            .filter(|file| !file.is_empty() && chart.source.oci_host().is_some());
+        let request = |plain_http: bool| charts::TemplateRequest {
             release: &chart.name,
             chart: &argument,
             version: match chart.source {
@@ -200,9 +214,29 @@ pub fn make(
             kube_version: capabilities.kube_version.as_deref(),
             api_versions: &capabilities.api_versions,
             plain_http,
-            ca_file: None,
-        });
-        let output = match helm::template(&helm_binary, &workdir, &args) {
+            ca_file: ca_file.as_deref(),
+        };
+        let loopback = chart
+            .source
+            .oci_host()
+            .and_then(|host| logins.iter().find(|login| login.host == host))
+            .is_some_and(|login| login.loopback);
+        let mut rendered = helm::template(
+            &helm_binary,
+            &workdir,
+            &charts::template_args(&request(plain_http)),
+        );
+        if let Err(message) = &rendered {
+            // A registry on loopback that answers plain HTTP: asked again over it.
+            if loopback && !plain_http && message.contains("HTTP response to HTTPS client") {
+                rendered = helm::template(
+                    &helm_binary,
+                    &workdir,
+                    &charts::template_args(&request(true)),
+                );
+            }
+        }
+        let output = match rendered {
             Ok(output) => output,
             Err(message) => {
                 errors.push(error(
@@ -304,28 +338,6 @@ fn values_files(
                 continue;
             }
         };
-        let found = crate::manifests::find_placeholders(&text);
-        let Some(placeholders) = placeholders.filter(|_| !found.is_empty()) else {
-            files.push(file.clone());
-            continue;
-        };
-        let mut unknown = false;
-        for placeholder in &found {
-            if !placeholders.knows(&placeholder.name) {
-                unknown = true;
-                errors.push(ManifestError {
-                    file: file.clone(),
-                    line: placeholder.line,
-                    message: format!(
-                        "chart `{}`: unknown placeholder `${{{}}}` in a values file",
-                        chart.name, placeholder.name
-                    ),
-                });
-            }
-        }
-        if unknown {
-            continue;
-        }
         let mut value: serde_yaml_ng::Value = match serde_yaml_ng::from_str(&text) {
             Ok(value) => value,
             Err(err) => {
@@ -339,6 +351,33 @@ fn values_files(
                 continue;
             }
         };
+        // Placeholders live in string values only (a `${` in a comment is a comment).
+        let mut strings = Vec::new();
+        crate::config::yaml_strings(&value, &mut strings);
+        let found: Vec<_> = strings
+            .iter()
+            .flat_map(|string| crate::manifests::find_placeholders(string))
+            .collect();
+        let Some(placeholders) = placeholders.filter(|_| !found.is_empty()) else {
+            files.push(file.clone());
+            continue;
+        };
+        let unknown: Vec<_> = found
+            .iter()
+            .filter(|placeholder| !placeholders.knows(&placeholder.name))
+            .collect();
+        for placeholder in &unknown {
+            errors.push(error(
+                file,
+                format!(
+                    "chart `{}`: unknown placeholder `${{{}}}` in a values file",
+                    chart.name, placeholder.name
+                ),
+            ));
+        }
+        if !unknown.is_empty() {
+            continue;
+        }
         placeholders.substitute(&mut value);
         match serde_yaml_ng::to_string(&value)
             .map_err(|err| err.to_string())

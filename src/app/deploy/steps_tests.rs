@@ -291,6 +291,8 @@ fn settings(rollback: bool) -> Settings {
         lock_timeout: Duration::from_secs(5),
         lease_duration: Duration::from_secs(30),
         apply_concurrency: 4,
+        adopt_helm_release: None,
+        chart_namespaces: Vec::new(),
         tolerances: Tolerances::default(),
     }
 }

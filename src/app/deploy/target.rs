@@ -48,6 +48,8 @@ pub struct PreflightScope<'a> {
     pub force_conflicts: bool,
     /// The namespace gantry creates for its records (objects in it are dry-run later).
     pub home: &'a str,
+    /// The namespaces gantry creates for charts (objects in them are dry-run later).
+    pub chart_namespaces: &'a [String],
 }
 
 /// What the pre-flight found: problems stop the deploy before anything is written.
@@ -348,7 +350,9 @@ impl Objects for Live {
         let mut found = Preflight::default();
         // Independent checks, sent together.
         // Independent checks, sent together; the LIST the apply needs goes with them.
-        let home = [scope.home.to_string()];
+        let home: Vec<String> = std::iter::once(scope.home.to_string())
+            .chain(scope.chart_namespaces.iter().cloned())
+            .collect();
         let (dry_run, access, listed) = futures::join!(
             preflight::dry_run(&self.cluster, objects, scope.force_conflicts, &home),
             preflight::access_problems(&self.cluster, objects, scope.home),
