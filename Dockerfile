@@ -23,6 +23,31 @@ RUN echo "${TERRAFORM_SHA256}  /tmp/terraform.zip" | sha256sum -c - \
  && unzip -q /tmp/terraform.zip terraform -d /out \
  && /out/terraform version | head -n1 | grep -q " v${TERRAFORM_VERSION}$"
 
+# Helm and Kustomize, for the `charts` input and kustomization directories: each a release
+# archive verified by its SHA-256 (the release pipeline passes the published URLs and sums). Without
+# URLs (a development build of main) neither is bundled, and a run with charts or kustomizations
+# says so before anything runs (or set GANTRY_HELM / GANTRY_KUSTOMIZE to binaries in the workspace).
+FROM ${FETCH_IMAGE} AS render-tools
+ARG HELM_URL=
+ARG HELM_SHA256=
+ARG KUSTOMIZE_URL=
+ARG KUSTOMIZE_SHA256=
+RUN mkdir -p /out /tmp/helm /tmp/kustomize \
+ && if [ -n "${HELM_URL}" ]; then \
+      wget -q -O /tmp/helm.tar.gz "${HELM_URL}" \
+      && echo "${HELM_SHA256}  /tmp/helm.tar.gz" | sha256sum -c - \
+      && tar -xzf /tmp/helm.tar.gz -C /tmp/helm \
+      && cp "$(find /tmp/helm -type f -name helm | head -n1)" /out/helm \
+      && /out/helm version --short; \
+    fi \
+ && if [ -n "${KUSTOMIZE_URL}" ]; then \
+      wget -q -O /tmp/kustomize.tar.gz "${KUSTOMIZE_URL}" \
+      && echo "${KUSTOMIZE_SHA256}  /tmp/kustomize.tar.gz" | sha256sum -c - \
+      && tar -xzf /tmp/kustomize.tar.gz -C /tmp/kustomize \
+      && cp "$(find /tmp/kustomize -type f -name kustomize | head -n1)" /out/kustomize \
+      && /out/kustomize version; \
+    fi
+
 FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 # Dependencies first, in their own layer: a change to gantry's sources rebuilds only gantry.
@@ -43,6 +68,7 @@ RUN touch src/main.rs src/lib.rs \
 FROM ${RUNTIME_IMAGE}
 COPY --from=terraform /out/terraform /usr/local/bin/terraform
 COPY --from=build /gantry /usr/local/bin/gantry
+COPY --from=render-tools /out/ /usr/local/bin/
 # Terraform's local-exec runs /bin/sh; distroless keeps its shell in /busybox only.
 RUN ["/busybox/sh", "-c", "mkdir -p /bin && ln -s /busybox/sh /bin/sh"]
 ENV CHECKPOINT_DISABLE=1 \
