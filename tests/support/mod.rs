@@ -4,6 +4,7 @@
 pub mod apiproxy;
 pub mod cluster;
 pub mod deploy;
+pub mod postgres;
 pub mod registry;
 
 /// The test bed's moto endpoint (ECR, EKS, STS); unset fails the test with how to start it.
