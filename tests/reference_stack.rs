@@ -607,7 +607,7 @@ fn infra_validations_accept_the_environments_and_reject_bad_values() {
         ),
         case(
             &[DEV, "-var=database_mode=mysql"],
-            Some("database_mode must be one of rds, helm."),
+            Some("database_mode must be one of rds, chart, helm."),
         ),
         case(
             &[PROD, "-var=database_mode=helm"],

@@ -27,6 +27,7 @@ locals {
     "AmazonEKSWorkerNodePolicy",
     "AmazonEKS_CNI_Policy",
     "AmazonEC2ContainerRegistryReadOnly",
+    "service-role/AmazonEBSCSIDriverPolicy",
   ] : "arn:${local.partition}:iam::aws:policy/${p}"]
 
   # EC2 resource IDs are random, so EC2 cannot be scoped by ARN: destructive actions require the
@@ -153,7 +154,8 @@ data "aws_iam_policy_document" "deploy" {
     resources = ["*"]
   }
 
-  # IAM: the cluster and node roles PROJECT-ENV-eks-*, with only EKS's managed policies.
+  # IAM: the cluster, node and EBS CSI driver roles PROJECT-ENV-eks-*, with only EKS's managed
+  # policies.
   statement {
     sid = "IamRoles"
     actions = [
@@ -191,7 +193,7 @@ data "aws_iam_policy_document" "deploy" {
     condition {
       test     = "StringEquals"
       variable = "iam:PassedToService"
-      values   = ["eks.amazonaws.com", "ec2.amazonaws.com"]
+      values   = ["eks.amazonaws.com", "ec2.amazonaws.com", "pods.eks.amazonaws.com"]
     }
   }
   statement {

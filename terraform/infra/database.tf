@@ -113,10 +113,12 @@ locals {
     secret_name  = replace(element(split(":secret:", aws_db_instance.postgres[0].master_user_secret[0].secret_arn), 1), "/-[A-Za-z0-9]{6}$/", "")
     secret_store = "secretsmanager"
     } : {
-    host         = "postgresql.${var.postgres_namespace}.svc.cluster.local"
+    # chart: the release `postgres` of examples/app/charts/postgres that gantry deploys (its
+    # Service and Secret are named after the release); helm: the Bitnami release `postgresql`.
+    host         = local.use_chart ? "postgres.${var.postgres_namespace}.svc.cluster.local" : "postgresql.${var.postgres_namespace}.svc.cluster.local"
     port         = 5432
     secret_arn   = null
-    secret_name  = "postgresql"
+    secret_name  = local.use_chart ? "postgres" : "postgresql"
     secret_store = "kubernetes"
   }
 }

@@ -1,5 +1,6 @@
 # The EKS cluster (API authentication: access entries only), its managed node group in the
-# private subnets, and the access entries of the deploy role and of any extra administrators.
+# private subnets, the access entries of the deploy role and of any extra administrators, and the
+# EBS CSI driver (with a default gp3 StorageClass) so PersistentVolumeClaims bind.
 
 data "aws_iam_policy_document" "eks_assume" {
   statement {
@@ -154,4 +155,55 @@ data "aws_eks_cluster_auth" "this" {
   count = local.use_helm ? 1 : 0
 
   name = aws_eks_cluster.this.name
+}
+
+# The EBS CSI driver, so PersistentVolumeClaims bind (the in-cluster PostgreSQL of database_mode
+# chart or helm): an EKS add-on whose controller gets its AWS permissions through EKS Pod
+# Identity, and whose default StorageClass (gp3, encrypted) is the cluster's default.
+resource "aws_eks_addon" "pod_identity_agent" {
+  cluster_name = aws_eks_cluster.this.name
+  addon_name   = "eks-pod-identity-agent"
+
+  depends_on = [aws_eks_node_group.default]
+}
+
+data "aws_iam_policy_document" "pod_identity_assume" {
+  statement {
+    actions = ["sts:AssumeRole", "sts:TagSession"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["pods.eks.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "ebs_csi" {
+  name               = "${local.name}-eks-ebs-csi"
+  description        = "EBS CSI driver controller of ${local.name} (EKS Pod Identity)."
+  assume_role_policy = data.aws_iam_policy_document.pod_identity_assume.json
+}
+
+resource "aws_iam_role_policy_attachment" "ebs_csi" {
+  role       = aws_iam_role.ebs_csi.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
+}
+
+resource "aws_eks_addon" "ebs_csi" {
+  cluster_name = aws_eks_cluster.this.name
+  addon_name   = "aws-ebs-csi-driver"
+
+  pod_identity_association {
+    role_arn        = aws_iam_role.ebs_csi.arn
+    service_account = "ebs-csi-controller-sa"
+  }
+
+  # The add-on's own StorageClass `ebs-csi-default-sc` (gp3, encrypted), marked default.
+  configuration_values = jsonencode({ defaultStorageClass = { enabled = true } })
+
+  depends_on = [
+    aws_eks_node_group.default,
+    aws_eks_addon.pod_identity_agent,
+    aws_iam_role_policy_attachment.ebs_csi,
+  ]
 }

@@ -26,6 +26,7 @@ locals {
   # Graviton instance families (t4g, m7g, c7gn...) need the ARM image.
   arm_nodes = can(regex("^[a-z]+[0-9]+g[a-z]*\\.", var.node_instance_types[0]))
 
-  use_rds  = var.database_mode == "rds"
-  use_helm = var.database_mode == "helm"
+  use_rds   = var.database_mode == "rds"
+  use_helm  = var.database_mode == "helm"
+  use_chart = var.database_mode == "chart"
 }

@@ -253,18 +253,18 @@ variable "ecr_force_delete" {
 # --- Database --------------------------------------------------------------------------------
 
 variable "database_mode" {
-  description = "Where PostgreSQL runs: rds (Amazon RDS in the private subnets, password in Secrets Manager) or helm (the Bitnami chart inside the cluster, password in a Kubernetes secret)."
+  description = "Where PostgreSQL runs: rds (Amazon RDS in the private subnets, password in Secrets Manager), chart (inside the cluster, deployed by gantry's charts input from examples/app/charts/postgres; Terraform creates no database) or helm (the Bitnami chart installed by Terraform's Helm provider: the older alternative to chart)."
   type        = string
   default     = "rds"
 
   validation {
-    condition     = contains(["rds", "helm"], var.database_mode)
-    error_message = "database_mode must be one of rds, helm."
+    condition     = contains(["rds", "chart", "helm"], var.database_mode)
+    error_message = "database_mode must be one of rds, chart, helm."
   }
 
   validation {
     condition     = var.database_mode == "rds" || var.environment != "prod"
-    error_message = "database_mode must be rds for prod (helm is allowed for dev and staging only)."
+    error_message = "database_mode must be rds for prod (chart and helm are allowed for dev and staging only)."
   }
 }
 

@@ -19,7 +19,9 @@ node_disk_size             = 20
 ecr_keep_images  = 20
 ecr_force_delete = true
 
-database_mode                  = "rds"
+# PostgreSQL inside the cluster, deployed by gantry's charts input (examples/app/charts/postgres);
+# staging and prod keep RDS.
+database_mode                  = "chart"
 database_instance_class        = "db.t4g.micro"
 database_allocated_storage     = 20
 database_max_allocated_storage = 50
