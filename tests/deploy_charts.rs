@@ -8,13 +8,7 @@ use std::time::Duration;
 
 use gantry::release::ReleaseStatus;
 use support::cluster::runnable_image;
-use support::deploy::Checkout;
-
-fn tool(variable: &str) -> String {
-    std::env::var(variable).unwrap_or_else(|_| {
-        panic!("{variable} is not set: start the test bed (bash .ci/testbed up) and source /var/tmp/gantry-testbed/env")
-    })
-}
+use support::deploy::{gantry_deploy, testbed_tool as tool, Checkout};
 
 fn write(root: &Path, path: &str, text: &str) {
     let path = root.join(path);
@@ -169,20 +163,10 @@ impl Workspace {
     }
 
     async fn gantry(&self, charts: &str, manifests: &str) -> Output {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"));
-        cmd.current_dir(self.path())
-            .arg("deploy")
-            .args(["--environment", "dev", "--phases", "deploy"])
-            .args(["--charts", charts, "--manifests", manifests])
-            .args(["--namespace", self.ns(), "--kubeconfig", "kubeconfig"])
+        let mut cmd = gantry_deploy(self.path(), self.ns());
+        cmd.args(["--charts", charts, "--manifests", manifests])
             .args(["--rollout-timeout", "90s", "--pull-error-tolerance", "1s"])
-            .args(["--restart-threshold", "1"])
-            .env("GANTRY_HELM", tool("GANTRY_TEST_HELM"))
-            .env("GANTRY_KUSTOMIZE", tool("GANTRY_TEST_KUSTOMIZE"))
-            .env_remove("GITHUB_ACTIONS")
-            .env_remove("KUBECONFIG")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .kill_on_drop(true);
+            .args(["--restart-threshold", "1"]);
         tokio::time::timeout(Duration::from_secs(240), cmd.output())
             .await
             .expect("gantry finished within 240 s")
@@ -514,19 +498,11 @@ async fn a_helm_release_is_taken_over_without_restarting_its_pods() {
         workspace.get("apps/v1", "Deployment", "web").await.unwrap()["spec"]["template"].clone();
 
     // The same chart and values through gantry, taking the Helm release over.
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"));
-    cmd.current_dir(workspace.path())
-        .arg("deploy")
-        .args(["--environment", "dev", "--phases", "deploy"])
-        .arg("--charts=- {name: web, chart: charts/web, values: ['charts/values-{environment}.yaml']}")
-        .args(["--adopt-helm-release", "web"])
-        .args(["--namespace", workspace.ns(), "--kubeconfig", "kubeconfig"])
-        .args(["--rollout-timeout", "90s"])
-        .env("GANTRY_HELM", tool("GANTRY_TEST_HELM"))
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("KUBECONFIG")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .kill_on_drop(true);
+    let mut cmd = gantry_deploy(workspace.path(), workspace.ns());
+    cmd.arg(
+        "--charts=- {name: web, chart: charts/web, values: ['charts/values-{environment}.yaml']}",
+    )
+    .args(["--adopt-helm-release", "web", "--rollout-timeout", "90s"]);
     let adopted = tokio::time::timeout(Duration::from_secs(240), cmd.output())
         .await
         .expect("gantry finished within 240 s")

@@ -8,14 +8,8 @@ use std::time::{Duration, Instant};
 
 use gantry::release::ReleaseStatus;
 use serde_json::{json, Value};
-use support::deploy::Checkout;
+use support::deploy::{gantry_deploy, Checkout};
 use support::postgres::{backend_image, postgres_image, UID};
-
-fn tool(variable: &str) -> String {
-    std::env::var(variable).unwrap_or_else(|_| {
-        panic!("{variable} is not set: start the test bed (bash .ci/testbed up) and source /var/tmp/gantry-testbed/env")
-    })
-}
 
 /// Copies a directory tree (files only, as they are).
 fn copy_tree(from: &Path, to: &Path) {
@@ -29,6 +23,20 @@ fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// The example app's PostgreSQL chart and its dev values, copied into the checkout's `charts/`.
+fn copy_example_chart(checkout: &Checkout) {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app/charts");
+    copy_tree(
+        &examples.join("postgres"),
+        &checkout.path().join("charts/postgres"),
+    );
+    std::fs::copy(
+        examples.join("values-dev.yaml"),
+        checkout.path().join("charts/values-dev.yaml"),
+    )
+    .unwrap();
 }
 
 fn text(output: &Output) -> String {
@@ -56,21 +64,11 @@ async fn gantry(checkout: &Checkout, charts: &str) -> Output {
 
 /// `gantry deploy` of the deploy phase in the checkout, with more arguments.
 async fn gantry_with(checkout: &Checkout, charts: &str, more: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"));
-    cmd.current_dir(checkout.path())
-        .arg("deploy")
-        .args(["--environment", "dev", "--phases", "deploy"])
-        .args(["--charts", charts])
+    let mut cmd = gantry_deploy(checkout.path(), checkout.ns());
+    cmd.args(["--charts", charts])
         .args(more)
-        .args(["--namespace", checkout.ns(), "--kubeconfig", "kubeconfig"])
         .args(["--rollout-timeout", "180s", "--pull-error-tolerance", "1s"])
-        .args(["--restart-threshold", "1"])
-        .env("GANTRY_HELM", tool("GANTRY_TEST_HELM"))
-        .env("GANTRY_KUSTOMIZE", tool("GANTRY_TEST_KUSTOMIZE"))
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("KUBECONFIG")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .kill_on_drop(true);
+        .args(["--restart-threshold", "1"]);
     tokio::time::timeout(Duration::from_secs(300), cmd.output())
         .await
         .expect("gantry finished within 300 s")
@@ -125,16 +123,7 @@ async fn assert_healthy(checkout: &Checkout) -> serde_json::Value {
 async fn the_postgres_chart_deploys_keeps_its_data_and_rolls_back_a_broken_upgrade() {
     let started = Instant::now();
     let checkout = Checkout::new("postgres").await;
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app/charts");
-    copy_tree(
-        &examples.join("postgres"),
-        &checkout.path().join("charts/postgres"),
-    );
-    std::fs::copy(
-        examples.join("values-dev.yaml"),
-        checkout.path().join("charts/values-dev.yaml"),
-    )
-    .unwrap();
+    copy_example_chart(&checkout);
     let image = postgres_image().await;
     eprintln!("image {image} ready after {:?}", started.elapsed());
 
@@ -346,16 +335,7 @@ fn backend_http(checkout: &Checkout, method: &str, path: &str, body: Option<&str
 async fn the_backend_connects_to_the_chart_database() {
     let started = Instant::now();
     let checkout = Checkout::new("notes").await;
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/app/charts");
-    copy_tree(
-        &examples.join("postgres"),
-        &checkout.path().join("charts/postgres"),
-    );
-    std::fs::copy(
-        examples.join("values-dev.yaml"),
-        checkout.path().join("charts/values-dev.yaml"),
-    )
-    .unwrap();
+    copy_example_chart(&checkout);
     let (image, backend) = tokio::join!(postgres_image(), backend_image());
     eprintln!(
         "images {image} and {backend} ready after {:?}",

@@ -207,3 +207,29 @@ impl Checkout {
         &self.ns.name
     }
 }
+
+/// The path of a test bed tool (`GANTRY_TEST_HELM`, `GANTRY_TEST_KUSTOMIZE`); unset fails the
+/// test with how to start the test bed.
+pub fn testbed_tool(variable: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| {
+        panic!("{variable} is not set: start the test bed (bash .ci/testbed up) and source /var/tmp/gantry-testbed/env")
+    })
+}
+
+/// `gantry deploy` of the deploy phase for environment dev in `dir` (a checkout holding the
+/// deployer's `kubeconfig`), into `namespace`, rendering with the test bed's Helm and Kustomize,
+/// outside GitHub Actions; the caller adds its inputs.
+pub fn gantry_deploy(dir: &std::path::Path, namespace: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gantry"));
+    cmd.current_dir(dir)
+        .arg("deploy")
+        .args(["--environment", "dev", "--phases", "deploy"])
+        .args(["--namespace", namespace, "--kubeconfig", "kubeconfig"])
+        .env("GANTRY_HELM", testbed_tool("GANTRY_TEST_HELM"))
+        .env("GANTRY_KUSTOMIZE", testbed_tool("GANTRY_TEST_KUSTOMIZE"))
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("KUBECONFIG")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .kill_on_drop(true);
+    cmd
+}

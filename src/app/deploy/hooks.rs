@@ -125,7 +125,7 @@ impl<T: Store + Objects> Engine<'_, T> {
                 ));
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 _ = self.cancel.cancelled() => {}
             }
         }
@@ -148,7 +148,7 @@ impl<T: Store + Objects> Engine<'_, T> {
                     return Err(format!("the previous {reference} could not be read: {err}"))
                 }
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
