@@ -138,6 +138,7 @@ fn every_input_has_a_good_value_that_is_accepted() {
         ("confirm-destroy", "staging-eu"),
         ("confirm-unlock", "staging-eu"),
         ("terraform-binary", "tofu"),
+        ("terraform-version", "~> 1.9.0"),
         ("lock-lease-duration", "30s"),
         ("terraform-directory", "infra"),
         (
@@ -381,6 +382,7 @@ fn bad_values_are_rejected_with_the_input_named_and_a_fix() {
         (&[("manifests", "charts")], "manifests", "holds the chart"),
         (&[("charts", "- name: db\n  chart: charts/db\n  values: [charts/db-{environment}.yaml]")], "charts", "quote a path that holds `{environment}`"),
         (&[("adopt-helm-release", "My_Release")], "adopt-helm-release", "is not a Helm release name"),
+        (&[("terraform-version", "1.x")], "terraform-version", "is not a version constraint"),
         (&[("images", "- name: api\n  repository: team/api\n  context: services/api\n  colour: red")], "images", "unknown field `colour`"),
         (&[("images", "- name: api\n  repository: Team/API\n  context: services/api")], "images", "ECR's naming rules"),
         (&[("images", "- name: api\n  repository: team/api\n  context: services/nope")], "images", "`context` `services/nope` is not a directory"),
@@ -655,6 +657,49 @@ fn config_file_problems_are_reported_with_the_rest() {
         errors.to_string().contains("not a YAML mapping"),
         "{errors}"
     );
+}
+
+#[test]
+fn the_release_form_of_action_yml_differs_only_in_its_image() {
+    let digest = "0123456789abcdef".repeat(4);
+    let image = format!("docker://ghcr.io/gantry-dev/gantry@sha256:{digest}");
+    let release = gantry::config::action_yml::render_release(&image).unwrap();
+    let development = gantry::config::action_yml::render();
+    let differing: Vec<(&str, &str)> = development
+        .lines()
+        .zip(release.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(
+        differing,
+        [(
+            "  image: Dockerfile",
+            format!("  image: \"{image}\"").as_str()
+        )]
+    );
+    let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&release).unwrap();
+    assert_eq!(parsed["runs"]["image"], image.as_str());
+    // The command prints it, and refuses what is not pinned by digest.
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["action-yml", "--image", &image])
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    assert_eq!(String::from_utf8_lossy(&printed.stdout), release);
+    for (bad, why) in [
+        ("ghcr.io/gantry-dev/gantry@sha256:0000", "not a docker:// image reference"),
+        ("docker://ghcr.io/gantry-dev/gantry:v0", "not pinned by digest"),
+        ("docker://ghcr.io/gantry-dev/gantry@sha256:abc", "not a sha256 digest"),
+        ("docker://Gantry@sha256:0000000000000000000000000000000000000000000000000000000000000000", "not an image repository"),
+    ] {
+        let refused = gantry::config::action_yml::render_release(bad).unwrap_err();
+        assert!(refused.contains(why), "{bad}: {refused}");
+        let printed = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(["action-yml", "--image", bad])
+            .output()
+            .unwrap();
+        assert_eq!(printed.status.code(), Some(2), "{bad}");
+    }
 }
 
 #[test]

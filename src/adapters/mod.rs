@@ -9,5 +9,6 @@ pub mod helm;
 pub mod kube;
 pub mod kube_http;
 pub mod registry;
+pub mod releases;
 pub mod runner;
 pub mod terraform;

@@ -191,6 +191,13 @@ pub const INPUTS: &[InputSpec] = &[
         "Directory of the Terraform root module. Empty: the infra phase is skipped and says so.",
     ),
     input(
+        "terraform-version",
+        Infra,
+        Text,
+        None,
+        "The Terraform (or, with terraform-binary tofu, OpenTofu) version to run: an exact version or a constraint (`~> 1.9.0`). Empty: the root module's `required_version`, else `.terraform-version` (a version, `latest` or `latest:^1.9`, as tfenv reads it) or `.tool-versions`, else the bundled binary. The bundled binary runs whenever it satisfies; otherwise the newest satisfying release is downloaded, checked against its SHA256SUMS and cached under the home directory for later steps. The summary says which binary ran and why.",
+    ),
+    input(
         "terraform-binary",
         Infra,
         Text,

@@ -362,6 +362,8 @@ pub struct InfraConfig {
     pub directory: Option<PathBuf>,
     /// `terraform` or `tofu` (looked up on PATH), or an absolute path to either.
     pub binary: String,
+    /// `terraform-version`: the version or constraint asked for.
+    pub version: Option<String>,
     pub backend_config: Vec<BackendConfig>,
     /// Absolute paths of the var files, `{environment}` already replaced.
     pub var_files: Vec<PathBuf>,
@@ -866,9 +868,19 @@ impl Validator<'_> {
         let var_files = self.var_files(&tf_dir, environment, files_checkable);
         let vars = self.terraform_vars();
         let binary = self.terraform_binary();
+        let version = self.text("terraform-version");
+        if let Some(version) = &version {
+            if let Err(problem) = crate::plan::versions::Constraint::parse(version) {
+                self.error(
+                    "terraform-version",
+                    format!("{problem}; give a version (1.9.5) or a constraint (~> 1.9.0)"),
+                );
+            }
+        }
         InfraConfig {
             directory,
             binary,
+            version,
             backend_config,
             var_files,
             vars,

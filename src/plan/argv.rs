@@ -249,6 +249,7 @@ mod tests {
         InfraConfig {
             directory: Some(PathBuf::from("/repo/infra")),
             binary: "terraform".into(),
+            version: None,
             backend_config: vec![
                 BackendConfig::Pair {
                     key: "bucket".into(),

@@ -1,4 +1,4 @@
-//! PURE Terraform knowledge: the `show -json` plan model, the plan summary and its fingerprint, the destroy guard, the argv of each command, and the `-json` UI lines.
+//! PURE Terraform knowledge: the `show -json` plan model, the plan summary and its fingerprint, the destroy guard, the argv of each command, the `-json` UI lines, and which version a configuration asks for.
 //!
 //! Design note: nothing here starts a process or touches tokio; the adapter
 //! (`crate::adapters::terraform`) runs what [`argv`] builds and feeds the lines to [`ui`].
@@ -7,6 +7,7 @@ pub mod argv;
 pub mod model;
 pub mod summary;
 pub mod ui;
+pub mod versions;
 
 pub use model::{Change, Plan, ResourceChange};
 pub use summary::{

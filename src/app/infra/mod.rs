@@ -5,6 +5,8 @@
 //! log lines, annotations, step outputs and the `failure-reason` code. Sensitive outputs are
 //! masked before anything else is done with them and only ever reach `Handoff::sensitive_outputs`.
 
+mod versions;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -85,6 +87,8 @@ pub enum Error {
         holder: String,
         lock_id: String,
     },
+    #[error("{0}")]
+    Version(String),
     #[error(transparent)]
     DestroyBlocked(#[from] DestroyBlocked),
     #[error("terraform apply failed part way: {}; {}. {message}", listed("changed", .changed), listed("failed", .failed))]
@@ -115,7 +119,7 @@ impl Error {
     /// The machine-readable `failure-reason`.
     pub fn failure_reason(&self) -> FailureReason {
         match self {
-            Error::Terraform(_) => FailureReason::TerraformMissing,
+            Error::Terraform(_) | Error::Version(_) => FailureReason::TerraformMissing,
             Error::Run { step, .. } | Error::StepFailed { step, .. } => step.failure_reason(),
             Error::StateLocked { .. } => FailureReason::StateLocked,
             Error::DestroyBlocked(_) => FailureReason::DestroyBlocked,
@@ -277,16 +281,20 @@ impl InfraPhase<'_, '_> {
     /// Finds and version-checks the tool, logs which one runs where, and records it in the
     /// handoff.
     async fn discover(&mut self, handoff: &mut Handoff) -> Result<Terraform, Error> {
-        let terraform = Terraform::discover(&self.run.config.infra.binary, &self.directory)
-            .await
-            .map_err(Error::Terraform)?;
+        let (terraform, why) = versions::select(self.run, &self.directory).await?;
         let cli = format!("{} {}", terraform.cli().name(), terraform.version());
         self.run.runner.info(&format!(
-            "{cli} ({}) in {}",
+            "{cli} ({}) in {}{}",
             terraform.binary().display(),
-            self.directory.display()
+            self.directory.display(),
+            why.as_deref()
+                .map(|why| format!(": {why}"))
+                .unwrap_or_default()
         ));
-        handoff.terraform_cli = Some(cli);
+        handoff.terraform_cli = Some(match why {
+            Some(why) => format!("{cli} ({why})"),
+            None => cli,
+        });
         self.tool = terraform.cli().command();
         Ok(terraform)
     }
