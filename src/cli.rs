@@ -149,7 +149,17 @@ pub fn command() -> ClapCommand {
             ),
     )
     .subcommand(ClapCommand::new("action").about("Run as a GitHub container action (the default on a runner)").hide(true))
-    .subcommand(ClapCommand::new("action-yml").about("Print action.yml as generated from the input catalogue").hide(true))
+    .subcommand(
+        ClapCommand::new("action-yml")
+            .about("Print action.yml as generated from the input catalogue")
+            .arg(
+                Arg::new("image")
+                    .long("image")
+                    .value_name("docker://REPOSITORY@sha256:DIGEST")
+                    .help("The release form: runs.image is this published image, pinned by digest"),
+            )
+            .hide(true),
+    )
 }
 
 /// Collects the input flags given on the command line.
@@ -218,10 +228,22 @@ pub fn main() -> ExitCode {
                 run_invocation(Invocation::from_action_env(&env_var))
             }
         }
-        Some(("action-yml", _)) => {
-            print!("{}", action_yml::render());
-            Exit::Success
-        }
+        Some(("action-yml", sub)) => match sub.get_one::<String>("image") {
+            None => {
+                print!("{}", action_yml::render());
+                Exit::Success
+            }
+            Some(image) => match action_yml::render_release(image) {
+                Ok(yml) => {
+                    print!("{yml}");
+                    Exit::Success
+                }
+                Err(problem) => {
+                    eprintln!("gantry action-yml: --image {problem}");
+                    Exit::Usage
+                }
+            },
+        },
         Some(("validate", sub)) => validate(sub),
         Some(("demo", sub)) => app::demo::run(sub),
         Some((name, sub)) => {

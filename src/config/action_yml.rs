@@ -4,6 +4,15 @@ use std::fmt::Write as _;
 
 use super::inputs::{InputGroup, INPUTS, OUTPUTS};
 
+/// `Dockerfile` as it is; an image reference quoted (it holds `:` and `@`).
+fn quoted_if_needed(text: &str) -> String {
+    if text == "Dockerfile" {
+        text.to_string()
+    } else {
+        quoted(text)
+    }
+}
+
 /// A YAML double-quoted scalar.
 fn quoted(text: &str) -> String {
     let mut out = String::from("\"");
@@ -19,8 +28,43 @@ fn quoted(text: &str) -> String {
     out
 }
 
-/// The complete action.yml.
+/// The complete action.yml of development (`main`): the action is built from the Dockerfile.
 pub fn render() -> String {
+    render_runs("Dockerfile")
+}
+
+/// The action.yml of a release: the same catalogue, `runs.image` the published image pinned by
+/// digest (`docker://ghcr.io/OWNER/gantry@sha256:...`), so a job pulls it instead of building.
+pub fn render_release(image: &str) -> Result<String, String> {
+    let reference = image
+        .strip_prefix("docker://")
+        .ok_or_else(|| format!("`{image}` is not a docker:// image reference"))?;
+    let (repository, digest) = reference
+        .split_once("@sha256:")
+        .ok_or_else(|| format!("`{image}` is not pinned by digest (…@sha256:<64 hex digits>)"))?;
+    let valid_repository = !repository.is_empty()
+        && repository.contains('/')
+        && repository
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "./-_:".contains(c));
+    if !valid_repository {
+        return Err(format!(
+            "`{repository}` is not an image repository (registry/owner/name, lower case)"
+        ));
+    }
+    if digest.len() != 64
+        || !digest
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    {
+        return Err(format!(
+            "`sha256:{digest}` is not a sha256 digest (64 lower-case hex digits)"
+        ));
+    }
+    Ok(render_runs(image))
+}
+
+fn render_runs(image: &str) -> String {
     let mut yml = String::new();
     yml.push_str("# Generated from src/config/inputs.rs by `gantry action-yml > action.yml`; edit the catalogue, not this file.\n");
     yml.push_str("name: gantry\n");
@@ -44,6 +88,10 @@ pub fn render() -> String {
         let _ = writeln!(yml, "  {}:", output.name);
         let _ = writeln!(yml, "    description: {}", quoted(output.description));
     }
-    yml.push_str("runs:\n  using: docker\n  image: Dockerfile\n");
+    let _ = write!(
+        yml,
+        "runs:\n  using: docker\n  image: {}\n",
+        quoted_if_needed(image)
+    );
     yml
 }
