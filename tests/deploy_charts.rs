@@ -381,6 +381,15 @@ async fn bad_charts_and_kustomizations_stop_the_run_before_anything_is_written()
             vec!["kustomize build", "k8s/overlays/missing-base"],
         ),
         (
+            "an unknown placeholder in a kustomization",
+            CHART.to_string(),
+            "k8s/overlays/typo",
+            vec![
+                "unknown placeholder `${gantry.enviroment}` in what the kustomization builds",
+                "k8s/overlays/typo/kustomization.yaml",
+            ],
+        ),
+        (
             "a hook gantry does not run",
             CHART.to_string(),
             good,
@@ -391,6 +400,16 @@ async fn bad_charts_and_kustomizations_stop_the_run_before_anything_is_written()
         workspace.path(),
         "k8s/overlays/missing-base/kustomization.yaml",
         "resources: [../../nowhere]\n",
+    );
+    write(
+        workspace.path(),
+        "k8s/overlays/typo/kustomization.yaml",
+        "resources: [typo.yaml]\n",
+    );
+    write(
+        workspace.path(),
+        "k8s/overlays/typo/typo.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: typo}\ndata: {environment: \"${gantry.enviroment}\"}\n",
     );
     for (what, charts, manifests, expected) in cases {
         let broken = match what {

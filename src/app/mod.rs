@@ -269,7 +269,33 @@ fn check_sources(config: &Config, decision: &pipeline::Decision) -> Vec<String> 
         &deploy::sources::logins(config),
         false,
     ) {
-        Ok(_) => Vec::new(),
+        // What a kustomization builds holds placeholders like a manifest file: their forms
+        // are checked now (their values come later).
+        Ok(made) => made
+            .kustomized
+            .iter()
+            .flat_map(|document| {
+                let mut strings = Vec::new();
+                crate::config::yaml_strings(&document.value, &mut strings);
+                let file = document
+                    .file
+                    .strip_prefix(&config.workspace)
+                    .unwrap_or(&document.file)
+                    .display()
+                    .to_string();
+                strings
+                    .iter()
+                    .flat_map(|s| crate::manifests::find_placeholders(s))
+                    .filter(|p| !crate::manifests::is_known_form(&p.name))
+                    .map(|p| {
+                        format!(
+                            "input `manifests`: {file}: unknown placeholder `${{{}}}` in what the kustomization builds; use ${{tf.OUTPUT}}, ${{image.NAME}}, ${{gantry.sha}}, ${{gantry.short-sha}} or ${{gantry.environment}}",
+                            p.name
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
         Err(errors) => errors
             .iter()
             .map(|error| {

@@ -111,6 +111,30 @@ pub fn render_with(
             sources::Made::default()
         }
     };
+    // A kustomization's output is checked like a manifest file: every placeholder in its
+    // string values must be known (reported at the kustomization).
+    for document in &made.kustomized {
+        let mut strings = Vec::new();
+        crate::config::yaml_strings(&document.value, &mut strings);
+        for placeholder in strings.iter().flat_map(|s| manifests::find_placeholders(s)) {
+            if !placeholders.knows(&placeholder.name) {
+                errors.push(ManifestError {
+                    file: document.file.clone(),
+                    line: document.line,
+                    message: format!(
+                        "unknown placeholder `${{{}}}` in what the kustomization builds; known here: {}",
+                        placeholder.name,
+                        placeholders
+                            .names()
+                            .iter()
+                            .map(|name| format!("${{{name}}}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
