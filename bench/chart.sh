@@ -45,35 +45,11 @@ if [ -z "${CHART:-}" ]; then
   mkdir -p "$chart/templates"
   printf 'apiVersion: v2\nname: web\nversion: 0.1.0\n' >"$chart/Chart.yaml"
   printf 'image: ""\nsetting: v1\ncommand: ""\n' >"$chart/values.yaml"
-  cat >"$chart/templates/app.yaml" <<'YAML'
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: web-config}
-data: {setting: {{ .Values.setting | quote }}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  progressDeadlineSeconds: 60
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      containers:
-      - name: web
-        image: {{ .Values.image | quote }}
-        command: [sh, -c, {{ .Values.command | quote }}]
-        envFrom: [{configMapRef: {name: web-config}}]
-        readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1}
-YAML
+  # The web release of bench/lib.sh, its image, setting and command made chart values.
+  image=$pinned
+  pinned='{{ .Values.image }}'
+  manifests "$chart/templates" '{{ .Values.setting }}' '{{ .Values.command }}'
+  pinned=$image
   cat >"$chart/templates/migrate.yaml" <<'YAML'
 apiVersion: batch/v1
 kind: Job
