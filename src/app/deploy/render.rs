@@ -88,12 +88,7 @@ pub fn render_with(
                     message: format!(
                         "unknown placeholder `${{{}}}`; known here: {} (write `$${{` for a literal `${{`)",
                         placeholder.name,
-                        placeholders
-                            .names()
-                            .iter()
-                            .map(|name| format!("${{{name}}}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        known(&placeholders)
                     ),
                 });
             }
@@ -124,12 +119,7 @@ pub fn render_with(
                     message: format!(
                         "unknown placeholder `${{{}}}` in what the kustomization builds; known here: {}",
                         placeholder.name,
-                        placeholders
-                            .names()
-                            .iter()
-                            .map(|name| format!("${{{name}}}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        known(&placeholders)
                     ),
                 });
             }
@@ -203,6 +193,16 @@ pub fn render_with(
         hooks,
         charts: made.charts,
     })
+}
+
+/// The placeholders known in this run, as an error message lists them.
+fn known(placeholders: &Placeholders) -> String {
+    placeholders
+        .names()
+        .iter()
+        .map(|name| format!("${{{name}}}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub(super) fn notes(rendered: &Rendered, applied: bool) -> Vec<String> {
