@@ -61,10 +61,6 @@ impl Workdir {
         Ok(Workdir { dir })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.dir
-    }
-
     /// Writes `contents` to a file only this user can read.
     pub fn write_private(&self, name: &str, contents: &str) -> Result<PathBuf, String> {
         let path = self.dir.join(name);

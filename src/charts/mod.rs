@@ -436,9 +436,13 @@ pub fn belongs_to(object: &serde_json::Value, chart: &str) -> bool {
     object["metadata"]["annotations"][CHART_ANNOTATION].as_str() == Some(chart)
 }
 
-/// The chart release an object was rendered from, if any.
-pub fn chart_of(object: &serde_json::Value) -> Option<&str> {
-    object["metadata"]["annotations"][CHART_ANNOTATION].as_str()
+/// The chart release a rendered object came from, if any.
+pub fn chart_of(object: &Value) -> Option<&str> {
+    object
+        .get("metadata")?
+        .get("annotations")?
+        .get(CHART_ANNOTATION)?
+        .as_str()
 }
 
 /// Puts gantry's chart annotation on a rendered object.
@@ -702,7 +706,7 @@ mod tests {
         annotate(&mut object, "db");
         let json = serde_json::to_value(&object).unwrap();
         assert!(belongs_to(&json, "db"));
-        assert_eq!(chart_of(&json), Some("db"));
+        assert_eq!(chart_of(&object), Some("db"));
         assert!(!belongs_to(&json, "web"));
     }
 }

@@ -251,14 +251,6 @@ async fn objects_for(
 
 /// The charts of a rendered release, each with the objects and hooks it made.
 fn chart_facts(rendered: &Rendered) -> Vec<crate::pipeline::facts::ChartFacts> {
-    let chart_of = |object: &serde_yaml_ng::Value| {
-        object
-            .get("metadata")
-            .and_then(|m| m.get("annotations"))
-            .and_then(|a| a.get(crate::charts::CHART_ANNOTATION))
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
     rendered
         .charts
         .iter()
@@ -270,7 +262,7 @@ fn chart_facts(rendered: &Rendered) -> Vec<crate::pipeline::facts::ChartFacts> {
             objects: rendered
                 .manifests
                 .iter()
-                .filter(|m| chart_of(&m.object).as_deref() == Some(chart.name.as_str()))
+                .filter(|m| crate::charts::chart_of(&m.object) == Some(chart.name.as_str()))
                 .map(|m| m.key.to_string())
                 .collect(),
             hooks: rendered
