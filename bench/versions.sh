@@ -2,11 +2,13 @@
 # The OpenTofu version a configuration asks for, fetched from a local release mirror, gantry side
 # by side with the plain steps doing the same work, in one run:
 #   cold   gantry plan (infra phase) whose required_version the bundled binary does not satisfy:
-#          index, download, SHA256SUMS check, unpack into the tool cache, then init + plan;
-#          against curl (zip and SHA256SUMS) + sha256sum -c + unzip + tofu init + tofu plan
+#          index, download, signature and SHA256SUMS check, unpack into the tool cache, then
+#          init + plan; against curl (zip, SHA256SUMS, signature) + gpgv + sha256sum -c + unzip +
+#          tofu init + tofu plan
 #   warm   the same with the release in the tool cache (gantry reads the index and finds it
 #          cached); against tofu init + tofu plan with the binary already there
-# The mirror serves the test bed's OpenTofu as its release (python3 -m http.server on loopback).
+# The mirror serves the test bed's OpenTofu as its release (python3 -m http.server on loopback),
+# its SHA256SUMS signed by a key made for the run (gantry is given it as the signing key).
 # Usage: bash bench/versions.sh [RUNS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -25,6 +27,7 @@ work=$(mktemp -d)
 server=
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null || true
+  GNUPGHOME=$work/gnupg gpgconf --kill gpg-agent 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -37,6 +40,13 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
     z.write(sys.argv[2], "tofu")
 PY
 (cd "$work/mirror/v$version" && sha256sum "$archive" >"tofu_${version}_SHA256SUMS")
+mkdir -m 700 "$work/gnupg"
+gpg_() { GNUPGHOME=$work/gnupg gpg --batch --pinentry-mode loopback --passphrase '' "$@" 2>/dev/null; }
+gpg_ --quick-gen-key 'bench publisher <bench@gantry.invalid>' rsa3072 sign never
+gpg_ --armor --export >"$work/key.asc"
+gpg_ --export >"$work/key.gpg"
+gpg_ --digest-algo SHA512 --detach-sign -o "$work/mirror/v$version/tofu_${version}_SHA256SUMS.gpgsig" \
+  "$work/mirror/v$version/tofu_${version}_SHA256SUMS"
 printf '{"versions":[{"id":"%s"}]}\n' "$version" >"$work/mirror/api.json"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 -m http.server "$port" --bind 127.0.0.1 --directory "$work/mirror" >/dev/null 2>&1 &
@@ -57,7 +67,7 @@ timed() { # KEY COMMAND...: runs COMMAND (quiet), records its seconds
   record "$key" "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')"
 }
 gantry_plan() { # CACHE
-  env -C "$work/ws" PATH=/usr/bin:/bin HOME="$work/home" GANTRY_TOOL_CACHE="$1" GANTRY_TOFU_RELEASES_URL="$mirror" \
+  env -C "$work/ws" PATH=/usr/bin:/bin HOME="$work/home" GANTRY_TOOL_CACHE="$1" GANTRY_TOFU_RELEASES_URL="$mirror" GANTRY_TOFU_SIGNING_KEY="$work/key.asc" \
     "$gantry" plan --environment bench --phases infra --terraform-directory infra --terraform-binary tofu
 }
 plain() { # DIR: the same work by hand: fetch, check, unpack, init, plan
@@ -65,6 +75,8 @@ plain() { # DIR: the same work by hand: fetch, check, unpack, init, plan
   (cd "$1" &&
     curl -fsSO "$mirror/v$version/$archive" &&
     curl -fsSO "$mirror/v$version/tofu_${version}_SHA256SUMS" &&
+    curl -fsSO "$mirror/v$version/tofu_${version}_SHA256SUMS.gpgsig" &&
+    gpgv --quiet --keyring "$work/key.gpg" "tofu_${version}_SHA256SUMS.gpgsig" "tofu_${version}_SHA256SUMS" 2>/dev/null &&
     sha256sum -c --quiet "tofu_${version}_SHA256SUMS" &&
     python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("tofu", ".")' "$archive" &&
     chmod +x tofu)
@@ -78,7 +90,7 @@ plain_run() { # TOFU: init + plan in a fresh copy of the module
 for run in $(seq "$runs"); do
   rm -rf "$work/cache" "$work/plain"
   timed gantry.cold gantry_plan "$work/cache"
-  grep -q "SHA256SUMS checked" "$work/last.log" || { echo "bench: gantry did not download" >&2; exit 1; }
+  grep -q "SHA256SUMS signed by" "$work/last.log" || { echo "bench: gantry did not download" >&2; exit 1; }
   timed plain.cold plain "$work/plain"
   timed gantry.warm gantry_plan "$work/cache"
   grep -q "from the tool cache" "$work/last.log" || { echo "bench: gantry did not use its cache" >&2; exit 1; }

@@ -1,4 +1,4 @@
-//! The Terraform/OpenTofu version a configuration asks for, with the gantry binary against a local release mirror serving the test bed's OpenTofu: a version the bundled binary does not satisfy is downloaded, checked against its SHA256SUMS, cached and reused by the next run; the bundled binary runs whenever it satisfies (nothing fetched); a tampered archive and a constraint nothing satisfies stop the run before Terraform runs, caching nothing.
+//! The Terraform/OpenTofu version a configuration asks for, with the gantry binary against a local release mirror serving the test bed's OpenTofu, its SHA256SUMS signed by a key gpg makes for the test (a signing subkey, as the publishers use): a version the bundled binary does not satisfy is downloaded, its signature and checksum checked, cached and reused by the next run; the bundled binary runs whenever it satisfies (nothing fetched); a tampered archive, altered sums, a signature by another key, a missing signature and a constraint nothing satisfies stop the run before Terraform runs, caching nothing.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -72,9 +72,105 @@ impl Mirror {
     }
 }
 
-/// OpenTofu's release layout for `version`: the index, the zip and its SHA256SUMS (with
-/// `tamper`, the archive is not the one the sums name).
-fn release_files(version: &str, tamper: bool) -> BTreeMap<String, Vec<u8>> {
+/// A gpg home with a certification-only primary key and a signing subkey, made for the test.
+struct Signer {
+    home: tempfile::TempDir,
+}
+
+impl Signer {
+    fn new(name: &str) -> Signer {
+        let home = tempfile::Builder::new()
+            .prefix("gpg")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let signer = Signer { home };
+        signer.gpg(&[
+            "--quick-gen-key",
+            &format!("{name} <{name}@gantry.invalid>"),
+            "rsa2048",
+            "cert",
+            "never",
+        ]);
+        let listing = signer.gpg(&["--with-colons", "--list-keys"]);
+        let fingerprint = listing
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("fpr:")
+                    .map(|f| f.trim_matches(':').to_string())
+            })
+            .expect("gpg lists the new key");
+        signer.gpg(&["--quick-add-key", &fingerprint, "rsa2048", "sign", "never"]);
+        signer
+    }
+
+    fn gpg(&self, args: &[&str]) -> String {
+        let out = Command::new("gpg")
+            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args(args)
+            .env("GNUPGHOME", self.home.path())
+            .output()
+            .expect(
+                "gpg runs (apt-get install gpg gpg-agent; `bash .ci/testbed up` installs them)",
+            );
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The armored public key, written where gantry is told to find it.
+    fn public_key(&self) -> PathBuf {
+        let path = self.home.path().join("public.asc");
+        std::fs::write(&path, self.gpg(&["--armor", "--export"])).unwrap();
+        path
+    }
+
+    /// A detached binary signature of `data` (SHA-512, as OpenTofu's).
+    fn sign(&self, data: &[u8]) -> Vec<u8> {
+        let input = self.home.path().join("input");
+        let output = self.home.path().join("input.sig");
+        std::fs::write(&input, data).unwrap();
+        let _ = std::fs::remove_file(&output);
+        self.gpg(&[
+            "--digest-algo",
+            "SHA512",
+            "--output",
+            output.to_str().unwrap(),
+            "--detach-sign",
+            input.to_str().unwrap(),
+        ]);
+        std::fs::read(output).unwrap()
+    }
+}
+
+impl Drop for Signer {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .args(["--kill", "gpg-agent"])
+            .env("GNUPGHOME", self.home.path())
+            .status();
+    }
+}
+
+/// What is wrong with a release the mirror serves.
+#[derive(Clone, Copy, PartialEq)]
+enum Tamper {
+    Nothing,
+    /// The archive is not the one the sums name.
+    Archive,
+    /// The sums were changed after they were signed (to name a substituted archive).
+    Sums,
+    /// The sums are signed by a key that is not the trusted one.
+    ForeignKey,
+    /// No signature is published.
+    NoSignature,
+}
+
+/// OpenTofu's release layout for `version`: the index, the zip, its SHA256SUMS and their
+/// signature by `signer`, with `tamper` applied.
+fn release_files(version: &str, signer: &Signer, tamper: Tamper) -> BTreeMap<String, Vec<u8>> {
     let (binary, _) = tofu();
     let dir = tempfile::tempdir().unwrap();
     let zip = dir.path().join("release.zip");
@@ -96,12 +192,33 @@ fn release_files(version: &str, tamper: bool) -> BTreeMap<String, Vec<u8>> {
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     };
-    if tamper {
-        let last = bytes.len() - 30;
-        bytes[last] ^= 0xff;
-    }
     let archive = format!("tofu_{version}_linux_amd64.zip");
-    BTreeMap::from([
+    let sums = format!(
+        "{sum}  {archive}\n{}  tofu_{version}_linux_arm64.zip\n",
+        "0".repeat(64)
+    );
+    let signature = match tamper {
+        Tamper::ForeignKey => Signer::new("intruder").sign(sums.as_bytes()),
+        _ => signer.sign(sums.as_bytes()),
+    };
+    let mut sums = sums.into_bytes();
+    match tamper {
+        Tamper::Archive | Tamper::Sums => {
+            let last = bytes.len() - 30;
+            bytes[last] ^= 0xff;
+        }
+        _ => {}
+    }
+    if tamper == Tamper::Sums {
+        // The substituted archive's checksum written into the signed file.
+        use sha2::Digest;
+        let forged: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        sums[..64].copy_from_slice(forged.as_bytes());
+    }
+    let mut files = BTreeMap::from([
         (
             "/api.json".to_string(),
             format!(
@@ -110,15 +227,15 @@ fn release_files(version: &str, tamper: bool) -> BTreeMap<String, Vec<u8>> {
             .into_bytes(),
         ),
         (format!("/v{version}/{archive}"), bytes),
-        (
-            format!("/v{version}/tofu_{version}_SHA256SUMS"),
-            format!(
-                "{sum}  {archive}\n{}  tofu_{version}_linux_arm64.zip\n",
-                "0".repeat(64)
-            )
-            .into_bytes(),
-        ),
-    ])
+        (format!("/v{version}/tofu_{version}_SHA256SUMS"), sums),
+    ]);
+    if tamper != Tamper::NoSignature {
+        files.insert(
+            format!("/v{version}/tofu_{version}_SHA256SUMS.gpgsig"),
+            signature,
+        );
+    }
+    files
 }
 
 /// A checkout with a root module asking for `required_version`.
@@ -136,7 +253,7 @@ fn checkout(required_version: &str) -> tempfile::TempDir {
 
 /// `gantry plan` of the infra phase with `tofu`, the mirror as OpenTofu's release server and
 /// a PATH of `path`.
-fn gantry(dir: &Path, mirror: &Mirror, path: &str, extra: &[&str]) -> Output {
+fn gantry(dir: &Path, mirror: &Mirror, key: &Path, path: &str, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gantry"))
         .current_dir(dir)
         .args(["plan", "--environment", "dev", "--phases", "infra"])
@@ -150,6 +267,7 @@ fn gantry(dir: &Path, mirror: &Mirror, path: &str, extra: &[&str]) -> Output {
         .env("PATH", path)
         .env("HOME", dir.join("home"))
         .env("GANTRY_TOFU_RELEASES_URL", mirror.url())
+        .env("GANTRY_TOFU_SIGNING_KEY", key)
         .env_remove("GANTRY_TOOL_CACHE")
         .env_remove("GITHUB_ACTIONS")
         .env("CHECKPOINT_DISABLE", "1")
@@ -176,10 +294,12 @@ const NO_TOFU: &str = "/usr/bin:/bin";
 #[test]
 fn a_version_the_bundled_binary_cannot_give_is_downloaded_verified_cached_and_reused() {
     let (_, version) = tofu();
-    let mirror = Mirror::start(release_files(&version, false));
+    let signer = Signer::new("publisher");
+    let key = signer.public_key();
+    let mirror = Mirror::start(release_files(&version, &signer, Tamper::Nothing));
     let minor: Vec<&str> = version.split('.').collect();
     let dir = checkout(&format!("~> {}.{}.0", minor[0], minor[1]));
-    let first = gantry(dir.path(), &mirror, NO_TOFU, &[]);
+    let first = gantry(dir.path(), &mirror, &key, NO_TOFU, &[]);
     let log = text(&first);
     assert!(first.status.success(), "{log}");
     assert!(log.contains(&format!("OpenTofu {version}")), "{log}");
@@ -187,12 +307,19 @@ fn a_version_the_bundled_binary_cannot_give_is_downloaded_verified_cached_and_re
         log.contains("required_version in main.tf asks for"),
         "{log}"
     );
-    assert!(log.contains("its SHA256SUMS checked"), "{log}");
+    assert!(log.contains("its SHA256SUMS signed by subkey "), "{log}");
+    assert!(
+        log.contains("(publisher <publisher@gantry.invalid>) and matching"),
+        "{log}"
+    );
     assert!(cached(dir.path(), &version).is_file());
     let fetched = mirror.requests();
-    assert_eq!(fetched, 3, "the index, the archive and its sums");
+    assert_eq!(
+        fetched, 4,
+        "the index, the archive, its sums and their signature"
+    );
     // The next step finds it in the cache: nothing fetched but the index.
-    let second = gantry(dir.path(), &mirror, NO_TOFU, &[]);
+    let second = gantry(dir.path(), &mirror, &key, NO_TOFU, &[]);
     let log = text(&second);
     assert!(second.status.success(), "{log}");
     assert!(log.contains("from the tool cache"), "{log}");
@@ -201,6 +328,7 @@ fn a_version_the_bundled_binary_cannot_give_is_downloaded_verified_cached_and_re
     let exact = gantry(
         dir.path(),
         &mirror,
+        &key,
         NO_TOFU,
         &["--terraform-version", &version],
     );
@@ -211,11 +339,12 @@ fn a_version_the_bundled_binary_cannot_give_is_downloaded_verified_cached_and_re
 #[test]
 fn the_bundled_binary_runs_whenever_it_satisfies() {
     let (binary, version) = tofu();
-    let mirror = Mirror::start(release_files(&version, false));
+    let signer = Signer::new("publisher");
+    let mirror = Mirror::start(release_files(&version, &signer, Tamper::Nothing));
     let dir = checkout(">= 1.8");
     std::fs::write(dir.path().join(".opentofu-version"), &version).unwrap();
     let path = format!("{}:{NO_TOFU}", binary.parent().unwrap().display());
-    let ran = gantry(dir.path(), &mirror, &path, &[]);
+    let ran = gantry(dir.path(), &mirror, &signer.public_key(), &path, &[]);
     let log = text(&ran);
     assert!(ran.status.success(), "{log}");
     assert!(
@@ -229,26 +358,73 @@ fn the_bundled_binary_runs_whenever_it_satisfies() {
 #[test]
 fn a_tampered_release_or_an_unsatisfiable_version_stops_before_anything_runs() {
     let (_, version) = tofu();
-    let tampered = Mirror::start(release_files(&version, true));
+    let signer = Signer::new("publisher");
+    let key = signer.public_key();
+    let sums = format!("tofu_{version}_SHA256SUMS");
+    // (what is wrong, what the error says)
+    let table = [
+        (Tamper::Archive, "does not match its SHA256SUMS".to_string()),
+        (
+            Tamper::Sums,
+            format!("{sums}.gpgsig from http://127.0.0.1:"),
+        ),
+        (Tamper::Sums, "does not match the file".to_string()),
+        (
+            Tamper::ForeignKey,
+            "which is not the trusted key".to_string(),
+        ),
+        (Tamper::NoSignature, format!("{sums}.gpgsig answered 404")),
+    ];
+    for (tamper, expected) in table {
+        let mirror = Mirror::start(release_files(&version, &signer, tamper));
+        let dir = checkout(">= 1.8");
+        let run = gantry(
+            dir.path(),
+            &mirror,
+            &key,
+            NO_TOFU,
+            &["--terraform-version", &version],
+        );
+        let log = text(&run);
+        assert!(!run.status.success(), "{log}");
+        assert!(log.contains(&expected), "{expected:?} not in {log}");
+        assert!(
+            log.contains(&format!(
+                "OpenTofu {version} (input terraform-version) could not be installed"
+            )),
+            "{log}"
+        );
+        assert!(log.contains("terraform-missing"), "{log}");
+        assert!(!cached(dir.path(), &version).exists());
+        assert!(
+            !cached(dir.path(), &version).parent().unwrap().exists(),
+            "nothing cached"
+        );
+        assert!(!dir.path().join("infra/.terraform").exists(), "nothing ran");
+    }
+
+    // The pinned key (no override) refuses the test publisher's signature.
+    let mirror = Mirror::start(release_files(&version, &signer, Tamper::Nothing));
     let dir = checkout(">= 1.8");
-    let run = gantry(
+    let pinned = gantry(
         dir.path(),
-        &tampered,
+        &mirror,
+        Path::new(""),
         NO_TOFU,
         &["--terraform-version", &version],
     );
-    let log = text(&run);
-    assert!(!run.status.success(), "{log}");
-    assert!(log.contains("does not match its SHA256SUMS"), "{log}");
-    assert!(log.contains("nothing cached"), "{log}");
-    assert!(log.contains("terraform-missing"), "{log}");
+    let log = text(&pinned);
+    assert!(!pinned.status.success(), "{log}");
+    assert!(
+        log.contains("signed with OpenTofu's release key E3E6E43D84CB852EADB0051D0C0AF313E5FD9F80"),
+        "{log}"
+    );
     assert!(!cached(dir.path(), &version).exists());
-    assert!(!dir.path().join("infra/.terraform").exists(), "nothing ran");
 
-    let mirror = Mirror::start(release_files(&version, false));
     let run = gantry(
         dir.path(),
         &mirror,
+        &key,
         NO_TOFU,
         &["--terraform-version", "~> 0.1.0"],
     );
@@ -263,6 +439,7 @@ fn a_tampered_release_or_an_unsatisfiable_version_stops_before_anything_runs() {
     let bad = gantry(
         dir.path(),
         &mirror,
+        &key,
         NO_TOFU,
         &["--terraform-version", "1.x"],
     );

@@ -1,13 +1,29 @@
-//! Terraform and OpenTofu releases: the published versions, and one release downloaded, checked against its SHA256SUMS and unpacked into gantry's tool cache (reused by later steps).
+//! Terraform and OpenTofu releases: the published versions, and one release downloaded, its SHA256SUMS signature checked with the publisher's pinned key, the archive checked against the sums, and unpacked into gantry's tool cache (reused by later steps).
 //!
 //! The releases are read from HashiCorp's and OpenTofu's release servers, or from the URLs in
 //! `GANTRY_TERRAFORM_RELEASES_URL` / `GANTRY_TOFU_RELEASES_URL` (a mirror, or a test server).
-//! Nothing is cached unless its checksum matched.
+//! The signing keys are pinned in gantry (`release_keys/`: HashiCorp's
+//! C874 011F 0AB4 0511 0D02 1055 3436 5D94 72D7 468F, OpenTofu's
+//! E3E6 E43D 84CB 852E ADB0 051D 0C0A F313 E5FD 9F80); `GANTRY_TERRAFORM_SIGNING_KEY` /
+//! `GANTRY_TOFU_SIGNING_KEY` name another armored public key file (a private mirror that
+//! re-signs, or a test). Nothing is cached unless the signature and the checksum matched.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::plan::argv::{Cli, Version};
+use crate::plan::openpgp::{self, Keyring};
+
+const HASHICORP_KEY: &[u8] = include_bytes!("release_keys/hashicorp.asc");
+const OPENTOFU_KEY: &[u8] = include_bytes!("release_keys/opentofu.asc");
+
+/// A release that was installed: where its binary is and who signed its checksums.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub path: PathBuf,
+    /// E.g. `key 374EC75B… of C874011F… (HashiCorp Security …)`.
+    pub signer: String,
+}
 
 /// Where a CLI's releases are published.
 #[derive(Debug, Clone)]
@@ -105,17 +121,68 @@ impl Releases {
         path.is_file().then_some(path)
     }
 
-    /// Downloads `version`, checks the archive against the release's SHA256SUMS, and unpacks
-    /// the binary into `cache`. A mismatch caches nothing.
-    pub async fn install(&self, cache: &Path, version: Version) -> Result<PathBuf, String> {
+    /// The key the release's SHA256SUMS must be signed with: the pinned one, or the file
+    /// named by `GANTRY_*_SIGNING_KEY`; and how to name it in messages.
+    fn keyring(&self) -> Result<(Keyring, String), String> {
+        let (variable, pinned, publisher) = match self.cli {
+            Cli::Terraform => ("GANTRY_TERRAFORM_SIGNING_KEY", HASHICORP_KEY, "HashiCorp's"),
+            Cli::OpenTofu => ("GANTRY_TOFU_SIGNING_KEY", OPENTOFU_KEY, "OpenTofu's"),
+        };
+        match std::env::var_os(variable).filter(|v| !v.is_empty()) {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                let bytes = std::fs::read(&path)
+                    .map_err(|err| format!("{variable}: cannot read {}: {err}", path.display()))?;
+                let keyring = Keyring::parse(&bytes).map_err(|problem| {
+                    format!(
+                        "{variable}: {} is not an OpenPGP public key: {problem}",
+                        path.display()
+                    )
+                })?;
+                let name = format!("the key in {variable} ({})", keyring.primaries().join(", "));
+                Ok((keyring, name))
+            }
+            None => {
+                let keyring = Keyring::parse(pinned)
+                    .map_err(|problem| format!("{publisher} pinned release key: {problem}"))?;
+                let name = format!("{publisher} release key {}", keyring.primaries().join(", "));
+                Ok((keyring, name))
+            }
+        }
+    }
+
+    /// Downloads `version`, checks the signature of the release's SHA256SUMS with the
+    /// publisher's key and the archive against the sums, and unpacks the binary into `cache`.
+    /// Any mismatch caches nothing.
+    pub async fn install(&self, cache: &Path, version: Version) -> Result<Installed, String> {
+        let (keyring, key_name) = self.keyring()?;
         let archive = self.archive_name(version);
         let sums_name = format!("{}_{version}_SHA256SUMS", self.cli.command());
-        let (zip, sums) = futures::future::join(
+        let signature_name = match self.cli {
+            Cli::Terraform => format!("{sums_name}.sig"),
+            Cli::OpenTofu => format!("{sums_name}.gpgsig"),
+        };
+        let (zip, sums, signature) = futures::future::join3(
             self.get(&self.file_url(version, &archive)),
             self.get(&self.file_url(version, &sums_name)),
+            self.get(&self.file_url(version, &signature_name)),
         )
         .await;
-        let (zip, sums) = (zip?, sums?);
+        let (zip, sums, signature) = (zip?, sums?, signature?);
+        let verified = openpgp::verify_detached(&keyring, &sums, &signature).map_err(|problem| {
+            format!(
+                "{signature_name} from {} does not prove {sums_name} was signed with {key_name}: {problem}; not used, nothing cached",
+                self.base
+            )
+        })?;
+        let signer = if verified.signer == verified.primary {
+            format!("key {} ({})", verified.signer, verified.user)
+        } else {
+            format!(
+                "subkey {} of {} ({})",
+                verified.signer, verified.primary, verified.user
+            )
+        };
         let sums = String::from_utf8_lossy(&sums);
         let expected = sums
             .lines()
@@ -148,7 +215,7 @@ impl Releases {
             std::fs::rename(&staging, &path)
         })();
         written.map_err(|err| format!("cannot write {}: {err}", path.display()))?;
-        Ok(path)
+        Ok(Installed { path, signer })
     }
 
     async fn get(&self, url: &str) -> Result<Vec<u8>, String> {

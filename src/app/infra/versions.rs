@@ -77,7 +77,7 @@ pub(super) async fn select(
     let (path, how) = match releases.cached(&cache, version) {
         Some(path) => (path, "from the tool cache".to_string()),
         None => {
-            let path = releases.install(&cache, version).await.map_err(|err| {
+            let installed = releases.install(&cache, version).await.map_err(|err| {
                 Error::Version(format!(
                     "{} {version} ({}) could not be installed: {err}",
                     cli.name(),
@@ -85,10 +85,11 @@ pub(super) async fn select(
                 ))
             })?;
             (
-                path,
+                installed.path,
                 format!(
-                    "downloaded from {}, its SHA256SUMS checked, cached in {}",
+                    "downloaded from {}, its SHA256SUMS signed by {} and matching, cached in {}",
                     releases.source(),
+                    installed.signer,
                     cache.display()
                 ),
             )
