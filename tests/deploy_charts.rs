@@ -395,6 +395,16 @@ async fn bad_charts_and_kustomizations_stop_the_run_before_anything_is_written()
             good,
             vec!["`pre-delete` is not run by gantry", "Job/web-cleanup"],
         ),
+        (
+            "a hook the API server refuses",
+            CHART.to_string(),
+            good,
+            vec![
+                "pre-flight found 1 problem; nothing was applied",
+                "dry run: chart `web`: hook Job/web-refused",
+                "restartPolicy",
+            ],
+        ),
     ];
     write(
         workspace.path(),
@@ -417,6 +427,10 @@ async fn bad_charts_and_kustomizations_stop_the_run_before_anything_is_written()
                 "charts/web/templates/broken.yaml",
                 "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {x: {{ .Values.missing.deeper }}}\n",
             )),
+            "a hook the API server refuses" => Some((
+                "charts/web/templates/refused.yaml",
+                "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: web-refused\n  annotations: {helm.sh/hook: pre-install}\nspec: {template: {spec: {restartPolicy: Always, containers: [{name: c, image: x}]}}}\n",
+            )),
             "a hook gantry does not run" => Some((
                 "charts/web/templates/cleanup.yaml",
                 "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: web-cleanup\n  annotations: {helm.sh/hook: pre-delete}\nspec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: x}]}}}\n",
@@ -435,7 +449,11 @@ async fn bad_charts_and_kustomizations_stop_the_run_before_anything_is_written()
         for fragment in expected {
             assert!(log.contains(fragment), "{what}: `{fragment}` not in\n{log}");
         }
-        assert!(log.contains("gantry did nothing"), "{what}: {log}");
+        // Input refused before the deploy phase, or the deploy phase's pre-flight.
+        assert!(
+            log.contains("gantry did nothing") || log.contains("nothing was applied"),
+            "{what}: {log}"
+        );
         assert!(
             workspace
                 .cluster

@@ -66,7 +66,10 @@ impl<T: Store + Objects> Engine<'_, T> {
             Some(subset) => subset,
             None => &mut objects,
         };
-        if let Err(failure) = self.preflight(checked, images, &mut outcome.facts).await {
+        if let Err(failure) = self
+            .preflight(checked, hooks, images, &mut outcome.facts)
+            .await
+        {
             return outcome.failed(failure.reason, failure.message);
         }
         for namespace in
@@ -96,10 +99,12 @@ impl<T: Store + Objects> Engine<'_, T> {
     }
 
     /// Pre-flight before the first write: images resolved (and pinned) before, the dry run
-    /// passes, the identity may do everything the release needs. Every problem at once.
+    /// of the release and of its chart hooks passes, the identity may do everything the
+    /// release needs. Every problem at once.
     async fn preflight(
         &self,
         objects: &mut [Value],
+        hooks: &[HookObject],
         images: Preflight,
         facts: &mut DeployFacts,
     ) -> Result<(), Failure> {
@@ -108,9 +113,20 @@ impl<T: Store + Objects> Engine<'_, T> {
             home: &self.settings.namespace,
             chart_namespaces: &self.settings.chart_namespaces,
         };
-        let mut found = self.target.preflight(objects, &scope).await;
+        let created = super::preflight::created_namespaces(
+            objects,
+            &std::iter::once(self.settings.namespace.clone())
+                .chain(self.settings.chart_namespaces.iter().cloned())
+                .collect::<Vec<_>>(),
+        );
+        let (mut found, (hook_problems, hook_notes)) = futures::join!(
+            self.target.preflight(objects, &scope),
+            self.dry_run_hooks(hooks, &created)
+        );
         found.unverified.splice(0..0, images.unverified);
         found.problems.splice(0..0, images.problems);
+        found.problems.extend(hook_problems);
+        found.deferred.extend(hook_notes);
         let mut notes = Vec::new();
         for unverified in &found.unverified {
             self.runner.warning(unverified);

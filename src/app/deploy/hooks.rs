@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::apply::Conflicts;
 use super::engine::{Engine, Failure};
 use super::target::{Apply, Objects, Store};
-use crate::adapters::kube::ApplyOptions;
+use crate::adapters::kube::{ApplyOptions, KubeError};
 use crate::charts::{self, DeletePolicy, Hook, HookStage, HookVerdict};
 use crate::pipeline::FailureReason;
 use crate::release::ObjectRef;
@@ -27,6 +27,52 @@ pub struct HookObject {
 const GONE_WITHIN: Duration = Duration::from_secs(120);
 
 impl<T: Store + Objects> Engine<'_, T> {
+    /// Pre-flight of the hooks: each one that does not exist yet is dry-run as the API server
+    /// would create it (one that exists is from an earlier run and is deleted and created again
+    /// when its turn comes: a dry run against it would compare its immutable fields).
+    /// `(problems, notes)`; `created` are the namespaces the release creates.
+    pub(super) async fn dry_run_hooks(
+        &self,
+        hooks: &[HookObject],
+        created: &std::collections::BTreeSet<String>,
+    ) -> (Vec<String>, Vec<String>) {
+        let checks = hooks.iter().filter_map(|hook| {
+            let reference = ObjectRef::of(&hook.object)?;
+            Some(async move {
+                let label = format!("chart `{}`: hook {reference}", hook.chart);
+                match self.target.get(&reference).await {
+                    Ok(Some(_)) => return None,
+                    Ok(None) => {}
+                    Err(err) => return Some(Err(format!("{label}: {err}"))),
+                }
+                match self.target.dry_run(&hook.object, false).await {
+                    Ok(_) => None,
+                    Err(KubeError::NamespaceMissing { namespace, .. })
+                        if created.contains(&namespace) =>
+                    {
+                        Some(Ok(format!(
+                            "{label}: not dry-run checked (its namespace is created by this release)"
+                        )))
+                    }
+                    Err(err) => Some(Err(format!("{label}: {err}"))),
+                }
+            })
+        });
+        let mut problems = Vec::new();
+        let mut notes = Vec::new();
+        for found in futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            match found {
+                Ok(note) => notes.push(note),
+                Err(problem) => problems.push(format!("dry run: {problem}")),
+            }
+        }
+        (problems, notes)
+    }
+
     /// Runs the hooks due at `stage` (in weight order, one at a time); the first failure.
     /// `installed` is the last good release's objects: a chart with none there is installed.
     pub(super) async fn run_hooks(

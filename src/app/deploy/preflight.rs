@@ -242,7 +242,7 @@ impl Findings {
 }
 
 /// Namespaces the release (or gantry) creates: `Namespace` objects of the release and `also_created`.
-fn created_namespaces(objects: &[Value], also_created: &[String]) -> BTreeSet<String> {
+pub(super) fn created_namespaces(objects: &[Value], also_created: &[String]) -> BTreeSet<String> {
     let mut created: BTreeSet<String> = objects
         .iter()
         .filter(|o| o.get("kind").and_then(Value::as_str) == Some("Namespace"))
