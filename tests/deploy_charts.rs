@@ -68,8 +68,8 @@ spec:
         command: [sh, -c, "exit 3"]
         {{- else }}
         command: [sh, -c, "trap 'exit 0' TERM; mkdir -p /tmp/www; echo ok > /tmp/www/index.html; httpd -f -p 8080 -h /tmp/www & wait"]
-        readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1}
         {{- end }}
+        readinessProbe: {httpGet: {path: /index.html, port: 8080}, periodSeconds: 1}
 "#,
     );
     write(
