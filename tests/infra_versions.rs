@@ -1,4 +1,4 @@
-//! The Terraform/OpenTofu version a configuration asks for, with the gantry binary against a local release mirror serving the test bed's OpenTofu, its SHA256SUMS signed by a key gpg makes for the test (a signing subkey, as the publishers use): a version the bundled binary does not satisfy is downloaded, its signature and checksum checked, cached and reused by the next run; the bundled binary runs whenever it satisfies (nothing fetched); a tampered archive, altered sums, a signature by another key, a missing signature and a constraint nothing satisfies stop the run before Terraform runs, caching nothing.
+//! The Terraform/OpenTofu version a configuration asks for, with the gantry binary against a local release mirror serving the test bed's OpenTofu, its SHA256SUMS signed by a key gpg makes for the test (a signing subkey, as the publishers use): a version the bundled binary does not satisfy is downloaded, its signature and checksum checked, cached and reused by the next run; the bundled binary runs whenever it satisfies (nothing fetched); a tampered archive, altered sums, a signature by another key, a missing signature, a revoked key and a constraint nothing satisfies stop the run before Terraform runs, caching nothing.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -127,6 +127,24 @@ impl Signer {
         path
     }
 
+    /// Revokes the key with the revocation certificate gpg made when it created it.
+    fn revoke(&self) {
+        let dir = self.home.path().join("openpgp-revocs.d");
+        let certificate = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .next()
+            .expect("gpg keeps a revocation certificate")
+            .path();
+        // gpg writes it with the armor line escaped (`:-----BEGIN`) against an accidental import.
+        let text = std::fs::read_to_string(&certificate)
+            .unwrap()
+            .replace(":-----BEGIN", "-----BEGIN");
+        let unescaped = self.home.path().join("revocation.asc");
+        std::fs::write(&unescaped, text).unwrap();
+        self.gpg(&["--import", unescaped.to_str().unwrap()]);
+    }
+
     /// A detached binary signature of `data` (SHA-512, as OpenTofu's).
     fn sign(&self, data: &[u8]) -> Vec<u8> {
         let input = self.home.path().join("input");
@@ -166,6 +184,8 @@ enum Tamper {
     ForeignKey,
     /// No signature is published.
     NoSignature,
+    /// The publisher revoked the key that signed (the key gantry is given carries the revocation).
+    RevokedKey,
 }
 
 /// OpenTofu's release layout for `version`: the index, the zip, its SHA256SUMS and their
@@ -374,9 +394,19 @@ fn a_tampered_release_or_an_unsatisfiable_version_stops_before_anything_runs() {
             "which is not the trusted key".to_string(),
         ),
         (Tamper::NoSignature, format!("{sums}.gpgsig answered 404")),
+        (Tamper::RevokedKey, "was revoked on ".to_string()),
     ];
     for (tamper, expected) in table {
-        let mirror = Mirror::start(release_files(&version, &signer, tamper));
+        let (files, retired) = if tamper == Tamper::RevokedKey {
+            let retired = Signer::new("retired");
+            let files = release_files(&version, &retired, Tamper::Nothing);
+            retired.revoke();
+            (files, Some(retired))
+        } else {
+            (release_files(&version, &signer, tamper), None)
+        };
+        let key = retired.as_ref().map_or(key.clone(), Signer::public_key);
+        let mirror = Mirror::start(files);
         let dir = checkout(">= 1.8");
         let run = gantry(
             dir.path(),

@@ -1,11 +1,12 @@
-//! PURE OpenPGP check of a detached signature (a release's SHA256SUMS) against a pinned public key: armored or binary keys and signatures, v4 RSA over SHA-256/384/512, signing subkeys bound by the primary key, key expiry.
+//! PURE OpenPGP check of a detached signature (a release's SHA256SUMS) against a pinned public key: armored or binary keys and signatures, v4 RSA over SHA-256/384/512, signing subkeys bound by the primary key, key expiry and revocation.
 //!
 //! Only what release signatures need is implemented (RFC 4880 / 9580 v4 packets): a signature
 //! must be a v4 binary- or text-document signature by an RSA key or signing subkey of the
 //! keyring, whose self-signature (user ID certification or subkey binding, itself verified with
 //! the primary key) is valid and not expired when the signature was made. SHA-1 and other
-//! algorithms are refused, not guessed at. Revocation signatures are not read: the keyring is
-//! pinned in gantry (or given by the operator), and a revoked key is removed from it.
+//! algorithms are refused, not guessed at. The keyring is pinned in gantry (or given by the
+//! operator); a key or subkey revocation in it, verified with the primary key, makes the key
+//! trusted for nothing.
 
 use base64::Engine;
 use ring::signature::{self, RsaPublicKeyComponents};
@@ -25,6 +26,8 @@ pub struct Key {
     pub expires: Option<u64>,
     /// Whether the newest valid self-signature allows signing data.
     pub signs: bool,
+    /// When a revocation signature by the primary key revoked it, if one did.
+    pub revoked: Option<u32>,
     /// RSA modulus and exponent (big-endian, no leading zeros); `None` for other algorithms.
     rsa: Option<(Vec<u8>, Vec<u8>)>,
     /// The key packet as it is hashed into self-signatures (0x99, length, body).
@@ -133,7 +136,8 @@ impl Keyring {
 }
 
 /// Applies a signature found after key `c` (of primary `p`): a certification of the user ID
-/// just read, a direct-key signature, or a subkey binding, if the primary key verifies it.
+/// just read, a direct-key signature, a subkey binding, or a key or subkey revocation, if the
+/// primary key verifies it.
 fn self_signature(keys: &mut [Key], p: usize, c: usize, user: Option<&[u8]>, sig: &Signature) {
     let mut message = keys[p].hashed.clone();
     match sig.kind {
@@ -143,11 +147,16 @@ fn self_signature(keys: &mut [Key], p: usize, c: usize, user: Option<&[u8]>, sig
             message.extend_from_slice(&(user.len() as u32).to_be_bytes());
             message.extend_from_slice(user);
         }
-        0x1F if c == p => {}
-        0x18 if c != p => message.extend_from_slice(&keys[c].hashed),
+        0x1F | 0x20 if c == p => {}
+        0x18 | 0x28 if c != p => message.extend_from_slice(&keys[c].hashed),
         _ => return,
     }
     if verify_with(&keys[p], sig, &message).is_err() {
+        return;
+    }
+    if matches!(sig.kind, 0x20 | 0x28) {
+        // Whatever the stated reason: a revoked release key is trusted for nothing.
+        keys[c].revoked = Some(sig.created.unwrap_or(0));
         return;
     }
     // The newest valid self-signature decides expiry and flags.
@@ -215,6 +224,18 @@ fn verify_one(keyring: &Keyring, document: &[u8], sig: &Signature) -> Result<Ver
                 keyring.primaries().join(", ")
             )
         })?;
+    let primary = keyring.keys.iter().find(|k| k.fingerprint == key.primary);
+    if let Some((revoked, at)) = [Some(key), primary]
+        .into_iter()
+        .flatten()
+        .find_map(|k| k.revoked.map(|at| (k, at)))
+    {
+        return Err(format!(
+            "key {} was revoked on {}: it is trusted for nothing",
+            revoked.fingerprint,
+            date(u64::from(at))
+        ));
+    }
     if !key.signs {
         return Err(format!(
             "key {} may not sign (no valid self-signature of the primary key allows it)",
@@ -393,6 +414,7 @@ fn public_key(body: &[u8]) -> Result<Key, String> {
             created: 0,
             expires: None,
             signs: false,
+            revoked: None,
             rsa: None,
             hashed: Vec::new(),
             self_signed: None,
@@ -413,6 +435,7 @@ fn public_key(body: &[u8]) -> Result<Key, String> {
         created,
         expires: None,
         signs: false,
+        revoked: None,
         rsa,
         hashed,
         self_signed: None,
