@@ -18,7 +18,7 @@ pub struct Key {
     pub fingerprint: String,
     /// The fingerprint of the primary key this one belongs to (its own for a primary key).
     pub primary: String,
-    /// The primary key's first user ID.
+    /// The first user ID (of a primary key; empty for a subkey).
     pub user: String,
     /// Creation time (seconds since the epoch).
     pub created: u32,
@@ -81,7 +81,6 @@ impl Keyring {
                     };
                     let mut key = public_key(packet.body)?;
                     key.primary = keys[p].fingerprint.clone();
-                    key.user = keys[p].user.clone();
                     // A subkey signs nothing until a binding signature says it may.
                     key.signs = false;
                     keys.push(key);
@@ -106,17 +105,6 @@ impl Keyring {
                     self_signature(&mut keys, p, c, user.as_deref(), &sig);
                 }
                 _ => {}
-            }
-        }
-        // The primary's user ID reaches subkeys read before it was known.
-        let users: Vec<(String, String)> = keys
-            .iter()
-            .filter(|k| k.primary == k.fingerprint)
-            .map(|k| (k.fingerprint.clone(), k.user.clone()))
-            .collect();
-        for key in &mut keys {
-            if let Some((_, u)) = users.iter().find(|(f, _)| *f == key.primary) {
-                key.user = u.clone();
             }
         }
         if keys.is_empty() {
@@ -271,7 +259,7 @@ fn verify_one(keyring: &Keyring, document: &[u8], sig: &Signature) -> Result<Ver
     Ok(Verified {
         signer: key.fingerprint.clone(),
         primary: key.primary.clone(),
-        user: key.user.clone(),
+        user: primary.map(|p| p.user.clone()).unwrap_or_default(),
         created,
     })
 }
@@ -691,7 +679,7 @@ mod tests {
             hashicorp.primaries(),
             ["C874011F0AB405110D02105534365D9472D7468F"]
         );
-        assert!(key(&hashicorp, "374EC75B485913604A831CC7C820C6D5CD27AB87")
+        assert!(key(&hashicorp, "C874011F0AB405110D02105534365D9472D7468F")
             .user
             .starts_with("HashiCorp Security"));
     }
@@ -707,6 +695,10 @@ mod tests {
             "C874011F0AB405110D02105534365D9472D7468F"
         );
         assert_eq!(date(u64::from(terraform.created)), "2024-10-16");
+        assert!(
+            terraform.user.starts_with("HashiCorp Security"),
+            "{terraform:?}"
+        );
         let tofu = verify_detached(&opentofu, TOFU_SUMS, TOFU_SIG).unwrap();
         assert_eq!(tofu.signer, "E3E6E43D84CB852EADB0051D0C0AF313E5FD9F80");
         assert_eq!(tofu.primary, tofu.signer);
