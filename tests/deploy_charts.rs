@@ -2,6 +2,8 @@
 
 mod support;
 
+use support::text;
+
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
@@ -178,15 +180,6 @@ impl Workspace {
             .get(api_version, kind, Some(self.ns()), name)
             .await
     }
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 const CHART: &str = "- name: web\n  chart: charts/web\n  values: ['charts/values-{environment}.yaml']\n  set: {message: 'env ${gantry.environment}'}\n";

@@ -2,6 +2,8 @@
 
 mod support;
 
+use support::text;
+
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -114,15 +116,6 @@ impl Workspace {
     fn write_manifests(&self, text: &str) {
         std::fs::write(self.path().join("k8s/app.yaml"), text).unwrap();
     }
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

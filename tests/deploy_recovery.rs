@@ -2,6 +2,8 @@
 
 mod support;
 
+use support::text;
+
 use std::process::Output;
 use std::time::Duration;
 
@@ -131,15 +133,6 @@ impl Workspace {
             .await
             .is_some()
     }
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// The run died at the crash point, as SIGKILL would have it.

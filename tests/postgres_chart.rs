@@ -2,6 +2,8 @@
 
 mod support;
 
+use support::text;
+
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -37,15 +39,6 @@ fn copy_example_chart(checkout: &Checkout) {
         checkout.path().join("charts/values-dev.yaml"),
     )
     .unwrap();
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// The chart from the example app with its dev values, the image set to the one built here.

@@ -7,6 +7,16 @@ pub mod deploy;
 pub mod postgres;
 pub mod registry;
 
+/// A finished process's status and both output streams, for assertion messages.
+pub fn text(output: &std::process::Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// The test bed's moto endpoint (ECR, EKS, STS); unset fails the test with how to start it.
 pub fn moto_endpoint() -> String {
     std::env::var("GANTRY_TEST_MOTO_ENDPOINT")
