@@ -11,21 +11,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 runs=${1:-3}
-env_file=${GANTRY_TESTBED_DIR:-/var/tmp/gantry-testbed}/env
-[ -f "$env_file" ] || { echo "bench: no test bed; run bash .ci/testbed up" >&2; exit 1; }
-# shellcheck disable=SC1090
-source "$env_file"
-[ -x "${GANTRY_TEST_HELM:-}" ] || { echo "bench: no Helm in the test bed; run bash .ci/testbed up" >&2; exit 1; }
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/gantry-target}
-cargo build --release --quiet --bin gantry
-gantry=$CARGO_TARGET_DIR/release/gantry
-kubectl=$GANTRY_TEST_KUBECTL
-helm=$GANTRY_TEST_HELM
-admin=("$kubectl" --kubeconfig "$GANTRY_TEST_ADMIN_KUBECONFIG")
-deployer=("$kubectl" --kubeconfig "$GANTRY_TEST_KUBECONFIG")
-"${admin[@]}" get --raw /readyz >/dev/null || { echo "bench: the test bed's cluster does not answer; run bash .ci/testbed up" >&2; exit 1; }
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+bench_setup helm cluster
 push_web_image
 
 work=$(mktemp -d)

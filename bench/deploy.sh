@@ -24,21 +24,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 runs=${1:-3}
 objects=${GANTRY_BENCH_OBJECTS:-300}
 rtt=${GANTRY_BENCH_RTT_MS:-30}
-env_file=${GANTRY_TESTBED_DIR:-/var/tmp/gantry-testbed}/env
-[ -f "$env_file" ] || { echo "bench: no test bed; run bash .ci/testbed up" >&2; exit 1; }
-# shellcheck disable=SC1090
-source "$env_file"
-[ -x "${GANTRY_TEST_HELM:-}" ] || { echo "bench: no Helm in the test bed; run bash .ci/testbed up" >&2; exit 1; }
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/gantry-target}
-cargo build --release --quiet --bin gantry
-gantry=$CARGO_TARGET_DIR/release/gantry
-kubectl=$GANTRY_TEST_KUBECTL
-helm=$GANTRY_TEST_HELM
-admin=("$kubectl" --kubeconfig "$GANTRY_TEST_ADMIN_KUBECONFIG")
-"${admin[@]}" get --raw /readyz >/dev/null || { echo "bench: the test bed's cluster does not answer; run bash .ci/testbed up" >&2; exit 1; }
-
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+bench_setup helm cluster
 work=$(mktemp -d)
 proxy_pid=
 cleanup() {

@@ -1,4 +1,30 @@
-# Shared by the benchmarks that deploy the web release on the test bed's cluster.
+# Shared by the benchmarks: the test bed, gantry's release build, and the web release deployed on
+# the test bed's cluster.
+
+# bench_setup [helm] [cluster]: reads the test bed's environment, builds gantry (release) and sets
+# `gantry`; with `helm`, checks the test bed's Helm and sets `helm`; with `cluster`, checks that
+# the cluster answers and sets `kubectl`, `admin` and `deployer` (kubectl as admin / as deployer).
+bench_setup() {
+  local env_file=${GANTRY_TESTBED_DIR:-/var/tmp/gantry-testbed}/env want
+  [ -f "$env_file" ] || { echo "bench: no test bed; run bash .ci/testbed up" >&2; exit 1; }
+  # shellcheck disable=SC1090
+  source "$env_file"
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/gantry-target}
+  cargo build --release --quiet --bin gantry
+  gantry=$CARGO_TARGET_DIR/release/gantry
+  for want in "$@"; do
+    case $want in
+      helm)
+        [ -x "${GANTRY_TEST_HELM:-}" ] || { echo "bench: no Helm in the test bed; run bash .ci/testbed up" >&2; exit 1; }
+        helm=$GANTRY_TEST_HELM ;;
+      cluster)
+        kubectl=$GANTRY_TEST_KUBECTL
+        admin=("$kubectl" --kubeconfig "$GANTRY_TEST_ADMIN_KUBECONFIG")
+        deployer=("$kubectl" --kubeconfig "$GANTRY_TEST_KUBECONFIG")
+        "${admin[@]}" get --raw /readyz >/dev/null || { echo "bench: the test bed's cluster does not answer; run bash .ci/testbed up" >&2; exit 1; } ;;
+    esac
+  done
+}
 
 # push_web_image: pushes the test bed's busybox to its registry as gantry-bench/web:v1 and sets
 # `pinned` to its reference by digest (nothing can be pulled from elsewhere).
